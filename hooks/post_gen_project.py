@@ -1,0 +1,23 @@
+"""Bring the schema into the baked course and drop files the chosen options do not use."""
+import shutil
+from pathlib import Path
+
+REPO_DIR = {{ cookiecutter._repo_dir | tojson }}
+FLEET_PROVIDER = {{ cookiecutter.fleet_provider | tojson }}
+
+# Files only some answers need: path in the baked repo -> keep it?
+OPTIONAL_FILES = {
+    "clouds.yaml.example": FLEET_PROVIDER == "openstack",
+}
+
+
+def main() -> None:
+    """Copy schema/course.schema.json (the one source of truth) and prune unused files."""
+    shutil.copyfile(Path(REPO_DIR, "schema", "course.schema.json"), Path("coursekit", "course.schema.json"))
+    for name, keep in OPTIONAL_FILES.items():
+        if not keep:
+            Path(name).unlink()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Refuse answers that would bake a broken course; the checks live in coursekit.names."""
+import re
+import sys
+from pathlib import Path
+
+# Values arrive as JSON string literals, so quotes, newlines or code in an answer stay data.
+REPO_DIR = {{ cookiecutter._repo_dir | tojson }}
+ANSWERS = {
+    "course_slug": {{ cookiecutter.course_slug | tojson }},
+    "course_date": {{ cookiecutter.course_date | tojson }},
+    "instructor_name": {{ cookiecutter.instructor_name | tojson }},
+    "instructor_id": {{ cookiecutter.__instructor_id | tojson }},
+    "registry": {{ cookiecutter.registry | tojson }},
+    "image_repository": {{ cookiecutter.image_repository | tojson }},
+    "base_image": {{ cookiecutter.base_image | tojson }},
+}
+
+# The package folder's name is a template expression, so find it rather than spell it.
+sys.path.insert(0, str(next(Path(REPO_DIR).glob("*cookiecutter.course_slug*"))))
+from coursekit import names  # noqa: E402
+
+
+def problems(answers: dict) -> list:
+    """Every answer that cannot work, with how to fix it."""
+    found = []
+    if why := names.slug_problem(answers["course_slug"]):
+        found.append(f"course_slug: {why}")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", answers["course_date"]):
+        found.append(f"course_date: {answers['course_date']!r} is not a date; write it as YYYY-MM-DD")
+    if names.seat_id_problem(answers["instructor_id"]):
+        found.append(
+            f"instructor_name: {answers['instructor_name']!r} gives no usable seat id; use a name with letters or digits"
+        )
+    for key, check in (
+        ("registry", names.registry_problem),
+        ("image_repository", names.repository_problem),
+        ("base_image", names.base_image_problem),
+    ):
+        if why := check(answers[key]):
+            found.append(f"{key}: {why}")
+    return found
+
+
+if __name__ == "__main__":
+    found = problems(ANSWERS)
+    for line in found:
+        print(f"ERROR: {line}", file=sys.stderr)
+    sys.exit(1 if found else 0)

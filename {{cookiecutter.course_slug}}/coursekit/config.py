@@ -1,0 +1,141 @@
+"""course.yaml → a validated, typed Course."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from coursekit.errors import ConfigError
+from coursekit.schema import schema_problems, with_defaults
+from coursekit.validate import parse_when, semantic_problems
+from coursekit.yamlload import Document, load_file
+
+DEFAULT_CONFIG = Path("course.yaml")
+
+
+@dataclass(frozen=True)
+class CourseInfo:
+    name: str
+    slug: str
+    start: datetime
+    end: datetime
+    keep_days: int
+
+    @property
+    def hours(self) -> float:
+        """Hours the fleet runs: class time plus the days it is kept afterwards."""
+        return (self.end - self.start + timedelta(days=self.keep_days)) / timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    registry: str
+    repository: str
+    base: str
+    python_packages: tuple[str, ...]
+    apt_packages: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """registry/repository, without a tag."""
+        return f"{self.registry}/{self.repository}"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    url: str
+    sha256: str
+    path: str
+    when: str
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Seats:
+    students: tuple[Person, ...]
+    instructors: tuple[Person, ...]
+    spares: int
+
+
+@dataclass(frozen=True)
+class DockerFleet:
+    cpus: float
+    memory: str
+
+
+@dataclass(frozen=True)
+class OpenStackFleet:
+    cloud: str
+    flavor: str
+    image: str
+    network: str
+    ssh_cidrs: tuple[str, ...]
+    key_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    provider: str
+    docker: DockerFleet
+    openstack: OpenStackFleet
+    max_seats: int | None = None
+
+
+@dataclass(frozen=True)
+class Course:
+    course: CourseInfo
+    image: ImageSpec
+    data: tuple[DataFile, ...]
+    seats: Seats
+    fleet: Fleet
+    allocation_su: float | None
+    root: Path
+
+
+def problems(doc: Document, root: Path) -> list:
+    """Every problem in a parsed course.yaml: syntax, schema, then semantics."""
+    if doc.problems and not isinstance(doc.data, dict):
+        return doc.problems
+    return [*doc.problems, *schema_problems(doc), *semantic_problems(doc, root)]
+
+
+def _people(entries: list[dict]) -> tuple[Person, ...]:
+    return tuple(Person(**entry) for entry in entries)
+
+
+def build_course(data: dict, root: Path) -> Course:
+    """A Course from course.yaml data that has passed validation (pure)."""
+    d = with_defaults(data)
+    info, image, seats, fleet = d["course"], d["image"], d["seats"], d["fleet"]
+    return Course(
+        course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"]),
+        image=ImageSpec(
+            image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"])
+        ),
+        data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower()}) for f in d["data"]),
+        seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),
+        fleet=Fleet(
+            provider=fleet["provider"],
+            docker=DockerFleet(**fleet["docker"]),
+            openstack=OpenStackFleet(**{**fleet["openstack"], "ssh_cidrs": tuple(fleet["openstack"]["ssh_cidrs"])}),
+            max_seats=fleet.get("max_seats"),
+        ),
+        allocation_su=d["budget"].get("allocation_su"),
+        root=root,
+    )
+
+
+def load_course(path: Path = DEFAULT_CONFIG) -> Course:
+    """Load, validate and type course.yaml; ConfigError lists every problem."""
+    doc = load_file(path)
+    root = path.resolve().parent
+    found = problems(doc, root)
+    if found:
+        raise ConfigError(found)
+    return build_course(doc.data, root)

@@ -1,0 +1,117 @@
+"""Service-unit (SU) estimate for a course on Jetstream2, and the allocation guard."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coursekit.config import Course
+from coursekit.errors import CoursekitError
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    vcpus: int
+    ram_gb: int
+    su_per_vcpu_hour: int
+
+    @property
+    def su_per_hour(self) -> int:
+        """SUs one VM of this flavor burns per hour."""
+        return self.vcpus * self.su_per_vcpu_hour
+
+
+# Jetstream2's published flavors: CPU 1 SU, large-memory 2 SU, GPU 4 SU per vCPU-hour.
+FLAVORS = {
+    f.name: f
+    for f in (
+        Flavor("m3.tiny", 1, 3, 1),
+        Flavor("m3.small", 2, 6, 1),
+        Flavor("m3.quad", 4, 15, 1),
+        Flavor("m3.medium", 8, 30, 1),
+        Flavor("m3.large", 16, 60, 1),
+        Flavor("m3.xl", 32, 125, 1),
+        Flavor("m3.2xl", 64, 250, 1),
+        Flavor("r3.large", 64, 500, 2),
+        Flavor("r3.xl", 128, 1000, 2),
+        Flavor("g3.small", 4, 15, 4),
+        Flavor("g3.medium", 8, 30, 4),
+        Flavor("g3.large", 16, 60, 4),
+        Flavor("g3.xl", 32, 120, 4),
+    )
+}
+
+
+class BudgetError(CoursekitError):
+    """The course needs more SUs than the allocation holds."""
+
+
+@dataclass(frozen=True)
+class Item:
+    what: str
+    seats: int
+    su_per_hour: int
+    hours: float
+
+    @property
+    def su(self) -> float:
+        """SUs for this item over the whole run."""
+        return self.seats * self.su_per_hour * self.hours
+
+
+@dataclass(frozen=True)
+class Estimate:
+    flavor: Flavor
+    items: tuple[Item, ...]
+    allocation_su: float | None
+
+    @property
+    def total_su(self) -> float:
+        return sum(item.su for item in self.items)
+
+    @property
+    def seats(self) -> int:
+        return sum(item.seats for item in self.items)
+
+    @property
+    def affordable_hours(self) -> float | None:
+        """How long the whole fleet can run on the allocation."""
+        return affordable_hours(self.allocation_su, self.seats, self.flavor.su_per_hour) if self.allocation_su is not None else None
+
+
+def affordable_hours(allocation_su: float, seats: int, su_per_hour: float) -> float:
+    """Hours that seats VMs of su_per_hour each can run on allocation_su."""
+    return allocation_su / (seats * su_per_hour) if seats and su_per_hour else float("inf")
+
+
+def flavor(name: str) -> Flavor:
+    """The published flavor called name; CoursekitError for an unknown one."""
+    try:
+        return FLAVORS[name]
+    except KeyError:
+        raise CoursekitError(
+            f"course.yaml: fleet.openstack.flavor: {name!r} is not a Jetstream2 flavor; use one of {', '.join(FLAVORS)}"
+        ) from None
+
+
+def estimate(course: Course) -> Estimate:
+    """Seats × hours × SU per hour, per kind of seat (pure)."""
+    chosen = flavor(course.fleet.openstack.flavor)
+    hours = course.course.hours
+    groups = (
+        ("students", len(course.seats.students)),
+        ("instructors", len(course.seats.instructors)),
+        ("spares", course.seats.spares),
+    )
+    items = tuple(Item(what, count, chosen.su_per_hour, hours) for what, count in groups if count)
+    return Estimate(chosen, items, course.allocation_su)
+
+
+def check_budget(result: Estimate) -> None:
+    """BudgetError when the estimate exceeds the allocation."""
+    if result.allocation_su is None or result.total_su <= result.allocation_su:
+        return
+    raise BudgetError(
+        f"the course needs {result.total_su:,.0f} SU but budget.allocation_su is {result.allocation_su:,.0f}: "
+        f"{result.seats} VMs of {result.flavor.name} ({result.flavor.su_per_hour} SU/hour each) can run only "
+        f"{result.affordable_hours:,.1f} hours. Use a smaller flavor, fewer spares or fewer keep_days, or ask for a bigger allocation."
+    )

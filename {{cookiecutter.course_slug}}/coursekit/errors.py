@@ -1,0 +1,36 @@
+"""The one exception tree: everything a user can fix is a CoursekitError."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CoursekitError(Exception):
+    """A problem the user can fix; the message says what, where and how."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding in a config file, located by line and key path."""
+
+    line: int
+    path: str
+    message: str
+    file: str = "course.yaml"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(CoursekitError):
+    """course.yaml has one or more problems; all are reported at once."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in {self.problems[0].file}:" if count else ""
+        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+
+
+class SecretError(CoursekitError):
+    """COURSEKIT_SECRET is missing or too weak."""

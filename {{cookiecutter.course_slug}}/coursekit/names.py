@@ -1,0 +1,102 @@
+"""Rules for the names coursekit puts into hostnames and Docker references.
+
+Standard library only: the cookiecutter pre-generation hook imports this module too.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SLUG_MAX = 32
+SEAT_ID_MAX = 30  # slug + "-" + seat id stays within a 63-character DNS label
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+# Docker distribution reference grammar (distribution/reference, regexp.go).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_DOMAIN = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def label_problem(value: str, what: str, max_length: int) -> str | None:
+    """Why value is not a valid DNS label of at most max_length characters, or None."""
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
+        return f"{value!r} is not a valid {what} (use lowercase letters, digits and '-', starting and ending with a letter or digit)"
+    if len(value) > max_length:
+        return f"{value!r} is too long for a {what} ({len(value)} characters, at most {max_length})"
+    return None
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why slug cannot name a course, or None."""
+    return label_problem(slug, "course slug", SLUG_MAX)
+
+
+def seat_id_problem(seat_id: str) -> str | None:
+    """Why seat_id cannot name a seat, or None."""
+    return label_problem(seat_id, "seat id", SEAT_ID_MAX)
+
+
+def registry_problem(registry: str) -> str | None:
+    """Why registry is not a registry host[:port], or None."""
+    if not _DOMAIN.fullmatch(registry or ""):
+        return f"{registry!r} is not a registry host name (e.g. docker.io, ghcr.io, quay.io or localhost:5000)"
+    return None
+
+
+def repository_problem(repository: str) -> str | None:
+    """Why repository is not an image name without registry or tag, or None."""
+    if ":" in repository or "@" in repository:
+        return f"{repository!r} must not carry a tag or digest (coursekit tags each build itself); write it like your-user/course-name"
+    if not _PATH.fullmatch(repository):
+        return (
+            f"{repository!r} is not a valid image repository (use lowercase path parts separated by '/', "
+            "made of letters, digits, '.', '_' or '-', like your-user/course-name)"
+        )
+    if len(repository) > 255:
+        return f"{repository!r} is too long for an image repository (at most 255 characters)"
+    return None
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A parsed Docker image reference."""
+
+    name: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_image_ref(ref: str) -> ImageRef:
+    """Split name[:tag][@digest]; ValueError says what is malformed."""
+    name, _, digest = ref.partition("@")
+    if digest and not _DIGEST.fullmatch(digest):
+        raise ValueError(f"{ref!r} has a malformed digest (expected sha256: and 64 lowercase hex characters)")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+        if not _TAG.fullmatch(tag):
+            raise ValueError(f"{ref!r} has a malformed tag {tag!r}")
+    first, sep, rest = name.partition("/")
+    has_domain = bool(sep) and ("." in first or ":" in first or first == "localhost")
+    path = rest if has_domain else name
+    if (has_domain and not _DOMAIN.fullmatch(first)) or not _PATH.fullmatch(path):
+        raise ValueError(f"{ref!r} is not a valid image reference (like quay.io/jupyter/datascience-notebook:2026-05-31)")
+    return ImageRef(name, tag, digest or None)
+
+
+def base_image_problem(ref: str) -> str | None:
+    """Why ref is not a reproducibly pinned base image, or None."""
+    try:
+        image = parse_image_ref(ref)
+    except ValueError as exc:
+        return str(exc)
+    if image.digest:
+        return None
+    if image.tag is None:
+        return f"{ref!r} has no tag, so every build may get a different image; pin a dated tag, e.g. {ref}:2026-05-31"
+    if image.tag == "latest":
+        return f"{ref!r} uses 'latest', which changes under you; pin a dated tag, e.g. {image.name}:2026-05-31"
+    return None

@@ -1,0 +1,101 @@
+"""The course.yaml JSON Schema: loading it, explaining its errors, applying its defaults."""
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from coursekit.errors import CoursekitError
+from coursekit.yamlload import Document
+
+SCHEMA_PATH = Path(__file__).with_name("course.schema.json")
+_TYPE_WORDS = {"object": "a mapping of keys", "array": "a list", "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+
+
+@cache
+def course_schema() -> dict:
+    """The schema that the post-generation hook copied next to this module."""
+    try:
+        return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CoursekitError(f"{SCHEMA_PATH} is missing; it comes from the course template's schema/ (re-bake, or copy it back)") from None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a yes/no value; put it in quotes if you meant text)"
+    if isinstance(value, dict):
+        return "a mapping of keys"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"text {value!r}"
+    return f"the number {value!r}"
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(choices)
+
+
+def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
+    path, kind, value, instance = tuple(error.absolute_path), error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        return [((*path, key), f"unknown key {key!r}; {_suggest(key, allowed)}") for key in instance if key not in allowed]
+    if kind == "required":
+        key = error.message.split("'")[1]
+        description = error.schema["properties"].get(key, {}).get("description", "")
+        return [(path, f"missing required key {key!r}" + (f" ({description})" if description else ""))]
+    if kind == "type":
+        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in ([value] if isinstance(value, str) else value))
+        return [(path, f"expected {expected}, got {_describe(instance)}")]
+    if kind == "enum":
+        return [(path, f"{instance!r} is not a valid choice; {_suggest(instance, [str(v) for v in value])}")]
+    if kind == "minLength":
+        return [(path, "must not be empty")]
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        bound = {"minimum": "at least", "exclusiveMinimum": "more than", "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
+        return [(path, f"{instance!r} is out of range; it must be {bound} {value}")]
+    return [(path, error.message)]
+
+
+def schema_problems(doc: Document) -> list:
+    """Every schema violation in doc, as located Problems with plain-language messages."""
+    validator = Draft202012Validator(course_schema())
+    return [doc.problem(path, message) for error in validator.iter_errors(doc.data) for path, message in _explain(error, doc)]
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    ref = node.get("$ref", "")
+    if ref.startswith("#/"):
+        for part in ref[2:].split("/"):
+            root = root[part]
+        return root
+    return node
+
+
+def with_defaults(data: Any, node: dict | None = None, root: dict | None = None) -> Any:
+    """A copy of valid data with every schema default filled in (absent mappings count as empty)."""
+    root = root or course_schema()
+    node = _resolve(node or root, root)
+    if isinstance(data, dict) and "properties" in node:
+        out = dict(data)
+        for key, sub in node["properties"].items():
+            sub = _resolve(sub, root)
+            if key not in out and "default" in sub:
+                out[key] = sub["default"]
+            elif key not in out and sub.get("type") == "object":
+                out[key] = {}
+            if key in out:
+                out[key] = with_defaults(out[key], sub, root)
+        return out
+    if isinstance(data, list) and "items" in node:
+        return [with_defaults(item, node["items"], root) for item in data]
+    return data
