@@ -10,12 +10,13 @@ ANSWERS = {
     "course_date": {{ cookiecutter.course_date | tojson }},
     "instructor_name": {{ cookiecutter.instructor_name | tojson }},
     "instructor_id": {{ cookiecutter.__instructor_id | tojson }},
-    "registry": {{ cookiecutter.registry | tojson }},
     "image_repository": {{ cookiecutter.image_repository | tojson }},
     "base_image": {{ cookiecutter.base_image | tojson }},
 }
 
 # The package folder's name is a template expression, so find it rather than spell it.
+# No bytecode: a __pycache__ left in the template would be copied into every bake.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(next(Path(REPO_DIR).glob("*cookiecutter.course_slug*"))))
 from coursekit import names  # noqa: E402
 
@@ -32,7 +33,6 @@ def problems(answers: dict) -> list:
             f"instructor_name: {answers['instructor_name']!r} gives no usable seat id; use a name with letters or digits"
         )
     for key, check in (
-        ("registry", names.registry_problem),
         ("image_repository", names.repository_problem),
         ("base_image", names.base_image_problem),
     ):

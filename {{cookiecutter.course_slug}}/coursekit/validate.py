@@ -126,7 +126,7 @@ def _check_data(data: dict, root: Path) -> Found:
         elif why := _relative_path_problem(url):
             yield ("data", i, "url"), why
         elif not (root / url).is_file():
-            yield ("data", i, "url"), f"{url!r} is not a file in this repository (relative to {root / 'course.yaml'}); add it or fix the path"
+            yield ("data", i, "url"), f"{url!r} is not a file in this repository (paths are relative to the folder of course.yaml); add it or fix the path"
         elif sha_ok and hashlib.sha256((root / url).read_bytes()).hexdigest() != sha.lower():
             actual = hashlib.sha256((root / url).read_bytes()).hexdigest()
             yield ("data", i, "sha256"), f"does not match {url} (its sha256 is {actual}); update the checksum if the file changed on purpose"

