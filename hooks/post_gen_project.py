@@ -1,8 +1,11 @@
 """Bring the schema into the baked course and drop files the chosen options do not use."""
+import os
 import shutil
 from pathlib import Path
 
-REPO_DIR = {{ cookiecutter._repo_dir | tojson }}
+# cookiecutter passes the template's folder as given on its command line, maybe relative to
+# where it started (PWD), while hooks run inside the new project.
+REPO_DIR = Path(os.environ.get("PWD", "."), {{ cookiecutter._repo_dir | tojson }})
 FLEET_PROVIDER = {{ cookiecutter.fleet_provider | tojson }}
 
 # Files only some answers need: path in the baked repo -> keep it?
@@ -13,7 +16,7 @@ OPTIONAL_FILES = {
 
 def main() -> None:
     """Copy schema/course.schema.json (the one source of truth) and prune unused files."""
-    shutil.copyfile(Path(REPO_DIR, "schema", "course.schema.json"), Path("coursekit", "course.schema.json"))
+    shutil.copyfile(REPO_DIR / "schema" / "course.schema.json", Path("coursekit", "course.schema.json"))
     for name, keep in OPTIONAL_FILES.items():
         if not keep:
             Path(name).unlink()

@@ -1,10 +1,13 @@
 """Refuse answers that would bake a broken course; the checks live in coursekit.names."""
+import os
 import re
 import sys
 from pathlib import Path
 
 # Values arrive as JSON string literals, so quotes, newlines or code in an answer stay data.
-REPO_DIR = {{ cookiecutter._repo_dir | tojson }}
+# cookiecutter passes the template's folder as given on its command line, maybe relative to
+# where it started (PWD), while hooks run inside the new project.
+REPO_DIR = Path(os.environ.get("PWD", "."), {{ cookiecutter._repo_dir | tojson }})
 ANSWERS = {
     "course_slug": {{ cookiecutter.course_slug | tojson }},
     "course_date": {{ cookiecutter.course_date | tojson }},
@@ -17,7 +20,7 @@ ANSWERS = {
 # The package folder's name is a template expression, so find it rather than spell it.
 # No bytecode: a __pycache__ left in the template would be copied into every bake.
 sys.dont_write_bytecode = True
-sys.path.insert(0, str(next(Path(REPO_DIR).glob("*cookiecutter.course_slug*"))))
+sys.path.insert(0, str(next(REPO_DIR.glob("*cookiecutter.course_slug*"))))
 from coursekit import names  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,13 @@ def test_unrendered_hook_source_is_valid_python(hook):
 
 def test_pre_gen_hook_leaves_no_bytecode_in_the_template(course_repo):
     assert not list((TEMPLATE / "{{cookiecutter.course_slug}}").rglob("__pycache__"))
+
+
+def test_bake_from_a_relative_template_path(tmp_path):
+    """`cookiecutter .` from the template's folder, as the README's demo runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", ".", "--no-input", "--output-dir", str(tmp_path)],
+        cwd=TEMPLATE, env={**os.environ, "PWD": str(TEMPLATE)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "intro-to-data-science" / "coursekit" / "course.schema.json").is_file()

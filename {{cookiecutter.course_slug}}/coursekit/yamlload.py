@@ -97,7 +97,10 @@ def _tab_problems(text: str, file: str) -> list[Problem]:
     return problems
 
 
-def _syntax_problem(exc: yaml.YAMLError, file: str) -> Problem:
+def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        return Problem(line, "", f"the character U+{exc.character:04X} is not allowed in YAML; delete it", file)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     what = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
     hint = "check the indentation, and put quotes around values that contain ': ' or start with a special character"
@@ -109,15 +112,13 @@ def load_text(text: str, file: str) -> Document:
     tabs = _tab_problems(text, file)
     if tabs:
         return Document(None, file, problems=tabs)
-    loader = _Loader(text)
-    loader.duplicate_problems = []
     try:
+        loader = _Loader(text)  # the reader rejects control characters already here
+        loader.duplicate_problems = []
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        return Document(None, file, problems=[_syntax_problem(exc, file)])
-    finally:
-        loader.dispose()
+        return Document(None, file, problems=[_syntax_problem(exc, text, file)])
     doc = Document(data, file)
     if node is not None:
         _index(node, (), doc.lines, set())

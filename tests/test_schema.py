@@ -1,0 +1,79 @@
+"""schema/course.schema.json: valid against its metaschema, self-explaining, strict about typos."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from conftest import TEMPLATE
+
+SCHEMA = json.loads((TEMPLATE / "schema" / "course.schema.json").read_text())
+FIXED_KEYS = [
+    ("image", "registry"),
+    ("image", "repository"),
+    ("image", "python_packages"),
+    ("image", "base"),
+    ("seats", "students", "[]", "id"),
+    ("seats", "spares"),
+    ("fleet", "provider"),
+    ("data", "[]", "sha256"),
+]
+
+
+def _objects(node: dict, path: str = "$"):
+    """Every object schema in the tree, with where it is."""
+    if node.get("type") == "object":
+        yield path, node
+    for key, sub in node.get("properties", {}).items():
+        yield from _objects(sub, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        yield from _objects(node["items"], f"{path}[]")
+    for key, sub in node.get("$defs", {}).items():
+        yield from _objects(sub, f"{path}.$defs.{key}")
+
+
+def _lookup(path: tuple[str, ...]) -> dict:
+    node = SCHEMA
+    for part in path:
+        node = node["items"] if part == "[]" else node["properties"][part]
+        if "$ref" in node:
+            node = SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def test_schema_is_valid_against_its_metaschema():
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_metaschema_check_can_fail():
+    with pytest.raises(SchemaError):
+        Draft202012Validator.check_schema({**SCHEMA, "type": "mapping"})
+
+
+def test_every_object_refuses_unknown_keys():
+    objects = list(_objects(SCHEMA))
+    assert len(objects) >= 10
+    for path, node in objects:
+        assert node.get("additionalProperties") is False, path
+
+
+def test_every_property_has_a_description():
+    for path, node in _objects(SCHEMA):
+        for key, sub in node.get("properties", {}).items():
+            if "$ref" not in sub:
+                assert len(sub.get("description", "")) > 15, f"{path}.{key}"
+
+
+@pytest.mark.parametrize("path", FIXED_KEYS, ids=lambda p: ".".join(p))
+def test_fixed_keys_of_the_design_exist(path):
+    assert _lookup(path)
+
+
+def test_the_package_holds_no_copy_of_the_schema():
+    package = TEMPLATE / "{{cookiecutter.course_slug}}" / "coursekit"
+    assert not (package / "course.schema.json").exists()
+    assert (Path(package / "schema.py").read_text()).count("course.schema.json") == 1
