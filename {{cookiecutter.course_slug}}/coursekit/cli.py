@@ -3,24 +3,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rich.console import Console
 from rich.table import Table
 
 from coursekit import cost, roster
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
-from coursekit.errors import CoursekitError
-from coursekit.seats import read_secret
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+from coursekit.errors import CoursekitError, ImageTestError
+from coursekit.seats import SECRET_VARIABLE, read_secret
+from coursekit.ui import err, out
+from coursekit.ui import plural
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -28,8 +23,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     seats = course.seats
     out.print(
-        f"{args.config} is valid: {course.course.name!r}, {_count(len(seats.students), 'student')}, "
-        f"{_count(len(seats.instructors), 'instructor')}, {_count(seats.spares, 'spare')}; "
+        f"{args.config} is valid: {course.course.name!r}, {plural(len(seats.students), 'student')}, "
+        f"{plural(len(seats.instructors), 'instructor')}, {plural(seats.spares, 'spare')}; "
         f"image {course.image.name}; provider {course.fleet.provider}"
     )
     return 0
@@ -78,7 +73,52 @@ def cmd_roster(args: argparse.Namespace) -> int:
     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    err.print(f"wrote {args.output} ({_count(text.count(chr(10)), 'line')}); keep it private, it holds every credential")
+    err.print(f"wrote {args.output} ({plural(text.count(chr(10)), 'line')}); keep it private, it holds every credential")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the course image from the Dockerfile, tagged with the git short sha."""
+    from coursekit import engine, image
+
+    course = load_course(args.config)
+    ref = image.build(engine.connect(), course, args.base_image, args.ca_bundle, args.network)
+    out.print(ref)
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run the image as a student gets it: credential, data, every notebook, pip check."""
+    from coursekit import engine, image, imagetest
+
+    course = load_course(args.config)
+    ref = args.image or image.image_ref(course)
+    err.print(f"testing {ref}")
+    secret = os.environ.get(SECRET_VARIABLE) or None
+    checks = imagetest.run_checks(
+        engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, secret
+    )
+    table = Table(title=f"coursekit test {ref}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    out.print(table)
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise ImageTestError(f"{plural(len(failed), 'check')} failed: {', '.join(failed)} (details in the table above)")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Push the built image (sha tag, date tag, latest on main) and verify the registry's digest."""
+    from coursekit import engine, image
+
+    course = load_course(args.config)
+    latest = image.on_main_branch(course.root) if args.latest is None else args.latest
+    pushed = image.publish(engine.connect(), course, latest)
+    for tag, digest in pushed.items():
+        out.print(f"{course.image.name}:{tag} {digest}")
     return 0
 
 
@@ -97,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("validate", cmd_validate)
     add("cost", cmd_cost)
+    sub = add("build", cmd_build)
+    sub.add_argument("--base-image", help="build on this image instead of image.base (e.g. a local test image)")
+    sub.add_argument("--ca-bundle", type=Path, help="PEM bundle to trust during the build, for TLS-intercepting proxies")
+    sub.add_argument("--network", help="Docker network for build steps (host: reach services on this machine)")
+    sub = add("test", cmd_test)
+    sub.add_argument("--image", help="image to test (default: this checkout's build)")
+    sub.add_argument("--network", choices=["bridge", "host"], default="bridge", help="container network (default: %(default)s)")
+    sub.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default: %(default)s)")
+    sub.add_argument("--start-timeout", type=int, default=180, help="seconds for Jupyter to answer (default: %(default)s)")
+    sub = add("publish", cmd_publish)
+    sub.add_argument("--latest", action=argparse.BooleanOptionalAction, default=None,
+                     help="also push :latest (default: only on the main branch)")
     sub = add("roster", cmd_roster)
     sub.add_argument("--format", choices=sorted(roster.FORMATS), default="csv", help="output format (default: %(default)s)")
     sub.add_argument("--output", type=Path, help="write to this file (mode 600) instead of standard output")
@@ -106,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; user errors print a message and return 1."""
     args = build_parser().parse_args(argv)
+    # CI cancels with SIGTERM: unwind like Ctrl-C so containers are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.func(args)
     except CoursekitError as exc:

@@ -34,3 +34,19 @@ class ConfigError(CoursekitError):
 
 class SecretError(CoursekitError):
     """COURSEKIT_SECRET is missing or too weak."""
+
+
+class DockerError(CoursekitError):
+    """The Docker engine is unreachable or refused a request."""
+
+
+class BuildError(CoursekitError):
+    """An image build step failed; the message shows the step and its last output."""
+
+
+class PublishError(CoursekitError):
+    """Logging in to or pushing to the registry failed."""
+
+
+class ImageTestError(CoursekitError):
+    """One or more checks of `coursekit test` failed."""

@@ -1,0 +1,179 @@
+"""Fetch and verify the course data manifest into ~/data.
+
+Standard library only: the image runs this file as a script at container start
+(a docker-stacks before-notebook.d hook) and at build time for `when: build` data.
+
+    python3 data.py fetch MANIFEST DEST     fetch what is missing, verify everything
+    python3 data.py verify MANIFEST DEST    verify only; exit 1 if anything is missing or wrong
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+CHUNK = 1 << 20
+STAMPS = ".coursekit-verified"  # per-file (size, mtime, sha256) records, so restarts skip re-hashing
+RETRIES = int(os.environ.get("COURSEKIT_DATA_RETRIES", "5"))
+BACKOFF = float(os.environ.get("COURSEKIT_DATA_BACKOFF", "1"))
+CA_BUNDLE = os.environ.get("COURSEKIT_CA_BUNDLE", "/usr/local/share/coursekit/ca-bundle.crt")
+
+
+class DataError(Exception):
+    """A file that cannot be fetched or does not match its checksum."""
+
+
+class Transient(Exception):
+    """A failure worth retrying: network errors, timeouts, 5xx, 429."""
+
+
+def log(message: str) -> None:
+    print(f"coursekit-data: {message}", file=sys.stderr, flush=True)
+
+
+def _ssl_context() -> ssl.SSLContext | None:
+    """Trust the CA bundle built into the image (`coursekit build --ca-bundle`), if any."""
+    if CA_BUNDLE and os.path.isfile(CA_BUNDLE) and os.path.getsize(CA_BUNDLE):
+        return ssl.create_default_context(cafile=CA_BUNDLE)
+    return None
+
+
+def _stamp_path(dest_root: Path, rel: str) -> Path:
+    return dest_root / STAMPS / (rel + ".json")
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_verified(dest_root: Path, entry: dict) -> bool:
+    """True when the file is present with the right checksum (trusting a fresh stamp)."""
+    path = dest_root / entry["path"]
+    if not path.is_file():
+        return False
+    stamp = _stamp_path(dest_root, entry["path"])
+    try:
+        record = json.loads(stamp.read_text())
+        if record == {"stat": _stat_key(path), "sha256": entry["sha256"]}:
+            return True
+    except (OSError, ValueError):
+        pass
+    if _sha256_file(path) != entry["sha256"]:
+        return False
+    _write_stamp(dest_root, entry)
+    return True
+
+
+def _write_stamp(dest_root: Path, entry: dict) -> None:
+    stamp = _stamp_path(dest_root, entry["path"])
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"stat": _stat_key(dest_root / entry["path"]), "sha256": entry["sha256"]}))
+
+
+def _download(url: str, handle, timeout: float) -> str:
+    """Stream url into handle; returns the sha256 of what was written."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=_ssl_context()) as response:
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                handle.write(chunk)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise Transient(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.URLError) and url.startswith("file:"):
+            raise DataError(f"{url}: {reason}") from exc
+        raise Transient(str(reason)) from exc
+    return digest.hexdigest()
+
+
+def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
+    """Fetch one entry into dest_root atomically; returns what happened."""
+    if is_verified(dest_root, entry):
+        return "present, verified"
+    target = dest_root / entry["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, RETRIES + 1):
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                actual = _download(entry["url"], handle, timeout)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if actual != entry["sha256"]:
+                raise DataError(f"sha256 mismatch: expected {entry['sha256']}, got {actual}")
+            os.replace(temp, target)
+            _write_stamp(dest_root, entry)
+            return f"fetched {target.stat().st_size:,} bytes, verified"
+        except Transient as exc:
+            if attempt == RETRIES:
+                raise DataError(f"{entry['url']}: {exc} (gave up after {RETRIES} attempts)") from exc
+            wait = BACKOFF * 2 ** (attempt - 1)
+            log(f"{entry['path']}: {exc}; retrying in {wait:g}s ({attempt}/{RETRIES})")
+            time.sleep(wait)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+    raise AssertionError("unreachable")
+
+
+def load_manifest(path: Path) -> list[dict]:
+    """The manifest: a JSON list of {url, sha256, path}."""
+    return json.loads(path.read_text())
+
+
+def fetch(manifest: list[dict], dest_root: Path) -> list[str]:
+    """Fetch every entry; returns the failures (empty when all is well)."""
+    failures = []
+    for entry in manifest:
+        try:
+            log(f"{entry['path']}: {fetch_one(dest_root, entry)}")
+        except DataError as exc:
+            failures.append(f"{entry['path']}: {exc}")
+            log(f"ERROR: {entry['path']}: {exc}")
+    return failures
+
+
+def verify(manifest: list[dict], dest_root: Path) -> list[str]:
+    """Entries that are missing or do not match their checksum."""
+    return [f"{e['path']}: missing or sha256 mismatch" for e in manifest if not is_verified(dest_root, e)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line for the container hook and the image build."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] not in ("fetch", "verify"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, manifest_path, dest = args
+    manifest = load_manifest(Path(manifest_path))
+    failures = (fetch if command == "fetch" else verify)(manifest, Path(dest).expanduser())
+    for failure in failures if command == "verify" else ():
+        log(f"ERROR: {failure}")
+    if not failures:
+        log(f"{len(manifest)} file(s) in {dest} verified")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

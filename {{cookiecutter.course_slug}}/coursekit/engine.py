@@ -1,0 +1,156 @@
+"""The Docker engine behind a small interface; SDK exceptions stop here."""
+from __future__ import annotations
+
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from coursekit.errors import BuildError, DockerError, PublishError
+
+OUTPUT_TAIL = 15
+
+
+def connect() -> docker.DockerClient:
+    """A client for the local engine (DOCKER_HOST and friends honoured), or a DockerError saying what to do."""
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        raise DockerError(
+            f"cannot reach the Docker engine ({exc}). Start Docker (Docker Desktop, or `sudo systemctl start docker`) "
+            "and check that `docker info` works for this user."
+        ) from None
+
+
+@dataclass
+class BuildLog:
+    """What a build printed: the current step and the last lines of its output."""
+
+    step: str = ""
+    tail: deque = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
+
+
+def build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    on_step: Callable[[str], None] = lambda step: None,
+    on_output: Callable[[str], None] = lambda line: None,
+    network: str | None = None,
+) -> str:
+    """Build context/Dockerfile as tag, streaming progress; returns the image id or raises BuildError."""
+    log = BuildLog()
+    image_id = ""
+    try:
+        events = client.api.build(
+            path=str(context), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
+            network_mode=network,
+        )
+        for event in events:
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("errorDetail", {}).get("message") or event.get("error", "unknown error")
+                raise BuildError(_build_failure(log, detail))
+            for line in event.get("stream", "").splitlines():
+                if line.startswith("Step "):
+                    log.step = line
+                    log.tail.clear()
+                    on_step(line)
+                elif line.strip() and not line.startswith(" ---> "):
+                    log.tail.append(line.rstrip())
+                    on_output(line.rstrip())
+            image_id = event.get("aux", {}).get("ID", image_id)
+    except docker.errors.APIError as exc:
+        raise BuildError(_build_failure(log, exc.explanation or str(exc))) from None
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"the Docker engine failed during the build: {exc}") from None
+    if not image_id:
+        raise BuildError(_build_failure(log, "the engine reported no image"))
+    return image_id
+
+
+def _build_failure(log: BuildLog, detail: str) -> str:
+    lines = [f"image build failed at {log.step or 'the start'}", f"  {detail.strip()}"]
+    if log.tail:
+        lines += ["last output:", *(f"  | {line}" for line in log.tail)]
+    return "\n".join(lines)
+
+
+def push(client: docker.DockerClient, repository: str, tag: str, auth: dict | None) -> str:
+    """Push repository:tag; returns the digest the registry reported, or raises PublishError."""
+    digest = ""
+    try:
+        for event in client.api.push(repository, tag, auth_config=auth, stream=True, decode=True):
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("errorDetail", {}).get("message") or event.get("error")
+                raise PublishError(f"the registry refused {repository}:{tag}: {detail}")
+            digest = event.get("aux", {}).get("Digest", digest)
+    except docker.errors.APIError as exc:
+        raise PublishError(f"pushing {repository}:{tag} failed: {exc.explanation or exc}") from None
+    if not digest:
+        raise PublishError(f"pushing {repository}:{tag} reported no digest; the push did not complete")
+    return digest
+
+
+def registry_digest(client: docker.DockerClient, reference: str, auth: dict | None) -> str:
+    """The manifest digest the registry now serves for reference."""
+    try:
+        return client.api.inspect_distribution(reference, auth_config=auth)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        raise PublishError(f"cannot read {reference} back from the registry: {exc.explanation or exc}") from None
+
+
+def login(client: docker.DockerClient, registry: str, username: str, password: str) -> dict:
+    """Log in; returns the auth config for later calls. The password never reaches a message."""
+    try:
+        client.login(username=username, password=password, registry=registry, reauth=True)
+    except docker.errors.APIError as exc:
+        reason = (exc.explanation or str(exc)).replace(password, "***")
+        raise PublishError(f"login to {registry} as {username} failed: {reason}; check REGISTRY_USERNAME and REGISTRY_PASSWORD") from None
+    return {"username": username, "password": password, "serveraddress": registry}
+
+
+@contextmanager
+def running(client: docker.DockerClient, image: str, **options) -> Iterator[Container]:
+    """Run a detached container and always remove it (with its anonymous volumes), also on Ctrl-C."""
+    container = None
+    try:
+        container = client.containers.run(image, detach=True, **options)
+        yield container
+    except docker.errors.ImageNotFound:
+        raise DockerError(f"image {image} is not here; build it first with `python -m coursekit build`") from None
+    except docker.errors.APIError as exc:
+        raise DockerError(f"the Docker engine refused to run {image}: {exc.explanation or exc}") from None
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def exec_run(container: Container, command: list[str], timeout: float | None = None) -> tuple[int, str]:
+    """Run a command in a running container; returns (exit code, combined output)."""
+    if timeout:
+        command = ["timeout", "--kill-after=10", str(int(timeout)), *command]
+    try:
+        result = container.exec_run(command, demux=False)
+    except docker.errors.APIError as exc:
+        raise DockerError(f"cannot run {command[0]} in the container: {exc.explanation or exc}") from None
+    return result.exit_code, (result.output or b"").decode("utf-8", "replace")
+
+
+def logs_tail(container: Container, lines: int = 20) -> str:
+    """The last lines the container printed."""
+    try:
+        return container.logs(tail=lines).decode("utf-8", "replace")
+    except docker.errors.APIError:
+        return ""

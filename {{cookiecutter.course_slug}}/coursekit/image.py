@@ -1,0 +1,162 @@
+"""Build and publish the course image through the Docker SDK."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from coursekit import engine
+from coursekit.config import Course
+from coursekit.errors import CoursekitError, PublishError
+from coursekit.ui import err
+
+STAGE = ".coursekit"
+IN_IMAGE = "/opt/course"
+PACKAGE = Path(__file__).parent
+COURSE_LABEL = "org.coursekit.course"
+
+
+def git_revision(root: Path) -> str | None:
+    """Short commit id of root's checkout, or None outside git."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def image_tag(course: Course) -> str:
+    """The tag a build of this checkout gets: the git short sha, or dev outside git."""
+    return git_revision(course.root) or "dev"
+
+
+def image_ref(course: Course, tag: str | None = None) -> str:
+    """registry/repository:tag for this course."""
+    return f"{course.image.name}:{tag or image_tag(course)}"
+
+
+def data_manifests(course: Course) -> tuple[list[dict], list[dict]]:
+    """(what the build prefetches, what a container fetches at start) as JSON-ready lists (pure)."""
+    prefetch, start = [], []
+    for entry in course.data:
+        if "://" not in entry.url:
+            url = f"file://{IN_IMAGE}/repo-data/{entry.url}"  # shipped in the repository, so in the image
+        elif entry.when == "build":
+            prefetch.append({"url": entry.url, "sha256": entry.sha256, "path": entry.path})
+            url = f"file://{IN_IMAGE}/prefetched/{entry.path}"
+        else:
+            url = entry.url
+        start.append({"url": url, "sha256": entry.sha256, "path": entry.path})
+    return prefetch, start
+
+
+def stage(course: Course, ca_bundle: Path | None) -> Path:
+    """Write .coursekit/ (fetch script, start hook, manifests, repo data, CA bundle) for the Dockerfile."""
+    stage_dir = course.root / STAGE
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    (stage_dir / "repo-data").mkdir(parents=True)
+    shutil.copyfile(PACKAGE / "data.py", stage_dir / "data.py")
+    shutil.copyfile(PACKAGE / "start-hook.sh", stage_dir / "10-coursekit.sh")
+    if ca_bundle is not None:
+        if not ca_bundle.is_file():
+            raise CoursekitError(f"--ca-bundle {ca_bundle}: no such file (give a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt)")
+        shutil.copyfile(ca_bundle, stage_dir / "ca-bundle.crt")
+    else:
+        (stage_dir / "ca-bundle.crt").write_bytes(b"")
+    prefetch, start = data_manifests(course)
+    (stage_dir / "prefetch.json").write_text(json.dumps(prefetch, indent=1))
+    (stage_dir / "data.json").write_text(json.dumps(start, indent=1))
+    for entry in course.data:
+        if "://" not in entry.url:
+            target = stage_dir / "repo-data" / entry.url
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(course.root / entry.url, target)
+    return stage_dir
+
+
+def build(
+    client: docker.DockerClient, course: Course, base_image: str | None = None, ca_bundle: Path | None = None,
+    network: str | None = None,
+) -> str:
+    """Build the course image with live progress; returns its reference (registry/repository:tag)."""
+    stage(course, ca_bundle)
+    ref = image_ref(course)
+    buildargs = {
+        "BASE_IMAGE": base_image or course.image.base,
+        "APT_PACKAGES": " ".join(course.image.apt_packages),
+        "PYTHON_PACKAGES": " ".join(course.image.python_packages),
+    }
+    labels = {
+        COURSE_LABEL: course.course.slug,
+        "org.opencontainers.image.title": course.course.name,
+        "org.opencontainers.image.revision": git_revision(course.root) or "",
+        "org.opencontainers.image.base.name": buildargs["BASE_IMAGE"],
+    }
+    err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
+    with err.status("starting the build") as status:
+        def on_step(step: str) -> None:
+            err.print(step, markup=False)
+            status.update(step[:100])
+
+        def on_output(line: str) -> None:
+            status.update(f"{line[-100:]}")
+
+        image_id = engine.build(client, course.root, ref, buildargs, labels, on_step, on_output, network=network)
+    err.print(f"built {ref} ({image_id[:19]})")
+    return ref
+
+
+def auth_from_env(registry: str, environ: dict = os.environ) -> tuple[str, str] | None:
+    """(username, password) from REGISTRY_USERNAME/REGISTRY_PASSWORD, None if neither is set."""
+    username, password = environ.get("REGISTRY_USERNAME", ""), environ.get("REGISTRY_PASSWORD", "")
+    if bool(username) != bool(password):
+        missing = "REGISTRY_PASSWORD" if username else "REGISTRY_USERNAME"
+        raise PublishError(f"{missing} is not set; set both REGISTRY_USERNAME and REGISTRY_PASSWORD (a token) to log in to {registry}")
+    return (username, password) if username else None
+
+
+def on_main_branch(root: Path, environ: dict = os.environ) -> bool:
+    """True on the main branch: GitHub's ref when in Actions, else the checkout's branch."""
+    if environ.get("GITHUB_REF"):
+        return environ["GITHUB_REF"] == "refs/heads/main"
+    try:
+        result = subprocess.run(["git", "branch", "--show-current"], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.stdout.strip() == "main"
+
+
+def publish_tags(course: Course, latest: bool, today: datetime | None = None) -> list[str]:
+    """The tags a publish pushes: the build's tag, the date, and latest when asked (pure)."""
+    date = (today or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    return [image_tag(course), date, *(["latest"] if latest else [])]
+
+
+def publish(client: docker.DockerClient, course: Course, latest: bool) -> dict[str, str]:
+    """Log in, push every tag, and check the registry serves the pushed digest; returns tag -> digest."""
+    name = course.image.name
+    source = image_ref(course)
+    try:
+        image = client.images.get(source)
+    except docker.errors.ImageNotFound:
+        raise PublishError(f"{source} is not here; build it first with `python -m coursekit build`") from None
+    credentials = auth_from_env(course.image.registry)
+    auth = engine.login(client, course.image.registry, *credentials) if credentials else None
+    pushed = {}
+    for tag in publish_tags(course, latest):
+        image.tag(name, tag)
+        err.print(f"pushing {name}:{tag}")
+        digest = engine.push(client, name, tag, auth)
+        served = engine.registry_digest(client, f"{name}:{tag}", auth)
+        if served != digest:
+            raise PublishError(f"{name}:{tag}: pushed {digest} but the registry serves {served}; push again")
+        pushed[tag] = digest
+    if len(set(pushed.values())) != 1:
+        raise PublishError(f"the tags of {name} point at different digests: {pushed}")
+    return pushed
