@@ -122,6 +122,7 @@ def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
                 os.fsync(handle.fileno())
             if actual != entry["sha256"]:
                 raise DataError(f"sha256 mismatch: expected {entry['sha256']}, got {actual}")
+            os.chmod(temp, 0o644)  # mkstemp makes 0600; baked-in data must be readable by the notebook user
             os.replace(temp, target)
             _write_stamp(dest_root, entry)
             return f"fetched {target.stat().st_size:,} bytes, verified"

@@ -54,8 +54,10 @@ def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
         description = error.schema["properties"].get(key, {}).get("description", "")
         return [(path, f"missing required key {key!r}" + (f" ({description})" if description else ""))]
     if kind == "type":
-        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in ([value] if isinstance(value, str) else value))
-        return [(path, f"expected {expected}, got {_describe(instance)}")]
+        types = [value] if isinstance(value, str) else value
+        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        quote = "string" in types and isinstance(instance, (int, float)) and not isinstance(instance, bool)
+        return [(path, f"expected {expected}, got {_describe(instance)}" + ("; put it in quotes" if quote else ""))]
     if kind == "enum":
         return [(path, f"{instance!r} is not a valid choice; {_suggest(instance, [str(v) for v in value])}")]
     if kind == "minLength":

@@ -1,0 +1,172 @@
+"""Real services for the tests: the Docker engine, a test base image, a registry, a data server."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+BASE_DIR = Path(__file__).parent / "baseimage"
+ROOTFS = "coursekit-test/debian:bookworm"
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """The engine; a missing engine fails the tests that need it (never a skip)."""
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"no Docker engine ({exc}): scripts/setup installs and starts one", pytrace=False)
+    yield client
+    client.close()
+
+
+def _recipe_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(BASE_DIR.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(SYSTEM_CA.read_bytes() if SYSTEM_CA.exists() else b"")
+    return digest.hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """A docker-stacks-like base image, built from nothing once and cached by its recipe's hash."""
+    tag = f"coursekit-test/base-notebook:{_recipe_hash()}"
+    try:
+        docker_client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        docker_client.images.get(ROOTFS)
+    except docker.errors.ImageNotFound:
+        subprocess.run(["bash", str(BASE_DIR / "rootfs.sh"), ROOTFS], check=True, timeout=1200)
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copytree(BASE_DIR, context, dirs_exist_ok=True)
+        # Containers must trust this machine's CA bundle (a TLS-intercepting proxy sits in front of PyPI).
+        shutil.copyfile(SYSTEM_CA, Path(context, "ca-certificates.crt"))
+        docker_client.images.build(path=context, tag=tag, buildargs={"ROOTFS": ROOTFS}, rm=True, forcerm=True)
+    return tag
+
+
+class Registry:
+    """Debian's docker-registry (the real distribution registry) on 127.0.0.1."""
+
+    def __init__(self, root: Path, readonly: bool = False):
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        config = root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage:\n  filesystem: {{rootdirectory: {root / 'data'}}}\n"
+            f"  maintenance: {{readonly: {{enabled: {str(readonly).lower()}}}}}\n"
+            f"http: {{addr: '{self.host}'}}\n"
+        )
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=open(root / "registry.log", "w")
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"docker-registry did not start: {(root / 'registry.log').read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> str:
+    """host:port of a writable registry."""
+    if not shutil.which("docker-registry"):
+        pytest.fail("docker-registry is not installed: scripts/setup installs it", pytrace=False)
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    yield server.host
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def readonly_registry(tmp_path_factory) -> str:
+    """host:port of a registry in read-only maintenance mode: it refuses every push."""
+    server = Registry(tmp_path_factory.mktemp("readonly-registry"), readonly=True)
+    yield server.host
+    server.stop()
+
+
+class DataServer:
+    """Serves a folder over HTTP on 127.0.0.1, with switchable faults."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.failures: dict[str, int] = {}  # path -> how many more requests get a 503
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(server.root), **kwargs)
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                if server.failures.get(self.path, 0) > 0:
+                    server.failures[self.path] -= 1
+                    self.send_error(503, "try again")
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def add(self, name: str, content: bytes) -> tuple[str, str]:
+        """Serve content at /name; returns (url, sha256)."""
+        (self.root / name).write_bytes(content)
+        return f"{self.url}/{name}", hashlib.sha256(content).hexdigest()
+
+
+@pytest.fixture
+def data_server(tmp_path) -> DataServer:
+    root = tmp_path / "served"
+    root.mkdir()
+    server = DataServer(root)
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture
+def course_containers(docker_client):
+    """Checks after the test that no container of the course was left behind, and cleans up if one was."""
+    yield
+    leftovers = docker_client.containers.list(all=True, filters={"label": "org.coursekit.role=image-test"})
+    for container in leftovers:
+        container.remove(force=True, v=True)
+    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
