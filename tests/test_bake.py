@@ -25,6 +25,7 @@ MATRIX = _matrix()
 PACKAGE = sorted(p.name for p in (TEMPLATE / "{{cookiecutter.course_slug}}" / "coursekit").iterdir() if p.is_file())
 COMMON_FILES = {
     ".github/workflows/build.yml",
+    ".dockerignore",
     ".gitignore",
     "Dockerfile",
     "README.md",

@@ -46,6 +46,7 @@ def build(
     on_step: Callable[[str], None] = lambda step: None,
     on_output: Callable[[str], None] = lambda line: None,
     network: str | None = None,
+    nocache: bool = False,
 ) -> str:
     """Build context/Dockerfile as tag, streaming progress; returns the image id or raises BuildError."""
     log = BuildLog()
@@ -53,7 +54,7 @@ def build(
     try:
         events = client.api.build(
             path=str(context), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
-            network_mode=network,
+            network_mode=network, nocache=nocache,
         )
         for event in events:
             if "error" in event or "errorDetail" in event:

@@ -18,6 +18,7 @@ from coursekit.ui import err
 
 STAGE = ".coursekit"
 IN_IMAGE = "/opt/course"
+SHARE = "/usr/local/share/coursekit"
 PACKAGE = Path(__file__).parent
 COURSE_LABEL = "org.coursekit.course"
 
@@ -57,32 +58,39 @@ def data_manifests(course: Course) -> tuple[list[dict], list[dict]]:
 
 
 def stage(course: Course, ca_bundle: Path | None) -> Path:
-    """Write .coursekit/ (fetch script, start hook, manifests, repo data, CA bundle) for the Dockerfile."""
+    """Write .coursekit/ for the Dockerfile: CA bundle, tooling/ and content/ (each mirrors the image's /)."""
     stage_dir = course.root / STAGE
     shutil.rmtree(stage_dir, ignore_errors=True)
-    (stage_dir / "repo-data").mkdir(parents=True)
-    shutil.copyfile(PACKAGE / "data.py", stage_dir / "data.py")
-    shutil.copyfile(PACKAGE / "start-hook.sh", stage_dir / "10-coursekit.sh")
-    if ca_bundle is not None:
-        if not ca_bundle.is_file():
-            raise CoursekitError(f"--ca-bundle {ca_bundle}: no such file (give a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt)")
-        shutil.copyfile(ca_bundle, stage_dir / "ca-bundle.crt")
-    else:
-        (stage_dir / "ca-bundle.crt").write_bytes(b"")
+    tooling, content = stage_dir / "tooling", stage_dir / "content"
     prefetch, start = data_manifests(course)
-    (stage_dir / "prefetch.json").write_text(json.dumps(prefetch, indent=1))
-    (stage_dir / "data.json").write_text(json.dumps(start, indent=1))
-    for entry in course.data:
-        if "://" not in entry.url:
-            target = stage_dir / "repo-data" / entry.url
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(course.root / entry.url, target)
+    files: dict[Path, bytes] = {
+        stage_dir / "ca-bundle.crt": _read_ca_bundle(ca_bundle),
+        tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
+        tooling / SHARE.lstrip("/") / "prefetch.json": json.dumps(prefetch, indent=1).encode(),
+        tooling / "usr/local/bin/before-notebook.d/10-coursekit.sh": (PACKAGE / "start-hook.sh").read_bytes(),
+        content / SHARE.lstrip("/") / "data.json": json.dumps(start, indent=1).encode(),
+        **{
+            content / IN_IMAGE.lstrip("/") / "repo-data" / entry.url: (course.root / entry.url).read_bytes()
+            for entry in course.data if "://" not in entry.url
+        },
+    }
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     return stage_dir
+
+
+def _read_ca_bundle(ca_bundle: Path | None) -> bytes:
+    if ca_bundle is None:
+        return b""
+    if not ca_bundle.is_file():
+        raise CoursekitError(f"--ca-bundle {ca_bundle}: no such file (give a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt)")
+    return ca_bundle.read_bytes()
 
 
 def build(
     client: docker.DockerClient, course: Course, base_image: str | None = None, ca_bundle: Path | None = None,
-    network: str | None = None,
+    network: str | None = None, nocache: bool = False,
 ) -> str:
     """Build the course image with live progress; returns its reference (registry/repository:tag)."""
     stage(course, ca_bundle)
@@ -92,12 +100,7 @@ def build(
         "APT_PACKAGES": " ".join(course.image.apt_packages),
         "PYTHON_PACKAGES": " ".join(course.image.python_packages),
     }
-    labels = {
-        COURSE_LABEL: course.course.slug,
-        "org.opencontainers.image.title": course.course.name,
-        "org.opencontainers.image.revision": git_revision(course.root) or "",
-        "org.opencontainers.image.base.name": buildargs["BASE_IMAGE"],
-    }
+    labels = {COURSE_LABEL: course.course.slug, "org.opencontainers.image.revision": git_revision(course.root) or ""}
     err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
@@ -107,7 +110,7 @@ def build(
         def on_output(line: str) -> None:
             status.update(f"{line[-100:]}")
 
-        image_id = engine.build(client, course.root, ref, buildargs, labels, on_step, on_output, network=network)
+        image_id = engine.build(client, course.root, ref, buildargs, labels, on_step, on_output, network=network, nocache=nocache)
     err.print(f"built {ref} ({image_id[:19]})")
     return ref
 

@@ -11,10 +11,9 @@ import docker
 
 from coursekit import engine, probe
 from coursekit.config import Course
-from coursekit.image import COURSE_LABEL, IN_IMAGE
+from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.seats import credential
 
-HOOK_DATA = "/usr/local/share/coursekit"
 # Runs inside the container with the image's own nbclient; prints one JSON line.
 NOTEBOOK_RUNNER = r"""
 import json, os, shutil, sys, tempfile
@@ -128,7 +127,7 @@ def run_checks(
             f"without a credential {anonymous}, with a wrong one {wrong} (403 expected)",
         ))
         checks.append(_exec_check(
-            container, "data verified", ["python3", f"{HOOK_DATA}/data.py", "verify", f"{HOOK_DATA}/data.json", "~/data"],
+            container, "data verified", ["python3", f"{SHARE}/data.py", "verify", f"{SHARE}/data.json", "~/data"],
             f"{len(course.data)} file(s) in ~/data match their sha256",
         ))
         checks += [_run_notebook(container, rel, notebook_timeout) for rel in notebooks(course)]
