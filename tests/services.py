@@ -17,7 +17,6 @@ import docker.errors
 import pytest
 
 BASE_DIR = Path(__file__).parent / "baseimage"
-ROOTFS = "coursekit-test/debian:bookworm"
 SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
@@ -51,20 +50,22 @@ def _recipe_hash() -> str:
 def base_image(docker_client) -> str:
     """A docker-stacks-like base image, built from nothing once and cached by its recipe's hash."""
     tag = f"coursekit-test/base-notebook:{_recipe_hash()}"
+    rootfs_recipe = (BASE_DIR / "rootfs.sh").read_bytes()
+    rootfs = f"coursekit-test/debian:bookworm-{hashlib.sha256(rootfs_recipe).hexdigest()[:12]}"
     try:
         docker_client.images.get(tag)
         return tag
     except docker.errors.ImageNotFound:
         pass
     try:
-        docker_client.images.get(ROOTFS)
+        docker_client.images.get(rootfs)
     except docker.errors.ImageNotFound:
-        subprocess.run(["bash", str(BASE_DIR / "rootfs.sh"), ROOTFS], check=True, timeout=1200)
+        subprocess.run(["bash", str(BASE_DIR / "rootfs.sh"), rootfs], check=True, timeout=1200)
     with tempfile.TemporaryDirectory() as context:
         shutil.copytree(BASE_DIR, context, dirs_exist_ok=True)
         # Containers must trust this machine's CA bundle (a TLS-intercepting proxy sits in front of PyPI).
         shutil.copyfile(SYSTEM_CA, Path(context, "ca-certificates.crt"))
-        docker_client.images.build(path=context, tag=tag, buildargs={"ROOTFS": ROOTFS}, rm=True, forcerm=True)
+        docker_client.images.build(path=context, tag=tag, buildargs={"ROOTFS": rootfs}, rm=True, forcerm=True)
     return tag
 
 

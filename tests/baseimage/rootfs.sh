@@ -6,7 +6,7 @@ tag=$1
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini,sudo,locales,curl \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,tini,git,curl \
     bookworm "$work/rootfs" "$mirror" > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
 rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
 tar -C "$work/rootfs" -c . | docker import --change 'CMD ["bash"]' - "$tag" > /dev/null

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from coursekit import engine
+from coursekit import engine, history
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, PublishError
 from coursekit.ui import err
@@ -77,6 +77,7 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    history.build_repo(course.root, stage_dir / "notebooks.git")
     return stage_dir
 
 

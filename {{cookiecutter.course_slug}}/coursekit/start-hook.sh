@@ -1,8 +1,14 @@
-# coursekit: before Jupyter starts, fetch and verify the course data into ~/data, then bring
-# the course notebooks into ~/notebooks without touching files the student already has.
+# coursekit: before Jupyter starts, fetch and verify the course data into ~/data, then merge the
+# course's notebooks into ~/notebooks with nbgitpuller (a student's own edits win over updates).
 # docker-stacks' start.sh sources this file; `exit` here stops the container instead of starting Jupyter.
 if ! python3 /usr/local/share/coursekit/data.py fetch /usr/local/share/coursekit/data.json "${HOME}/data"; then
     echo "coursekit: ERROR: course data is missing or does not match its sha256 (see above); not starting Jupyter" >&2
     exit 1
 fi
-mkdir -p "${HOME}/notebooks" && cp -Rn /opt/course/notebooks/. "${HOME}/notebooks/"
+if [ -e "${HOME}/notebooks" ] && [ ! -d "${HOME}/notebooks/.git" ]; then
+    echo "coursekit: ~/notebooks is not a copy of the course notebooks; leaving it untouched"
+elif gitpuller /opt/course/notebooks.git main "${HOME}/notebooks" > /tmp/coursekit-notebooks.log 2>&1; then
+    echo "coursekit: ~/notebooks is up to date with the course"
+else
+    echo "coursekit: WARNING: could not merge the course's notebook updates; your files are unchanged (details: /tmp/coursekit-notebooks.log)"
+fi
