@@ -58,14 +58,16 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_roster(args: argparse.Namespace) -> int:
-    """Print or write the roster with every seat's credential."""
+    """Print or write the roster: every seat's link and credential."""
     if args.output is None and os.environ.get("CI"):
         raise CoursekitError(
             "roster prints every seat's credential, so it does not write to a CI log. "
             "Run it on your own machine with the same COURSEKIT_SECRET, or pass --output FILE."
         )
     course: Course = load_course(args.config)
-    text = roster.FORMATS[args.format](course, roster.rows(course, read_secret()))
+    secret = read_secret()
+    urls = _fleet_urls(course, secret)
+    text = roster.FORMATS[args.format](course, roster.rows(course, secret, urls))
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -124,6 +126,141 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fleet_urls(course: Course, secret: str) -> dict[str, str]:
+    """Seat URLs from the running fleet; none (placeholders) when there is no fleet to ask."""
+    from coursekit.errors import DockerError
+    from coursekit.fleet import docker_fleet
+
+    if course.fleet.provider != "docker":
+        return {}
+    try:
+        return docker_fleet(course, secret).urls()
+    except DockerError:
+        err.print("no Docker engine to ask for seat URLs; the roster shows placeholders")
+        return {}
+
+
+def _image_id(client, ref: str) -> str:
+    """The local image id of ref, pulling it if needed."""
+    import docker.errors
+
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        err.print(f"pulling {ref}")
+        return client.images.pull(ref).id
+    except docker.errors.APIError as exc:
+        raise CoursekitError(
+            f"image {ref} is neither here nor pullable ({exc.explanation or exc}); "
+            "build it with `python -m coursekit build` or pass --image"
+        ) from None
+
+
+def _fleet_and_plan(args: argparse.Namespace):
+    from coursekit import image
+    from coursekit.fleet import docker_fleet, provider_name
+    from coursekit.fleet.plan import plan
+
+    course = load_course(args.config)
+    provider_name(course, args.provider)
+    fleet = docker_fleet(course, read_secret())
+    ref = args.image or image.image_ref(course)
+    image_id = _image_id(fleet.client, ref)
+    return fleet, ref, plan(fleet.desired(image_id), fleet.observe())
+
+
+def _print_plan(actions) -> None:
+    table = Table(title="plan")
+    for column in ("seat", "action", "why"):
+        table.add_column(column)
+    for action in actions:
+        table.add_row(action.seat, action.kind.value, action.reason)
+    out.print(table)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show what deploy would do, seat by seat (a dry run)."""
+    _, ref, actions = _fleet_and_plan(args)
+    out.print(f"image {ref}")
+    _print_plan(actions)
+    return 0
+
+
+def _print_outcomes(outcomes, verb: str) -> int:
+    table = Table(title=verb)
+    for column in ("seat", "action", "result", "detail"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(o.seat, o.action, "[green]ok[/]" if o.ok else "[red]FAILED[/]", o.detail)
+    out.print(table)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        lines = "\n".join(f"  {o.seat}: {o.detail}" for o in failed)
+        raise CoursekitError(f"{plural(len(failed), 'seat')} failed; run {verb} again to retry:\n{lines}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Create, heal or update every seat; seats no longer in the roster are archived, then removed."""
+    from coursekit.fleet.plan import Kind
+
+    fleet, ref, actions = _fleet_and_plan(args)
+    removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
+    if removals and not args.yes:
+        raise CoursekitError(
+            f"deploy would remove {plural(len(removals), 'seat')} ({', '.join(removals)}) after archiving them to "
+            f"{args.archive_dir}/; run `python -m coursekit plan` to review, then deploy again with --yes"
+        )
+    err.print(f"deploying {ref}")
+    outcomes = fleet.apply(actions, ref, args.archive_dir)
+    return _print_outcomes(outcomes, "deploy")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per seat: state, URL, image, health and last activity."""
+    import json
+    from dataclasses import asdict
+
+    from coursekit.fleet import docker_fleet, provider_name
+
+    course = load_course(args.config)
+    provider_name(course, args.provider)
+    rows = docker_fleet(course, read_secret()).status()
+    if args.json:
+        sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        return 0
+    table = Table(title=f"{course.course.name}: status")
+    for column in ("seat", "state", "url", "image", "health", "last activity"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity)
+    out.print(table)
+    return 0
+
+
+def cmd_teardown(args: argparse.Namespace) -> int:
+    """Archive every seat's work and verify it, then remove the fleet; unarchived seats stay."""
+    from coursekit.fleet import docker_fleet, provider_name
+
+    course = load_course(args.config)
+    provider_name(course, args.provider)
+    fleet = docker_fleet(course, read_secret())
+    if not args.yes:
+        seats_found = sorted(fleet.urls())
+        raise CoursekitError(
+            f"teardown archives and then removes {plural(len(seats_found), 'seat')} of {course.course.slug!r} "
+            f"({', '.join(seats_found) or 'none found'}); run it again with --yes"
+        )
+    _print_outcomes(fleet.teardown(args.archive_dir, args.keep_volumes), "teardown")
+    leftovers = [item for item in fleet.leftovers() if not (args.keep_volumes and item.startswith("volume "))]
+    if leftovers:
+        raise CoursekitError(f"teardown left {', '.join(leftovers)} labelled with the course; run it again")
+    out.print(f"nothing of {course.course.slug!r} is left" + (" but its volumes (--keep-volumes)" if args.keep_volumes else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for every subcommand."""
     common = argparse.ArgumentParser(add_help=False)
@@ -152,6 +289,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("publish", cmd_publish)
     sub.add_argument("--latest", action=argparse.BooleanOptionalAction, default=None,
                      help="also push :latest (default: only on the main branch)")
+    for name, func in (("plan", cmd_plan), ("deploy", cmd_deploy)):
+        sub = add(name, func)
+        sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+        sub.add_argument("--image", help="image to run (default: this checkout's build)")
+        if name == "deploy":
+            sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
+            sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where removed seats' work goes")
+    sub = add("status", cmd_status)
+    sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = add("teardown", cmd_teardown)
+    sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+    sub.add_argument("--yes", action="store_true", help="really archive and remove the fleet")
+    sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where each seat's work goes (default: %(default)s)")
+    sub.add_argument("--keep-volumes", action="store_true", help="archive and remove containers but keep the home volumes")
     sub = add("roster", cmd_roster)
     sub.add_argument("--format", choices=sorted(roster.FORMATS), default="csv", help="output format (default: %(default)s)")
     sub.add_argument("--output", type=Path, help="write to this file (mode 600) instead of standard output")

@@ -67,6 +67,10 @@ class Seats:
 class DockerFleet:
     cpus: float
     memory: str
+    bind: str
+    public_host: str
+    port_base: int
+    concurrency: int
 
 
 @dataclass(frozen=True)

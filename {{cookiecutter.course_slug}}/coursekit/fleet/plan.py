@@ -1,0 +1,74 @@
+"""The planner: desired seats versus observed instances → actions. Pure; no cloud, no Docker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    CREATE = "create"
+    KEEP = "keep"
+    REPLACE = "replace"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A seat as course.yaml wants it: which image, which settings (an opaque fingerprint)."""
+
+    seat: str
+    image: str
+    settings: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An instance the provider found by the course's labels."""
+
+    seat: str
+    name: str
+    image: str
+    settings: str
+    state: str  # running | starting | stopped | failed: the provider's reading of it
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    seat: str
+    reason: str
+    desired: Desired | None = None
+    observed: Observed | None = None
+
+
+def _replace_reason(want: Desired, have: Observed) -> str | None:
+    if have.state in ("stopped", "failed"):
+        return f"unhealthy: {have.detail or have.state}"
+    if have.image != want.image:
+        return "runs an outdated image"
+    if have.settings != want.settings:
+        return "settings changed"
+    return None
+
+
+def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
+    """Actions that turn observed into desired, in roster order, removals last."""
+    by_seat: dict[str, list[Observed]] = {}
+    for instance in observed:
+        by_seat.setdefault(instance.seat, []).append(instance)
+    actions = []
+    for want in desired:
+        instances = sorted(by_seat.pop(want.seat, []), key=lambda o: (o.state != "running", o.name))
+        if not instances:
+            actions.append(Action(Kind.CREATE, want.seat, "new seat", want))
+            continue
+        have, extra = instances[0], instances[1:]
+        if reason := _replace_reason(want, have):
+            actions.append(Action(Kind.REPLACE, want.seat, reason, want, have))
+        else:
+            actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == "running" else "starting", want, have))
+        actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o) for o in extra]
+    for seat, instances in by_seat.items():
+        actions += [Action(Kind.REMOVE, seat, "no longer in the roster", None, o) for o in instances]
+    return actions
