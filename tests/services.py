@@ -1,12 +1,11 @@
 """Real services for the tests: the Docker engine, a test base image, a registry, a data server."""
 from __future__ import annotations
 
-import hashlib
 import http.server
 import shutil
+import sys
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -16,8 +15,8 @@ import docker
 import docker.errors
 import pytest
 
-BASE_DIR = Path(__file__).parent / "baseimage"
-SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+sys.path.insert(0, str(Path(__file__).parent / "baseimage"))
+from standin import SYSTEM_CA, ensure_base_image  # noqa: E402
 
 
 def free_port() -> int:
@@ -38,35 +37,10 @@ def docker_client() -> docker.DockerClient:
     client.close()
 
 
-def _recipe_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(BASE_DIR.iterdir()):
-        digest.update(path.name.encode() + path.read_bytes())
-    digest.update(SYSTEM_CA.read_bytes() if SYSTEM_CA.exists() else b"")
-    return digest.hexdigest()[:12]
-
-
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
     """A docker-stacks-like base image, built from nothing once and cached by its recipe's hash."""
-    tag = f"coursekit-test/base-notebook:{_recipe_hash()}"
-    rootfs_recipe = (BASE_DIR / "rootfs.sh").read_bytes()
-    rootfs = f"coursekit-test/debian:bookworm-{hashlib.sha256(rootfs_recipe).hexdigest()[:12]}"
-    try:
-        docker_client.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        docker_client.images.get(rootfs)
-    except docker.errors.ImageNotFound:
-        subprocess.run(["bash", str(BASE_DIR / "rootfs.sh"), rootfs], check=True, timeout=1200)
-    with tempfile.TemporaryDirectory() as context:
-        shutil.copytree(BASE_DIR, context, dirs_exist_ok=True)
-        # Containers must trust this machine's CA bundle (a TLS-intercepting proxy sits in front of PyPI).
-        shutil.copyfile(SYSTEM_CA, Path(context, "ca-certificates.crt"))
-        docker_client.images.build(path=context, tag=tag, buildargs={"ROOTFS": rootfs}, rm=True, forcerm=True)
-    return tag
+    return ensure_base_image(docker_client)
 
 
 class Registry:
