@@ -1,6 +1,7 @@
 """Real services for the tests: the Docker engine, a test base image, a registry, a data server."""
 from __future__ import annotations
 
+import hashlib
 import http.server
 import shutil
 import sys

@@ -22,7 +22,8 @@ def _matrix() -> list[dict]:
 
 
 MATRIX = _matrix()
-PACKAGE = sorted(p.name for p in (TEMPLATE / "{{cookiecutter.course_slug}}" / "coursekit").iterdir() if p.is_file())
+_PACKAGE_DIR = TEMPLATE / "{{cookiecutter.course_slug}}" / "coursekit"
+PACKAGE = sorted(str(p.relative_to(_PACKAGE_DIR)) for p in _PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 COMMON_FILES = {
     ".github/workflows/build.yml",
     ".dockerignore",

@@ -1,0 +1,85 @@
+"""Fleet benchmark on one Docker host: time-to-ready for 1 seat, then 20 seats, and memory per idle seat.
+
+    .venv/bin/python benchmarks/fleet.py [--base-image IMAGE] [--seats 20]
+
+Time-to-ready is the wall time of `coursekit deploy`, which returns once every seat answers
+an authenticated /api/status. Prints both times, the ratio t(N) / (N × t(1)), and the resident
+memory of each idle seat (cgroup usage minus page cache) after the fleet has settled.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import yaml
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TEMPLATE / "tests" / "baseimage"))
+from standin import SYSTEM_CA, ensure_base_image  # noqa: E402
+
+ENV = {**os.environ, "COURSEKIT_SECRET": "benchmark-secret-0123456789"}
+
+
+def coursekit(repo: Path, *args: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "coursekit", *args], cwd=repo, env=ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"coursekit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def set_students(repo: Path, count: int) -> None:
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"Student {n}"} for n in range(1, count + 1)], "spares": 0}
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def idle_rss_mb(client: docker.DockerClient, slug: str) -> list[float]:
+    sizes = []
+    for container in client.containers.list(filters={"label": f"org.coursekit.course={slug}"}):
+        memory = container.stats(stream=False)["memory_stats"]
+        cache = memory.get("stats", {}).get("cache", memory.get("stats", {}).get("inactive_file", 0))
+        sizes.append((memory["usage"] - cache) / 2**20)
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-image")
+    parser.add_argument("--seats", type=int, default=20)
+    args = parser.parse_args()
+    client = docker.from_env(timeout=600)
+    base = args.base_image or ensure_base_image(client)
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=tmp, extra_context={"course_slug": "bench-fleet"}))
+        coursekit(repo, "build", "--base-image", base, "--ca-bundle", str(SYSTEM_CA))
+        archives = Path(tmp, "archives")
+        try:
+            set_students(repo, 1)
+            one = coursekit(repo, "deploy")
+            coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives / "one"))
+            set_students(repo, args.seats)
+            many = coursekit(repo, "deploy")
+            time.sleep(15)  # let every server settle before reading memory
+            rss = idle_rss_mb(client, "bench-fleet")
+        finally:
+            coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives / "many"))
+    n = args.seats
+    print(f"host: {os.cpu_count()} CPUs; base image {base}")
+    print(f"deploy 1 seat, time to ready:   {one:6.2f} s")
+    print(f"deploy {n} seats, time to ready: {many:6.2f} s")
+    print(f"ratio t({n}) / ({n} x t(1)):      {many / (n * one):6.3f}   (bar: <= 0.5; plain docker run measured 0.66; CPU floor ~0.33)")
+    print(f"idle seat memory: mean {statistics.mean(rss):.0f} MiB, min {min(rss):.0f}, max {max(rss):.0f} over {len(rss)} seats")
+
+
+if __name__ == "__main__":
+    main()
