@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 pytest_plugins = ["services"]
 
 TEMPLATE = Path(__file__).resolve().parents[1]

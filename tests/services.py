@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import shutil
-import sys
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "baseimage"))
-from standin import SYSTEM_CA, ensure_base_image  # noqa: E402
+from standin import SYSTEM_CA, ensure_base_image  # noqa: E402,F401  (SYSTEM_CA is re-exported to the tests)
 
 
 def free_port() -> int:
@@ -58,9 +58,8 @@ class Registry:
             f"  maintenance: {{readonly: {{enabled: {str(readonly).lower()}}}}}\n"
             f"http: {{addr: '{self.host}'}}\n"
         )
-        self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=open(root / "registry.log", "w")
-        )
+        with open(root / "registry.log", "w") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TEMPLATE, actionlint, baked, run_coursekit
 
 CHOICES = {key: value for key, value in json.loads((TEMPLATE / "cookiecutter.json").read_text()).items() if isinstance(value, list)}
@@ -16,7 +15,7 @@ CHOICES = {key: value for key, value in json.loads((TEMPLATE / "cookiecutter.jso
 def _matrix() -> list[dict]:
     """Every value of every choice (others at their defaults), plus every registry × provider pair."""
     combos = [{key: value} for key, values in CHOICES.items() for value in values[1:]]
-    combos += [dict(zip(("registry", "fleet_provider"), pair)) for pair in itertools.product(CHOICES["registry"], CHOICES["fleet_provider"])]
+    combos += [dict(zip(("registry", "fleet_provider"), pair, strict=True)) for pair in itertools.product(CHOICES["registry"], CHOICES["fleet_provider"])]
     unique = {json.dumps(c, sort_keys=True): c for c in [{}, *combos]}
     return list(unique.values())
 
@@ -85,7 +84,7 @@ def test_course_yaml_carries_the_answers(bake_with):
     assert data["fleet"]["openstack"]["flavor"] == answers.get("jetstream2_flavor", "m3.medium")
     assert data["image"]["registry"] == answers.get("registry", "docker.io")
     assert data["image"]["base"] == "quay.io/jupyter/datascience-notebook:2026-05-31"
-    assert f"FROM ${{BASE_IMAGE}}" in (repo / "Dockerfile").read_text()
+    assert "FROM ${BASE_IMAGE}" in (repo / "Dockerfile").read_text()
 
 
 def test_validate_passes_in_the_baked_repo(bake_with):

@@ -8,10 +8,9 @@ import sys
 
 import pytest
 import yaml
+from conftest import TEMPLATE, baked, run_coursekit
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
-
-from conftest import TEMPLATE, baked, run_coursekit
 
 BAD_ANSWERS = [
     ({"course_slug": "Intro Course"}, "ERROR: course_slug: 'Intro Course' is not a valid course slug"),

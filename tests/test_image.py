@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import run_coursekit
 from services import SYSTEM_CA
 

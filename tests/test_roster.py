@@ -8,8 +8,6 @@ import re
 import shutil
 from html.parser import HTMLParser
 
-import pytest
-
 from conftest import run_coursekit
 
 SECRET = "correct-horse-battery-staple"

@@ -5,10 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TEMPLATE
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-
-from conftest import TEMPLATE
 
 SCHEMA = json.loads((TEMPLATE / "schema" / "course.schema.json").read_text())
 FIXED_KEYS = [

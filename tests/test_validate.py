@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_coursekit
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "bad_courses.yaml").read_text())

@@ -14,8 +14,7 @@ from coursekit import cost, roster
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.seats import SECRET_VARIABLE, read_secret
-from coursekit.ui import err, out
-from coursekit.ui import plural
+from coursekit.ui import err, out, plural
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -132,10 +132,8 @@ def running(client: docker.DockerClient, image: str, **options) -> Iterator[Cont
         raise DockerError(f"the Docker engine refused to run {image}: {exc.explanation or exc}") from None
     finally:
         if container is not None:
-            try:
+            with suppress(docker.errors.NotFound):
                 container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
 
 
 def exec_run(container: Container, command: list[str], timeout: float | None = None) -> tuple[int, str]:

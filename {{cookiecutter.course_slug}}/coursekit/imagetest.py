@@ -5,7 +5,6 @@ import json
 import secrets
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 import docker
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +59,6 @@ class DockerHost:
         self.settings = course.fleet.docker
         self.ready_timeout = ready_timeout
         self.network = f"coursekit-{self.slug}"
-        self._port_lock = threading.Lock()
 
     # Names, labels and addresses -------------------------------------------------------------
 
@@ -184,10 +183,8 @@ class DockerHost:
         probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, gone)
 
     def _remove_container(self, name: str) -> None:
-        try:
+        with suppress(docker.errors.NotFound):
             self.client.containers.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
     def course_data(self) -> dict[str, str]:
         """~/data paths and checksums of the course's data, which archives leave out when unchanged."""
@@ -236,10 +233,8 @@ class DockerHost:
             return Outcome(seat, action.kind.value, False, detail, time.monotonic() - started)
 
     def _remove_volume(self, seat: str) -> None:
-        try:
+        with suppress(docker.errors.NotFound):
             self.client.volumes.get(self.volume_name(seat)).remove(force=True)
-        except docker.errors.NotFound:
-            pass
 
     def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
         """Carry out the plan with bounded concurrency; one seat's failure does not stop the others."""
