@@ -32,16 +32,22 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
+def ensure_rootfs(client: docker.DockerClient) -> str:
+    """A minimal Debian image made with debootstrap (no registry needed), cached by its recipe."""
+    rootfs = f"coursekit-test/debian:bookworm-{_hash((HERE / 'rootfs.sh').read_bytes())}"
+    if not _exists(client, rootfs):
+        subprocess.run(["bash", str(HERE / "rootfs.sh"), rootfs], check=True, timeout=1200)
+    return rootfs
+
+
 def ensure_base_image(client: docker.DockerClient) -> str:
     """The stand-in base image's tag, building the rootfs and the image first if they are missing."""
     recipe = b"".join(p.name.encode() + p.read_bytes() for p in sorted(HERE.iterdir()) if p.is_file() and p.suffix != ".py")
     ca = SYSTEM_CA.read_bytes() if SYSTEM_CA.exists() else b""
     tag = f"coursekit-test/base-notebook:{_hash(recipe, ca)}"
-    rootfs = f"coursekit-test/debian:bookworm-{_hash((HERE / 'rootfs.sh').read_bytes())}"
     if _exists(client, tag):
         return tag
-    if not _exists(client, rootfs):
-        subprocess.run(["bash", str(HERE / "rootfs.sh"), rootfs], check=True, timeout=1200)
+    rootfs = ensure_rootfs(client)
     with tempfile.TemporaryDirectory() as context:
         shutil.copytree(HERE, context, dirs_exist_ok=True)
         # Containers must trust this machine's CA bundle (a TLS-intercepting proxy may sit in front of PyPI).

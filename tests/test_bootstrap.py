@@ -1,0 +1,110 @@
+"""The Jetstream2 boot path: cloud-init user-data that validates, and the bootstrap run for real."""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+
+import docker.errors
+import pytest
+import yaml
+from conftest import run_coursekit
+from services import SYSTEM_CA, free_port
+from standin import ensure_rootfs
+
+TOKEN = "bootstrap-test-token-0123456789abcdef"
+
+
+@pytest.fixture
+def cloudinit(coursekit):
+    from coursekit.fleet import cloudinit
+
+    return cloudinit
+
+
+def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
+    text = cloudinit.user_data("alice", "docker.io/me/course:abc123", TOKEN, "127.77.0.5", "course-alice")
+    assert text.startswith("#cloud-config\n")
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(text)
+    env = next(f for f in config["write_files"] if f["path"] == "/etc/coursekit/seat.env")
+    assert env["permissions"] == "0600" and f"JUPYTER_TOKEN={TOKEN}" in env["content"]
+    assert config["runcmd"] == [["/usr/local/sbin/coursekit-bootstrap", "/etc/coursekit/seat.env"]]
+
+
+def test_cloud_init_schema_check_can_fail(tmp_path):
+    bad = tmp_path / "user-data"
+    bad.write_text("#cloud-config\nwrite_files: not-a-list\n")
+    assert subprocess.run(["cloud-init", "schema", "--config-file", str(bad)], capture_output=True).returncode != 0
+
+
+def test_hostile_values_stay_quoted(cloudinit):
+    env = cloudinit.seat_env("alice", "img", "tok'; rm -rf / #", "host")
+    result = subprocess.run(["bash", "-c", f"{env}\nprintf %s \"$JUPYTER_TOKEN\""], capture_output=True, text=True)
+    assert result.stdout == "tok'; rm -rf / #"
+
+
+def _https(url: str, token: str | None) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # Caddy's internal CA
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_bootstrap_pulls_fetches_and_serves_https(course_repo, tmp_path, base_image, registry, docker_client, cloudinit):
+    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('registry: "docker.io"', f'registry: "{registry}"'))
+    built = run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA))
+    assert built.returncode == 0, built.stderr
+    image = built.stdout.strip()
+    assert run_coursekit(repo, "publish", "--no-latest").returncode == 0
+    docker_client.images.remove(image)  # the bootstrap must pull it from the registry
+
+    https_port, http_port, jupyter_port = free_port(), free_port(), free_port()
+    work = tmp_path / "vm"
+    work.mkdir()
+    (work / "seat.env").write_text(cloudinit.seat_env(
+        "bootstrap-test", image, TOKEN, "127.0.0.1", HTTPS_PORT=https_port, HTTP_PORT=http_port,
+        JUPYTER_PORT=jupyter_port, CADDY_CONFIG="/tmp/Caddyfile", READY_TIMEOUT=300,
+    ))
+    shutil.copyfile(cloudinit.BOOTSTRAP, work / "bootstrap.sh")
+    vm = docker_client.containers.run(
+        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/bootstrap.sh /vm/seat.env && sleep infinity"],
+        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"},
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}, str(work): {"bind": "/vm"}},
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while "coursekit-bootstrap: ready" not in (logs := vm.logs().decode()):
+            vm.reload()
+            assert vm.status == "running", logs
+            assert time.monotonic() < deadline, logs
+            time.sleep(2)
+        status = f"https://127.0.0.1:{https_port}/api/status"
+        assert _https(status, TOKEN) == 200
+        assert _https(status, None) == 403
+        assert _https(status, "x" + TOKEN[1:]) == 403
+        redirect = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        redirect.request("GET", "/api/status")
+        response = redirect.getresponse()
+        assert response.status == 301 and response.getheader("Location") == f"https://127.0.0.1:{https_port}/api/status"
+        seat = docker_client.containers.get("coursekit-bootstrap-test")
+        assert seat.attrs["HostConfig"]["PortBindings"]["8888/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(jupyter_port)}]
+        assert "brain_volumes.csv: fetched" in seat.logs().decode()
+    finally:
+        vm.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.containers.get("coursekit-bootstrap-test").remove(force=True)
+        for volume in docker_client.volumes.list(filters={"name": "coursekit-bootstrap-test-home"}):
+            volume.remove(force=True)

@@ -1,0 +1,79 @@
+#!/bin/bash
+# coursekit seat bootstrap, run by cloud-init on each VM (and by the tests in a container):
+# install Docker and Caddy, pull the course image, start Jupyter with the seat's credential
+# (its start hook fetches and verifies the course data), and serve it on HTTPS.
+# Usage: coursekit-bootstrap SEAT_ENV_FILE
+set -euo pipefail
+set -a  # export the settings: docker run passes JUPYTER_TOKEN from the environment, not the command line
+# shellcheck disable=SC1090
+source "$1"
+set +a
+: "${SEAT:?}" "${IMAGE:?}" "${JUPYTER_TOKEN:?}" "${SITE:?}"
+HTTPS_PORT=${HTTPS_PORT:-443}
+HTTP_PORT=${HTTP_PORT:-80}
+JUPYTER_PORT=${JUPYTER_PORT:-8888}
+READY_TIMEOUT=${READY_TIMEOUT:-900}
+CADDY_CONFIG=${CADDY_CONFIG:-/etc/caddy/Caddyfile}
+log() { echo "coursekit-bootstrap: $*" >&2; }
+
+missing=()
+command -v docker > /dev/null || missing+=(docker.io)
+command -v caddy > /dev/null || missing+=(caddy)
+command -v curl > /dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+if ! docker info > /dev/null 2>&1; then
+    systemctl enable --now docker 2> /dev/null || (nohup dockerd > /var/log/dockerd.log 2>&1 &)
+    for _ in $(seq 60); do docker info > /dev/null 2>&1 && break; sleep 1; done
+fi
+
+log "pulling $IMAGE"
+for attempt in 1 2 3 4 5; do docker pull -q "$IMAGE" > /dev/null && break; log "pull failed ($attempt/5)"; sleep $((attempt * 5)); done
+docker image inspect "$IMAGE" > /dev/null
+
+# Only Caddy is reachable from outside; Jupyter listens on the loopback interface.
+docker volume create "coursekit-$SEAT-home" > /dev/null
+docker rm -f "coursekit-$SEAT" > /dev/null 2>&1 || true
+docker run -d --name "coursekit-$SEAT" --restart unless-stopped \
+    --label org.coursekit.seat="$SEAT" -e JUPYTER_TOKEN \
+    -p "127.0.0.1:$JUPYTER_PORT:8888" -v "coursekit-$SEAT-home:/home/jovyan" "$IMAGE" > /dev/null
+
+log "waiting for Jupyter (the course data is fetched and verified first)"
+deadline=$((SECONDS + READY_TIMEOUT))
+until curl -fs -o /dev/null -H "Authorization: token $JUPYTER_TOKEN" "http://127.0.0.1:$JUPYTER_PORT/api/status"; do
+    if [ "$(docker inspect -f '{{.State.Running}}' "coursekit-$SEAT")" != true ] || [ $SECONDS -gt $deadline ]; then
+        docker logs --tail 20 "coursekit-$SEAT" >&2 || true
+        log "ERROR: Jupyter did not start"
+        exit 1
+    fi
+    sleep 2
+done
+
+# A DNS name gets a real certificate from Let's Encrypt; a bare address gets Caddy's internal CA.
+tls=""
+[[ "$SITE" =~ ^[0-9.]+$ ]] && tls="tls internal"
+mkdir -p "$(dirname "$CADDY_CONFIG")"
+cat > "$CADDY_CONFIG" <<CADDY
+{
+	http_port $HTTP_PORT
+	https_port $HTTPS_PORT
+}
+https://$SITE:$HTTPS_PORT {
+	$tls
+	reverse_proxy 127.0.0.1:$JUPYTER_PORT
+}
+http://$SITE:$HTTP_PORT {
+	redir https://{host}:$HTTPS_PORT{uri} permanent
+}
+CADDY
+caddy validate --config "$CADDY_CONFIG" --adapter caddyfile > /dev/null 2>&1
+if systemctl is-system-running > /dev/null 2>&1; then
+    systemctl restart caddy
+else
+    caddy stop > /dev/null 2>&1 || true
+    caddy start --config "$CADDY_CONFIG" --adapter caddyfile > /dev/null 2>&1
+fi
+log "ready: https://$SITE:$HTTPS_PORT/"
