@@ -115,14 +115,14 @@ def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict
             out.addfile(info, io.BytesIO(manifest))
         listed, actual = read_manifest(partial)
         if listed != sums or actual != sums:
-            raise ArchiveError(f"{seat}: the archive does not match its own manifest")
+            raise ArchiveError("the archive does not match its own manifest")
         again = _source_digests(source, course_data)
         if again != sums:
             changed = sorted(set(again.items()) ^ set(sums.items()))[:5]
-            raise ArchiveError(f"{seat}: the home changed while it was archived ({changed}); archive again")
+            raise ArchiveError(f"the home changed while it was archived ({changed}); archive again")
         os.replace(partial, final)
     except (OSError, tarfile.TarError) as exc:
-        raise ArchiveError(f"{seat}: archiving failed: {exc}") from None
+        raise ArchiveError(f"archiving failed: {exc}") from None
     finally:
         partial.unlink(missing_ok=True)
     return Archived(seat, final, len(sums), size)

@@ -127,47 +127,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def _fleet_urls(course: Course, secret: str) -> dict[str, str]:
     """Seat URLs from the running fleet; none (placeholders) when there is no fleet to ask."""
-    from coursekit.errors import DockerError
-    from coursekit.fleet import docker_fleet
+    from coursekit.fleet import fleet_for
 
-    if course.fleet.provider != "docker":
+    try:
+        return fleet_for(course, None, secret).urls()
+    except CoursekitError as exc:
+        err.print(f"cannot ask the fleet for seat URLs ({str(exc).splitlines()[0]}); the roster shows placeholders", markup=False)
         return {}
-    try:
-        return docker_fleet(course, secret).urls()
-    except DockerError:
-        err.print("no Docker engine to ask for seat URLs; the roster shows placeholders")
-        return {}
-
-
-def _image_id(client, ref: str) -> str:
-    """The local image id of ref, pulling it if needed."""
-    import docker.errors
-
-    try:
-        return client.images.get(ref).id
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        err.print(f"pulling {ref}")
-        return client.images.pull(ref).id
-    except docker.errors.APIError as exc:
-        raise CoursekitError(
-            f"image {ref} is neither here nor pullable ({exc.explanation or exc}); "
-            "build it with `python -m coursekit build` or pass --image"
-        ) from None
 
 
 def _fleet_and_plan(args: argparse.Namespace):
     from coursekit import image
-    from coursekit.fleet import docker_fleet, provider_name
+    from coursekit.fleet import fleet_for
     from coursekit.fleet.plan import plan
 
     course = load_course(args.config)
-    provider_name(course, args.provider)
-    fleet = docker_fleet(course, read_secret())
+    fleet = fleet_for(course, args.provider, read_secret())
     ref = args.image or image.image_ref(course)
-    image_id = _image_id(fleet.client, ref)
-    return fleet, ref, plan(fleet.desired(image_id), fleet.observe())
+    return fleet, ref, plan(fleet.desired(fleet.resolve_image(ref)), fleet.observe())
 
 
 def _print_plan(actions) -> None:
@@ -222,11 +199,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from coursekit.fleet import docker_fleet, provider_name
+    from coursekit.fleet import fleet_for
 
     course = load_course(args.config)
-    provider_name(course, args.provider)
-    rows = docker_fleet(course, read_secret()).status()
+    rows = fleet_for(course, args.provider, read_secret()).status()
     if args.json:
         sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         return 0
@@ -241,11 +217,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_teardown(args: argparse.Namespace) -> int:
     """Archive every seat's work and verify it, then remove the fleet; unarchived seats stay."""
-    from coursekit.fleet import docker_fleet, provider_name
+    from coursekit.fleet import fleet_for
 
     course = load_course(args.config)
-    provider_name(course, args.provider)
-    fleet = docker_fleet(course, read_secret())
+    fleet = fleet_for(course, args.provider, read_secret())
     if not args.yes:
         seats_found = sorted(fleet.urls())
         raise CoursekitError(

@@ -80,7 +80,11 @@ class OpenStackFleet:
     image: str
     network: str
     ssh_cidrs: tuple[str, ...]
+    concurrency: int
+    boot_timeout_minutes: float
+    poll_seconds: float
     key_name: str | None = None
+    dns_domain: str | None = None
 
 
 @dataclass(frozen=True)

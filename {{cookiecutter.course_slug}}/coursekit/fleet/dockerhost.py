@@ -122,6 +122,20 @@ class DockerHost:
         """The course's seats as they are."""
         return [self._observe(c) for c in self.containers()]
 
+    def resolve_image(self, ref: str) -> str:
+        """The local image id of ref, pulled first if it is not here."""
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            return self.client.images.pull(ref).id
+        except docker.errors.APIError as exc:
+            raise CoursekitError(
+                f"image {ref} is neither here nor pullable ({exc.explanation or exc}); "
+                "build it with `python -m coursekit build` or pass --image"
+            ) from None
+
     def desired(self, image_id: str) -> list[Desired]:
         """The course's seats as course.yaml wants them."""
         return [Desired(s.id, image_id, self.fingerprint()) for s in seats(self.course)]
@@ -196,7 +210,7 @@ class DockerHost:
                 chunks, _ = self.client.containers.get(self.container_name(seat)).get_archive(HOME)
                 yield from chunks
             except docker.errors.DockerException as exc:
-                raise archive.ArchiveError(f"{seat}: cannot read the home folder: {exc}") from None
+                raise archive.ArchiveError(f"cannot read the home folder: {exc}") from None
         return stream
 
     def archive(self, seat: str, archive_dir: Path) -> archive.Archived:

@@ -1,0 +1,603 @@
+"""An emulator of the Jetstream2 (OpenStack) APIs that coursekit's openstack provider calls.
+
+Keystone v3 (application credentials, service catalog), Nova (flavors, servers with tags and metadata,
+keypairs, limits), Neutron (networks, ports, floating IPs with tags, security groups and rules, quotas)
+and Glance (images), served over HTTP on 127.0.0.1 for the real openstacksdk. Responses follow the
+published API references. State is kept in memory. Every fixed address is in 127.66.0.0/16 and every
+floating address in 127.77.0.0/16, so whatever probes a seat stays on this machine.
+
+Faults (attributes of Emulator, switchable while it runs):
+    boot_seconds       BUILD lasts this long before ACTIVE
+    latency            seconds added to every request
+    error_once         server names that go to ERROR (with a fault) on their first boot only
+    stuck              server names that never leave BUILD
+    quota_fail_at      the k-th server create (1-based) fails with 403 quota exceeded
+    create_503         server names whose create returns 503 although the server was created
+    delete_seconds     deletes take this long (the server shows task_state "deleting" meanwhile)
+    floating_ip_quota  floating IPs allowed; more gives 409 OverQuota
+    fip_conflicts      the next N floating-IP creates get 409 OverQuota, then they succeed
+When a server turns ACTIVE with a floating IP, the emulated VM answers like the seat's Jupyter
+(SeatStandIn): HTTPS on the floating address, guarded by the JUPYTER_TOKEN from its user data.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import shlex
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+PROJECT = {"id": "f1a2b3c4d5e6", "name": "TRA160003", "domain": {"id": "default", "name": "Default"}}
+FLAVORS = [
+    ("1", "m3.tiny", 1, 3), ("2", "m3.small", 2, 6), ("3", "m3.quad", 4, 15),
+    ("4", "m3.medium", 8, 30), ("5", "m3.large", 16, 60), ("7", "m3.xl", 32, 125),
+]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: dict):
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+def _nova_error(status: int, kind: str, message: str) -> HttpError:
+    return HttpError(status, {kind: {"code": status, "message": message}})
+
+
+def _neutron_error(status: int, kind: str, message: str) -> HttpError:
+    return HttpError(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
+
+
+class SeatStandIn:
+    """What a booted seat VM shows the world: HTTPS on its floating address, with Jupyter Server's
+    /api/status and a small contents API (a home folder in memory), all guarded by the seat's token."""
+
+    def __init__(self, address: str, port: int, token: str, cert: tuple[str, str]):
+        self.files: dict[str, bytes] = {"notebooks/01-welcome.ipynb": b'{"cells": [], "nbformat": 4, "nbformat_minor": 5}\n'}
+        self.broken = False  # when set, the contents API answers 500, as a wedged server would
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _authorized(self) -> bool:
+                given = self.headers.get("Authorization", "").removeprefix("token ")
+                query = parse_qs(urlparse(self.path).query).get("token", [""])[0]
+                return bool(token) and token in (given, query)
+
+            def _reply(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urlparse(self.path)
+                if not self._authorized():
+                    return self._reply(403, {"message": "Forbidden"})
+                if url.path == "/api/status":
+                    return self._reply(200, {"started": _now(), "last_activity": _now(), "connections": 0, "kernels": 0})
+                if url.path.startswith("/api/contents") and not stand_in.broken:
+                    return self._reply(*stand_in.get(url.path.removeprefix("/api/contents").strip("/")))
+                self._reply(500 if stand_in.broken else 404, {"message": "not here"})
+
+            def do_PUT(self):
+                url = urlparse(self.path)
+                if not self._authorized():
+                    return self._reply(403, {"message": "Forbidden"})
+                model = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                content = model["content"]
+                data = base64.b64decode(content) if model.get("format") == "base64" else content.encode()
+                path = url.path.removeprefix("/api/contents").strip("/")
+                stand_in.files[path] = data
+                self._reply(201, {"name": path.rsplit("/", 1)[-1], "path": path, "type": "file"})
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((address, port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*cert)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def get(self, path: str) -> tuple[int, dict]:
+        """A contents-API model of path: a directory listing or a file in base64."""
+        if path in self.files:
+            name = path.rsplit("/", 1)[-1]
+            return 200, {"name": name, "path": path, "type": "file", "format": "base64",
+                         "content": base64.b64encode(self.files[path]).decode()}
+        prefix = f"{path}/" if path else ""
+        children = {}
+        for file in self.files:
+            if file.startswith(prefix):
+                head = file[len(prefix):].split("/", 1)
+                kind = "directory" if len(head) > 1 else ("notebook" if head[0].endswith(".ipynb") else "file")
+                children[head[0]] = {"name": head[0], "path": prefix + head[0], "type": kind, "content": None}
+        if not children and path:
+            return 404, {"message": f"No such file or directory: {path}"}
+        return 200, {"name": path.rsplit("/", 1)[-1], "path": path, "type": "directory", "format": "json",
+                     "content": list(children.values())}
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Emulator:
+    """The cloud: start() serves it, stop() ends it; `calls` counts API requests."""
+
+    def __init__(self, seat_port: int = 443):
+        self.boot_seconds = 0.5
+        self.latency = 0.0
+        self.error_once: set[str] = set()
+        self.stuck: set[str] = set()
+        self.quota_fail_at: int | None = None
+        self.create_503: set[str] = set()
+        self.delete_seconds = 0.0
+        self.floating_ip_quota = 25
+        self.fip_conflicts = 0  # the next N floating-IP creates get 409 OverQuota (another project's race)
+        self.max_instances, self.max_cores, self.max_ram_mb = 100, 800, 3_200_000
+        self.seat_port = seat_port
+        self.calls: list[str] = []
+        self.credential = {"id": "coursekit-test-appcred", "secret": uuid.uuid4().hex}
+        self._lock = threading.RLock()
+        self._ids = itertools.count(2)
+        self._fip_numbers = itertools.count(2)
+        self._creates = 0
+        self._errored: set[str] = set()
+        self.servers: dict[str, dict] = {}
+        self.ports: dict[str, dict] = {}
+        self.floating_ips: dict[str, dict] = {}
+        self.security_groups: dict[str, dict] = {}
+        self.stand_ins: dict[str, SeatStandIn] = {}
+        self.networks = {
+            "net-auto": {"id": "net-auto", "name": "auto_allocated_network", "status": "ACTIVE", "router:external": False,
+                         "subnets": ["subnet-auto"], "tags": [], "project_id": PROJECT["id"], "shared": False},
+            "net-public": {"id": "net-public", "name": "public", "status": "ACTIVE", "router:external": True,
+                           "subnets": ["subnet-public"], "tags": [], "project_id": "admin", "shared": True},
+        }
+        self.images = {"img-u22": {"id": "img-u22", "name": "Featured-Ubuntu22", "status": "active", "visibility": "public",
+                                   "container_format": "bare", "disk_format": "raw", "min_disk": 0, "min_ram": 0,
+                                   "tags": [], "created_at": _now(), "updated_at": _now()}}
+        self.keypairs = {"instructor": {"name": "instructor", "fingerprint": "aa:bb", "public_key": "ssh-ed25519 AAAA test", "type": "ssh"}}
+        self._cert_dir = tempfile.TemporaryDirectory()
+        self._cert = self._make_cert()
+
+    # Serving -----------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self, method: str):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null") if length else None
+                status, headers, payload = emulator.handle(method, self.path, body, self.headers)
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self.url
+
+    def stop(self) -> None:
+        for stand_in in self.stand_ins.values():
+            stand_in.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._cert_dir.cleanup()
+
+    def clouds_yaml(self, path: Path, cloud: str = "openstack") -> Path:
+        """A clouds.yaml for this emulator, in Jetstream2's application-credential form."""
+        path.write_text(yaml.safe_dump({"clouds": {cloud: {
+            "auth_type": "v3applicationcredential", "region_name": "IU", "interface": "public", "identity_api_version": 3,
+            "auth": {"auth_url": f"{self.url}/identity/v3", "application_credential_id": self.credential["id"],
+                     "application_credential_secret": self.credential["secret"]},
+        }}}))
+        return path
+
+    def _make_cert(self) -> tuple[str, str]:
+        key, cert = Path(self._cert_dir.name, "key.pem"), Path(self._cert_dir.name, "cert.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=seat",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        return str(cert), str(key)
+
+    # Dispatch ----------------------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, body, headers) -> tuple[int, dict, dict | None]:
+        if self.latency:
+            time.sleep(self.latency)
+        url = urlparse(raw_path)
+        path, query = url.path.rstrip("/") or "/", parse_qs(url.query)
+        with self._lock:
+            self.calls.append(f"{method} {path}")
+            self._advance()
+            try:
+                public = path.startswith("/identity") or re.fullmatch(r"/(compute(/v2\.1)?|network|image)", path)
+                if not public and headers.get("X-Auth-Token") != "tok-" + self.credential["id"]:
+                    raise HttpError(401, {"error": {"code": 401, "message": "The request you have made requires authentication."}})
+                for pattern, verb, handler in self._routes():
+                    match = re.fullmatch(pattern, path)
+                    if match and verb == method:
+                        return handler(body, query, *match.groups())
+                raise HttpError(404, {"itemNotFound": {"code": 404, "message": f"{method} {path} not found"}})
+            except HttpError as exc:
+                return exc.status, {}, exc.body
+            except Exception as exc:  # noqa: BLE001 - a cloud answers 500, it does not hang up
+                return 500, {}, {"computeFault": {"code": 500, "message": f"emulator error: {exc!r}"}}
+
+    def _routes(self):
+        return [
+            (r"/identity(/v3)?", "GET", self._identity_version),
+            (r"/identity/v3/auth/tokens", "POST", self._issue_token),
+            (r"/compute(/v2\.1)?", "GET", self._compute_version),
+            (r"/compute/v2\.1/flavors(/detail)?", "GET", self._flavors),
+            (r"/compute/v2\.1/flavors/([^/]+)", "GET", self._flavor),
+            (r"/compute/v2\.1/limits", "GET", self._limits),
+            (r"/compute/v2\.1/os-keypairs/([^/]+)", "GET", self._keypair),
+            (r"/compute/v2\.1/servers", "POST", self._create_server),
+            (r"/compute/v2\.1/servers(/detail)?", "GET", self._list_servers),
+            (r"/compute/v2\.1/servers/([^/]+)", "GET", self._get_server),
+            (r"/compute/v2\.1/servers/([^/]+)", "DELETE", self._delete_server),
+            (r"/network", "GET", self._network_versions),
+            (r"/network/v2\.0/networks", "GET", self._list_networks),
+            (r"/network/v2\.0/networks/([^/]+)", "GET", self._get_network),
+            (r"/network/v2\.0/ports", "GET", self._list_ports),
+            (r"/network/v2\.0/floatingips", "POST", self._create_fip),
+            (r"/network/v2\.0/floatingips", "GET", self._list_fips),
+            (r"/network/v2\.0/floatingips/([^/]+)", "PUT", self._update_fip),
+            (r"/network/v2\.0/floatingips/([^/]+)", "DELETE", self._delete_fip),
+            (r"/network/v2\.0/floatingips/([^/]+)/tags", "PUT", self._tag_fip),
+            (r"/network/v2\.0/security-groups", "GET", self._list_sgs),
+            (r"/network/v2\.0/security-groups", "POST", self._create_sg),
+            (r"/network/v2\.0/security-groups/([^/]+)", "DELETE", self._delete_sg),
+            (r"/network/v2\.0/security-groups/([^/]+)/tags", "PUT", self._tag_sg),
+            (r"/network/v2\.0/security-group-rules", "POST", self._create_rule),
+            (r"/network/v2\.0/quotas/([^/]+)/details", "GET", self._network_quota),
+            (r"/image", "GET", self._image_versions),
+            (r"/image/v2/images", "GET", self._list_images),
+            (r"/image/v2/images/([^/]+)", "GET", self._get_image),
+        ]
+
+    # Keystone ----------------------------------------------------------------------------------
+
+    def _identity_version(self, body, query, _=None):
+        return 200, {}, {"version": {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+                                     "links": [{"rel": "self", "href": f"{self.url}/identity/v3/"}],
+                                     "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]}}
+
+    def _issue_token(self, body, query):
+        identity = (body or {}).get("auth", {}).get("identity", {})
+        given = identity.get("application_credential", {})
+        if identity.get("methods") != ["application_credential"] or given.get("id") != self.credential["id"] \
+                or given.get("secret") != self.credential["secret"]:
+            raise HttpError(401, {"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+
+        def service(kind, name, path):
+            return {"type": kind, "name": name, "id": f"svc-{name}", "endpoints": [
+                {"id": f"ep-{name}", "interface": "public", "region": "IU", "region_id": "IU", "url": f"{self.url}{path}"}]}
+
+        token = {"token": {
+            "methods": ["application_credential"], "expires_at": "2099-01-01T00:00:00.000000Z", "issued_at": _now(),
+            "user": {"id": "user-1", "name": "instructor", "domain": PROJECT["domain"], "password_expires_at": None},
+            "project": PROJECT, "roles": [{"id": "role-member", "name": "member"}],
+            "application_credential": {"id": self.credential["id"], "name": "coursekit", "restricted": True},
+            "catalog": [service("identity", "keystone", "/identity"), service("compute", "nova", "/compute/v2.1"),
+                        service("network", "neutron", "/network"), service("image", "glance", "/image")],
+        }}
+        return 201, {"X-Subject-Token": "tok-" + self.credential["id"]}, token
+
+    # Nova ----------------------------------------------------------------------------------------
+
+    def _compute_version(self, body, query, _=None):
+        return 200, {}, {"version": {"id": "v2.1", "status": "CURRENT", "version": "2.90", "min_version": "2.1",
+                                     "updated": "2013-07-23T11:33:21Z", "links": [{"rel": "self", "href": f"{self.url}/compute/v2.1/"}],
+                                     "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]}}
+
+    def _flavor_body(self, flavor_id, name, vcpus, ram_gb):
+        return {"id": flavor_id, "name": name, "vcpus": vcpus, "ram": ram_gb * 1024, "disk": 20, "swap": 0,
+                "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": True, "rxtx_factor": 1.0,
+                "description": None, "extra_specs": {}, "links": []}
+
+    def _flavors(self, body, query, _=None):
+        return 200, {}, {"flavors": [self._flavor_body(*f) for f in FLAVORS]}
+
+    def _flavor(self, body, query, flavor_id):
+        for flavor in FLAVORS:
+            if flavor[0] == flavor_id:
+                return 200, {}, {"flavor": self._flavor_body(*flavor)}
+        raise _nova_error(404, "itemNotFound", f"Flavor {flavor_id} could not be found.")
+
+    def _limits(self, body, query):
+        active = [s for s in self.servers.values() if s["status"] != "DELETED"]
+        cores = sum(next(f[2] for f in FLAVORS if f[0] == s["flavor"]["id"]) for s in active)
+        ram = sum(next(f[3] for f in FLAVORS if f[0] == s["flavor"]["id"]) * 1024 for s in active)
+        return 200, {}, {"limits": {"rate": [], "absolute": {
+            "maxTotalInstances": self.max_instances, "totalInstancesUsed": len(active),
+            "maxTotalCores": self.max_cores, "totalCoresUsed": cores,
+            "maxTotalRAMSize": self.max_ram_mb, "totalRAMUsed": ram,
+            "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
+            "maxTotalKeypairs": 100, "maxServerGroups": 10, "maxServerGroupMembers": 10,
+            "totalServerGroupsUsed": 0}}}
+
+    def _keypair(self, body, query, name):
+        if name not in self.keypairs:
+            raise _nova_error(404, "itemNotFound", f"Keypair {name} not found for user user-1")
+        return 200, {}, {"keypair": self.keypairs[name]}
+
+    def _create_server(self, body, query):
+        spec = (body or {}).get("server", {})
+        self._creates += 1
+        if self.quota_fail_at is not None and self._creates == self.quota_fail_at:
+            raise _nova_error(403, "forbidden", f"Quota exceeded for instances: Requested 1, but already used {len(self.servers)} of {len(self.servers)} instances")
+        flavor = next((f for f in FLAVORS if f[0] == spec.get("flavorRef")), None)
+        if flavor is None or spec.get("imageRef") not in self.images:
+            raise _nova_error(400, "badRequest", "Invalid flavorRef or imageRef provided.")
+        server_id = str(uuid.uuid4())
+        name = spec["name"]
+        networks = spec.get("networks") or []
+        port_id = f"port-{server_id[:8]}"
+        n = next(self._ids)
+        fixed = f"127.66.{n // 250}.{n % 250 + 2}"
+        self.ports[port_id] = {"id": port_id, "network_id": networks[0]["uuid"] if networks else "net-auto",
+                               "device_id": server_id, "device_owner": "compute:nova", "status": "ACTIVE",
+                               "fixed_ips": [{"subnet_id": "subnet-auto", "ip_address": fixed}], "tags": []}
+        user_data = base64.b64decode(spec.get("user_data", "")).decode() if spec.get("user_data") else ""
+        fail = name in self.error_once and name not in self._errored
+        self.servers[server_id] = {
+            "id": server_id, "name": name, "status": "BUILD", "OS-EXT-STS:task_state": "spawning",
+            "OS-EXT-STS:vm_state": "building", "created": _now(), "updated": _now(), "tenant_id": PROJECT["id"],
+            "user_id": "user-1", "flavor": {"id": flavor[0], "original_name": flavor[1], "vcpus": flavor[2]},
+            "image": {"id": spec["imageRef"]}, "metadata": spec.get("metadata", {}), "tags": spec.get("tags", []),
+            "key_name": spec.get("key_name"), "security_groups": spec.get("security_groups", []),
+            "addresses": {"auto_allocated_network": [{"addr": fixed, "version": 4, "OS-EXT-IPS:type": "fixed"}]},
+            "accessIPv4": "", "accessIPv6": "", "hostId": "", "progress": 0, "links": [],
+            "_ready_at": time.monotonic() + self.boot_seconds, "_fail": fail, "_user_data": user_data,
+        }
+        if fail:
+            self._errored.add(name)
+        if name in self.create_503:
+            raise HttpError(503, {"computeFault": {"code": 503, "message": "Service Unavailable"}})
+        return 202, {"Location": f"{self.url}/compute/v2.1/servers/{server_id}"}, {"server": {
+            "id": server_id, "links": [], "OS-DCF:diskConfig": "MANUAL", "security_groups": spec.get("security_groups", []),
+            "adminPass": uuid.uuid4().hex[:12]}}
+
+    def _public(self, server: dict) -> dict:
+        return {key: value for key, value in server.items() if not key.startswith("_")}
+
+    def _list_servers(self, body, query, _=None):
+        found = [s for s in self.servers.values() if s["status"] != "DELETED"]
+        for tag in query.get("tags", [""])[0].split(",") if "tags" in query else []:
+            found = [s for s in found if tag in s["tags"]]
+        if "name" in query:
+            found = [s for s in found if re.search(query["name"][0], s["name"])]
+        return 200, {}, {"servers": [self._public(s) for s in found]}
+
+    def _get_server(self, body, query, server_id):
+        server = self.servers.get(server_id)
+        if not server or server["status"] == "DELETED":
+            raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        return 200, {}, {"server": self._public(server)}
+
+    def _delete_server(self, body, query, server_id):
+        server = self.servers.get(server_id)
+        if not server or server["status"] == "DELETED":
+            raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        server["OS-EXT-STS:task_state"] = "deleting"
+        server["_deleted_at"] = time.monotonic() + self.delete_seconds
+        return 204, {}, None
+
+    def _advance(self) -> None:
+        """Move time on: builds finish (or fail), deletes complete, seats boot."""
+        now = time.monotonic()
+        for server in list(self.servers.values()):
+            if server.get("_deleted_at") is not None and now >= server["_deleted_at"] and server["status"] != "DELETED":
+                server["status"] = "DELETED"
+                for port_id in [p for p, port in self.ports.items() if port["device_id"] == server["id"]]:
+                    for fip in self.floating_ips.values():
+                        if fip["port_id"] == port_id:
+                            fip.update(port_id=None, fixed_ip_address=None, status="DOWN")
+                            self._stop_stand_in(fip["floating_ip_address"])
+                    del self.ports[port_id]
+            elif server["status"] == "BUILD" and server["name"] not in self.stuck and now >= server["_ready_at"]:
+                if server["_fail"]:
+                    server.update({"status": "ERROR", "OS-EXT-STS:vm_state": "error", "OS-EXT-STS:task_state": None,
+                                   "fault": {"code": 500, "message": "No valid host was found. There are not enough hosts available.",
+                                             "created": _now()}})
+                else:
+                    server.update({"status": "ACTIVE", "OS-EXT-STS:vm_state": "active", "OS-EXT-STS:task_state": None})
+        for fip in self.floating_ips.values():
+            server = self._server_of_port(fip["port_id"])
+            if server and server["status"] == "ACTIVE" and fip["floating_ip_address"] not in self.stand_ins:
+                self._start_stand_in(fip["floating_ip_address"], server)
+
+    def _server_of_port(self, port_id: str | None) -> dict | None:
+        port = self.ports.get(port_id or "")
+        return self.servers.get(port["device_id"]) if port else None
+
+    def _start_stand_in(self, address: str, server: dict) -> None:
+        token = ""
+        for entry in (yaml.safe_load(server["_user_data"]) or {}).get("write_files", []) if server["_user_data"] else []:
+            for word in shlex.split(entry.get("content", "")) if entry["path"].endswith("seat.env") else []:
+                if word.startswith("JUPYTER_TOKEN="):
+                    token = word.split("=", 1)[1]
+        self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, self._cert)
+
+    def _stop_stand_in(self, address: str) -> None:
+        if stand_in := self.stand_ins.pop(address, None):
+            stand_in.stop()
+
+    # Neutron -------------------------------------------------------------------------------------
+
+    def _network_versions(self, body, query, _=None):
+        return 200, {}, {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": f"{self.url}/network/v2.0/"}]}]}
+
+    def _filter(self, items, query, keys):
+        for key in keys:
+            if key in query:
+                items = [i for i in items if str(i.get(key)) == query[key][0] or (key == "tags" and query[key][0] in i.get("tags", []))]
+        return items
+
+    def _list_networks(self, body, query):
+        return 200, {}, {"networks": self._filter(list(self.networks.values()), query, ["name", "id", "router:external"])}
+
+    def _get_network(self, body, query, network_id):
+        if network_id not in self.networks:
+            raise _neutron_error(404, "NetworkNotFound", f"Network {network_id} could not be found.")
+        return 200, {}, {"network": self.networks[network_id]}
+
+    def _list_ports(self, body, query):
+        return 200, {}, {"ports": self._filter(list(self.ports.values()), query, ["device_id", "network_id", "id"])}
+
+    def _fip_body(self, fip):
+        return dict(fip)
+
+    def _create_fip(self, body, query):
+        spec = (body or {}).get("floatingip", {})
+        if len(self.floating_ips) >= self.floating_ip_quota or self.fip_conflicts > 0:
+            self.fip_conflicts = max(0, self.fip_conflicts - 1)
+            raise _neutron_error(409, "OverQuota", "Quota exceeded for resources: ['floatingip'].")
+        if spec.get("floating_network_id") != "net-public":
+            raise _neutron_error(400, "BadRequest", "Bad floatingip request: network must be external.")
+        n = next(self._fip_numbers)
+        fip_id = str(uuid.uuid4())
+        self.floating_ips[fip_id] = {
+            "id": fip_id, "floating_ip_address": f"127.77.{n // 250}.{n % 250 + 2}", "floating_network_id": "net-public",
+            "port_id": None, "fixed_ip_address": None, "router_id": None, "status": "DOWN", "tags": [],
+            "description": spec.get("description", ""), "project_id": PROJECT["id"], "tenant_id": PROJECT["id"],
+            "created_at": _now(), "updated_at": _now(), "revision_number": 0,
+        }
+        return 201, {}, {"floatingip": self._fip_body(self.floating_ips[fip_id])}
+
+    def _list_fips(self, body, query):
+        return 200, {}, {"floatingips": self._filter(list(self.floating_ips.values()), query, ["tags", "port_id", "floating_ip_address"])}
+
+    def _update_fip(self, body, query, fip_id):
+        fip = self.floating_ips.get(fip_id)
+        if not fip:
+            raise _neutron_error(404, "FloatingIPNotFound", f"Floating IP {fip_id} could not be found")
+        port_id = (body or {}).get("floatingip", {}).get("port_id")
+        if port_id and port_id not in self.ports:
+            raise _neutron_error(404, "PortNotFound", f"Port {port_id} could not be found.")
+        fixed = self.ports[port_id]["fixed_ips"][0]["ip_address"] if port_id else None
+        fip.update(port_id=port_id, fixed_ip_address=fixed, status="ACTIVE" if port_id else "DOWN", updated_at=_now())
+        return 200, {}, {"floatingip": self._fip_body(fip)}
+
+    def _delete_fip(self, body, query, fip_id):
+        fip = self.floating_ips.pop(fip_id, None)
+        if not fip:
+            raise _neutron_error(404, "FloatingIPNotFound", f"Floating IP {fip_id} could not be found")
+        self._stop_stand_in(fip["floating_ip_address"])
+        return 204, {}, None
+
+    def _tag_fip(self, body, query, fip_id):
+        if fip_id not in self.floating_ips:
+            raise _neutron_error(404, "FloatingIPNotFound", f"Floating IP {fip_id} could not be found")
+        self.floating_ips[fip_id]["tags"] = list((body or {}).get("tags", []))
+        return 200, {}, {"tags": self.floating_ips[fip_id]["tags"]}
+
+    def _list_sgs(self, body, query):
+        return 200, {}, {"security_groups": self._filter(list(self.security_groups.values()), query, ["name", "id", "tags"])}
+
+    def _tag_sg(self, body, query, sg_id):
+        if sg_id not in self.security_groups:
+            raise _neutron_error(404, "SecurityGroupNotFound", f"Security group {sg_id} does not exist")
+        self.security_groups[sg_id]["tags"] = list((body or {}).get("tags", []))
+        return 200, {}, {"tags": self.security_groups[sg_id]["tags"]}
+
+    def _create_sg(self, body, query):
+        spec = (body or {}).get("security_group", {})
+        sg_id = str(uuid.uuid4())
+        egress = [{"id": str(uuid.uuid4()), "direction": "egress", "ethertype": e, "protocol": None, "port_range_min": None,
+                   "port_range_max": None, "remote_ip_prefix": None, "security_group_id": sg_id} for e in ("IPv4", "IPv6")]
+        self.security_groups[sg_id] = {"id": sg_id, "name": spec.get("name"), "description": spec.get("description", ""),
+                                       "security_group_rules": egress, "tags": [], "project_id": PROJECT["id"]}
+        return 201, {}, {"security_group": self.security_groups[sg_id]}
+
+    def _delete_sg(self, body, query, sg_id):
+        in_use = any(sg_id in [g.get("name") for g in s["security_groups"]] or
+                     self.security_groups.get(sg_id, {}).get("name") in [g.get("name") for g in s["security_groups"]]
+                     for s in self.servers.values() if s["status"] != "DELETED")
+        if sg_id not in self.security_groups:
+            raise _neutron_error(404, "SecurityGroupNotFound", f"Security group {sg_id} does not exist")
+        if in_use:
+            raise _neutron_error(409, "SecurityGroupInUse", f"Security Group {sg_id} in use.")
+        del self.security_groups[sg_id]
+        return 204, {}, None
+
+    def _create_rule(self, body, query):
+        spec = dict((body or {}).get("security_group_rule", {}))
+        group = self.security_groups.get(spec.get("security_group_id"))
+        if not group:
+            raise _neutron_error(404, "SecurityGroupNotFound", "Security group does not exist")
+        rule = {"id": str(uuid.uuid4()), "ethertype": "IPv4", "remote_ip_prefix": None, **spec}
+        group["security_group_rules"].append(rule)
+        return 201, {}, {"security_group_rule": rule}
+
+    def _network_quota(self, body, query, project_id):
+        used = len(self.floating_ips)
+        return 200, {}, {"quota": {"floatingip": {"limit": self.floating_ip_quota, "used": used, "reserved": 0},
+                                   "security_group": {"limit": 10, "used": len(self.security_groups), "reserved": 0},
+                                   "port": {"limit": 250, "used": len(self.ports), "reserved": 0}}}
+
+    # Glance --------------------------------------------------------------------------------------
+
+    def _image_versions(self, body, query, _=None):
+        return 200, {}, {"versions": [{"id": "v2.16", "status": "CURRENT", "links": [{"rel": "self", "href": f"{self.url}/image/v2/"}]}]}
+
+    def _list_images(self, body, query):
+        return 200, {}, {"images": self._filter(list(self.images.values()), query, ["name", "id"]), "first": "/v2/images", "schema": "/v2/schemas/images"}
+
+    def _get_image(self, body, query, image_id):
+        if image_id not in self.images:
+            raise HttpError(404, {"message": f"No image found with ID {image_id}", "code": "404 Not Found", "title": "Not Found"})
+        return 200, {}, self.images[image_id]
+
+    # Inspection for tests --------------------------------------------------------------------------
+
+    def live_servers(self) -> list[dict]:
+        with self._lock:
+            self._advance()
+            return [s for s in self.servers.values() if s["status"] != "DELETED"]

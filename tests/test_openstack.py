@@ -1,0 +1,188 @@
+"""The openstack provider against the Jetstream2 emulator, driven as the deploy/teardown workflows drive it."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import shutil
+import ssl
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_coursekit
+from os_emulator import Emulator
+
+SECRET = "openstack-tests-secret-0123456789"
+IMAGE = "docker.io/your-user/intro-to-data-science:abc1234"
+
+
+@pytest.fixture
+def cloud():
+    emulator = Emulator()
+    emulator.boot_seconds = 0.3
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def course(course_repo, tmp_path, cloud) -> Path:
+    """The default bake on the openstack provider, with fast polling and a short boot timeout."""
+    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    data["fleet"]["provider"] = "openstack"
+    data["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25)
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cloud.clouds_yaml(tmp_path / "clouds.yaml")
+    return repo
+
+
+def coursekit(course: Path, *args: str):
+    env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(course.parent / "clouds.yaml")}
+    return run_coursekit(course, *args, env=env)
+
+
+def deploy(course: Path, *args: str):
+    return coursekit(course, "deploy", "--image", IMAGE, *args)
+
+
+def roster(course: Path) -> dict[str, dict]:
+    result = coursekit(course, "roster")
+    assert result.returncode == 0, result.stderr
+    return {row["seat"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+
+
+def https(url: str, token: str | None, data: bytes | None = None, method: str = "GET"):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    headers = {"Authorization": f"token {token}"} if token else {}
+    request = urllib.request.Request(url, data=data, method=method, headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_deploy_five_seats_and_converge(course, cloud):
+    result = deploy(course)
+    assert result.returncode == 0, result.stdout + result.stderr
+    servers = cloud.live_servers()
+    assert sorted(s["metadata"]["coursekit-seat"] for s in servers) == ["ada-lovelace", "alice", "bob", "carol", "spare-1"]
+    for server in servers:
+        assert "coursekit-course-intro-to-data-science" in server["tags"]
+        assert server["metadata"]["coursekit-image"] == IMAGE
+        assert server["_user_data"].startswith("#cloud-config")  # sent base64-encoded, as Nova requires
+    assert all(f["floating_ip_address"].startswith("127.77.") and f["port_id"] for f in cloud.floating_ips.values())
+    assert len(cloud.floating_ips) == 5
+    group = next(iter(cloud.security_groups.values()))
+    ingress = sorted(r["port_range_min"] for r in group["security_group_rules"] if r["direction"] == "ingress")
+    assert ingress == [80, 443]  # no ssh_cidrs: port 22 stays closed
+    seats = roster(course)
+    for seat, row in seats.items():
+        assert row["url"].startswith("https://127.77.")
+        assert https(row["url"] + "api/status", row["credential"]) == 200
+        assert https(row["url"] + "api/status", None) == 403
+        other = seats["alice" if seat != "alice" else "bob"]["credential"]
+        assert https(row["url"] + "api/status", other) == 403
+
+    cloud.calls.clear()
+    again = deploy(course)
+    assert again.returncode == 0 and again.stdout.count(" keep ") == 5
+    assert len(cloud.calls) <= 10, cloud.calls  # a no-op re-deploy stays cheap
+
+
+def test_a_seat_in_error_is_deleted_and_recreated_once(course, cloud):
+    cloud.error_once = {"intro-to-data-science-bob"}
+    result = deploy(course)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bob: recreating (No valid host was found" in result.stderr
+    assert len(cloud.live_servers()) == 5
+
+
+def test_stuck_build_fails_the_seat_then_a_rerun_converges(course, cloud):
+    cloud.stuck = {"intro-to-data-science-carol"}
+    result = deploy(course)
+    assert result.returncode == 1
+    assert "1 seat failed" in result.stderr and "carol: not answering after 0.25 minutes (VM BUILD)" in result.stderr
+    assert roster(course)["alice"]["url"].startswith("https://")  # the others are up
+    plan = coursekit(course, "plan", "--image", IMAGE)
+    assert "carol" in plan.stdout and "unhealthy: stuck in BUILD for 0." in plan.stdout
+    cloud.stuck = set()  # the cloud recovers; carol's VM finally boots
+    healed = deploy(course)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert len(cloud.live_servers()) == 5 and len(cloud.floating_ips) == 5
+    carol = roster(course)["carol"]
+    assert https(carol["url"] + "api/status", carol["credential"]) == 200
+
+
+def test_403_quota_on_the_kth_server_is_retried(course, cloud):
+    cloud.quota_fail_at = 3
+    result = deploy(course)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(cloud.live_servers()) == 5
+
+
+def test_409_over_quota_on_floating_ips_is_retried(course, cloud):
+    cloud.fip_conflicts = 2
+    result = deploy(course)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(cloud.floating_ips) == 5
+
+
+def test_503_that_still_creates_makes_no_duplicate(course, cloud):
+    cloud.create_503 = {"intro-to-data-science-alice", "intro-to-data-science-bob"}
+    result = deploy(course)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(s["name"] for s in cloud.live_servers())
+    assert len(names) == len(set(names)) == 5
+
+
+def test_preflight_refuses_before_creating_anything(course, cloud):
+    cloud.floating_ip_quota = 3
+    cloud.max_cores = 16
+    result = deploy(course)
+    assert result.returncode == 1
+    assert "needs 40 more cores, quota allows 16" in result.stderr
+    assert "needs 5 more floating IPs, quota allows 3" in result.stderr
+    assert "ask your allocation's support for a raise or use fewer seats" in result.stderr
+    assert cloud.live_servers() == [] and cloud.floating_ips == {}
+
+
+def test_preflight_names_a_missing_flavor(course, cloud):
+    text = (course / "course.yaml").read_text().replace("flavor: m3.medium", "flavor: m3.tiny")
+    (course / "course.yaml").write_text(text)
+    del cloud.images["img-u22"]
+    result = deploy(course)
+    assert result.returncode == 1
+    assert "image 'Featured-Ubuntu22' does not exist in cloud 'openstack'" in result.stderr
+
+
+def test_teardown_archives_then_leaves_nothing(course, cloud, tmp_path):
+    cloud.delete_seconds = 0.5  # slow deletes: the security group goes only after the servers
+    assert deploy(course).returncode == 0
+    alice = roster(course)["alice"]
+    body = json.dumps({"type": "file", "format": "base64", "content": base64.b64encode(b"alice's answer\n").decode()}).encode()
+    assert https(alice["url"] + "api/contents/answer.txt", alice["credential"], body, "PUT") == 201
+    result = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "archives"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with tarfile.open(tmp_path / "archives" / "alice.tar.gz") as tar:
+        assert tar.extractfile("answer.txt").read() == b"alice's answer\n"
+        assert "notebooks/01-welcome.ipynb" in tar.getnames()
+    assert cloud.live_servers() == [] and cloud.floating_ips == {} and cloud.ports == {} and cloud.security_groups == {}
+    assert "nothing of 'intro-to-data-science' is left" in result.stdout
+
+
+def test_a_seat_that_cannot_be_archived_is_left_running(course, cloud, tmp_path):
+    assert deploy(course).returncode == 0
+    bob_address = roster(course)["bob"]["url"].split("//")[1].rstrip("/")
+    cloud.stand_ins[bob_address].broken = True
+    result = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "archives"))
+    assert result.returncode == 1
+    assert "bob: cannot read the home folder through Jupyter" in result.stderr and "the VM is left running" in result.stderr
+    assert [s["metadata"]["coursekit-seat"] for s in cloud.live_servers()] == ["bob"]
+    assert len(cloud.floating_ips) == 1 and len(cloud.security_groups) == 1

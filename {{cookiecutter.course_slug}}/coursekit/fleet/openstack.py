@@ -1,0 +1,486 @@
+"""The openstack provider: one VM per seat (Jetstream2 or any OpenStack cloud) through openstacksdk.
+
+Everything it creates carries the course's tag (servers, floating IPs, the security group), and each
+server's metadata names its seat, so any machine with clouds.yaml and COURSEKIT_SECRET finds the fleet.
+Creates run with bounded concurrency; one shared poll of the course's servers follows every boot, so
+API requests in flight are bounded, not boots in flight.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import ssl
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keystoneauth1.exceptions as ksaerr
+import openstack
+import openstack.exceptions as oserr
+
+from coursekit import archive
+from coursekit.config import Course
+from coursekit.errors import CoursekitError
+from coursekit.fleet import cloudinit
+from coursekit.fleet.dockerhost import Outcome, SeatStatus
+from coursekit.fleet.plan import Action, Desired, Kind, Observed
+from coursekit.fleet.progress import SeatProgress
+from coursekit.seats import credential, seats
+
+HTTPS_PORT = 443
+RETRIES = 4
+SSH_PORT, HTTP_PORT = 22, 80
+
+
+@dataclass
+class _Seat:
+    """A seat's journey through one apply."""
+
+    action: Action
+    fip: object = None
+    server_id: str | None = None
+    recreated: bool = False
+    started: float = field(default_factory=time.monotonic)
+    outcome: Outcome | None = None
+
+    def finish(self, ok: bool, detail: str) -> Outcome:
+        """The seat's outcome, timed from its (re)creation."""
+        return Outcome(self.action.seat, self.action.kind.value, ok, detail, time.monotonic() - self.started)
+
+
+def _status(exc: Exception) -> int:
+    return getattr(exc, "status_code", None) or 0
+
+
+def _insecure() -> ssl.SSLContext:
+    # Seats without a DNS name serve Caddy's internal certificate; the token still travels inside TLS.
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+class OpenStackFleet:
+    """Reconciles the course's seats as VMs."""
+
+    def __init__(self, course: Course, secret: str, connection=None, backoff: float = 1.0):
+        self.course, self.secret, self.backoff = course, secret, backoff
+        self.settings = course.fleet.openstack
+        self.slug = course.course.slug
+        self.tag = f"coursekit-course-{self.slug}"
+        self.group_name = f"coursekit-{self.slug}"
+        self.boot_timeout = self.settings.boot_timeout_minutes * 60
+        try:
+            self.conn = connection or openstack.connect(cloud=self.settings.cloud)
+        except oserr.SDKException as exc:
+            raise CoursekitError(
+                f"cannot use cloud {self.settings.cloud!r} ({exc}); put its application credential in clouds.yaml "
+                "(see clouds.yaml.example) or set OS_* variables and use cloud: envvars"
+            ) from None
+
+    # Names and addresses -----------------------------------------------------------------------
+
+    def server_name(self, seat: str) -> str:
+        return f"{self.slug}-{seat}"
+
+    def seat_tag(self, seat: str) -> str:
+        return f"coursekit-seat-{seat}"
+
+    def site(self, seat: str, address: str) -> str:
+        return f"{self.server_name(seat)}.{self.settings.dns_domain}" if self.settings.dns_domain else address
+
+    def url(self, seat: str, address: str) -> str:
+        return f"https://{self.site(seat, address)}/"
+
+    def token(self, seat: str) -> str:
+        return credential(self.secret, self.slug, seat)
+
+    def fingerprint(self) -> str:
+        s = self.settings
+        text = json.dumps([s.flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def resolve_image(self, ref: str) -> str:
+        """VMs pull the image themselves: the reference is what is desired."""
+        return ref
+
+    # Observing ----------------------------------------------------------------------------------
+
+    def _call(self, what: str, func, *args, **kwargs):
+        """One API call; SDK errors become CoursekitError naming what failed."""
+        try:
+            return func(*args, **kwargs)
+        except (oserr.SDKException, ksaerr.ClientException) as exc:
+            raise CoursekitError(f"{what} failed: {exc}") from None
+
+    def _servers(self) -> list:
+        return list(self._call("listing the course's servers", self.conn.compute.servers, tags=self.tag))
+
+    def _fips(self) -> dict[str, object]:
+        found = self._call("listing the course's floating IPs", self.conn.network.ips, tags=self.tag)
+        return {t.removeprefix("coursekit-seat-"): f for f in found for t in f.tags if t.startswith("coursekit-seat-")}
+
+    def _probe(self, seat: str, address: str, timeout: float = 5) -> int:
+        request = urllib.request.Request(f"https://{address}:{HTTPS_PORT}/api/status", headers={"Authorization": f"token {self.token(seat)}"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=_insecure()) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, OSError):
+            return 0
+
+    def _age(self, server) -> float:
+        created = datetime.fromisoformat(server.created_at.replace("Z", "+00:00"))
+        return (datetime.now(timezone.utc) - created).total_seconds()
+
+    def _observe(self, server, fips: dict) -> Observed:
+        seat = server.metadata.get("coursekit-seat", "")
+        fip = fips.get(seat)
+        state, detail = "stopped", f"VM {server.status}"
+        if server.status == "ACTIVE" and fip is not None and fip.port_id:
+            if self._probe(seat, fip.floating_ip_address) == 200:
+                state, detail = "running", ""
+            elif self._age(server) < self.boot_timeout:
+                state = "starting"
+            else:
+                state, detail = "failed", "the VM is up but Jupyter does not answer on HTTPS"
+        elif server.status == "ACTIVE":
+            state, detail = "starting", "floating IP not attached yet"  # deploy attaches it; no need to replace
+        elif server.status == "BUILD":
+            stuck = self._age(server) >= self.boot_timeout
+            state = "failed" if stuck else "starting"
+            detail = f"stuck in BUILD for {self._age(server) / 60:.1f} minutes" if stuck else ""
+        elif server.status == "ERROR":
+            state, detail = "failed", f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}"
+        return Observed(seat, server.id, server.metadata.get("coursekit-image", ""), server.metadata.get("coursekit-settings", ""), state, detail)
+
+    def observe(self) -> list[Observed]:
+        """The course's VMs as they are (2 API calls, whatever the fleet's size)."""
+        fips = self._fips()
+        return [self._observe(s, fips) for s in self._servers() if s.metadata.get("coursekit-seat")]
+
+    def desired(self, image: str) -> list[Desired]:
+        return [Desired(s.id, image, self.fingerprint()) for s in seats(self.course)]
+
+    # Preflight ----------------------------------------------------------------------------------
+
+    def preflight(self, actions: list[Action], fips: dict) -> dict:
+        """Check flavor, image, networks and quotas before creating anything; returns what was found."""
+        s = self.settings
+        found = {
+            "flavor": self._call("looking up the flavor", self.conn.compute.find_flavor, s.flavor),
+            "image": self._call("looking up the image", self.conn.image.find_image, s.image),
+            "network": self._call("looking up the network", self.conn.network.find_network, s.network),
+            "public": self._call("looking up the public network", self.conn.network.find_network, "public"),
+        }
+        problems = [f"{what} {getattr(s, what, what)!r} does not exist in cloud {s.cloud!r}"
+                    for what, value in found.items() if value is None]
+        if s.key_name and self._call("looking up the key pair", self.conn.compute.find_keypair, s.key_name) is None:
+            problems.append(f"key pair {s.key_name!r} does not exist; create it or remove fleet.openstack.key_name")
+        if problems:
+            raise CoursekitError("preflight failed:\n" + "\n".join(f"  {p}" for p in problems))
+        new_servers = sum(a.kind is Kind.CREATE for a in actions)
+        new_fips = sum(a.kind in (Kind.CREATE, Kind.REPLACE) and a.seat not in fips for a in actions)
+        flavor = found["flavor"]
+        limits = self._call("reading compute quotas", self.conn.compute.get_limits).absolute
+        quota = self._call("reading network quotas", self.conn.network.get_quota, self.conn.current_project_id, details=True)
+        fip_quota = quota.floating_ips or {}
+        checks = [
+            ("instances", new_servers, limits.instances - limits.instances_used),
+            ("cores", new_servers * flavor.vcpus, limits.total_cores - limits.total_cores_used),
+            ("GB of RAM", new_servers * flavor.ram // 1024, (limits.total_ram - limits.total_ram_used) // 1024),
+            ("floating IPs", new_fips, fip_quota.get("limit", 0) - fip_quota.get("used", 0)),
+        ]
+        short = [f"needs {need} more {what}, quota allows {room}" for what, need, room in checks if need > room]
+        if short:
+            raise CoursekitError(
+                "preflight failed: " + "; ".join(short) + ": ask your allocation's support for a raise or use fewer seats"
+            )
+        return found
+
+    def _security_group(self) -> object:
+        """The course's security group: 80 and 443 from anywhere, 22 only from fleet.openstack.ssh_cidrs."""
+        existing = list(self._call("listing security groups", self.conn.network.security_groups, tags=self.tag))
+        if existing:
+            return existing[0]
+        group = self._call("creating the security group", self.conn.network.create_security_group,
+                           name=self.group_name, description=f"coursekit course {self.slug}: HTTPS to the seats")
+        self._call("tagging the security group", self.conn.network.set_tags, group, [self.tag])
+        rules = [(HTTP_PORT, "0.0.0.0/0"), (HTTPS_PORT, "0.0.0.0/0")] + [(SSH_PORT, c) for c in self.settings.ssh_cidrs]
+        for port, cidr in rules:
+            self._call("adding a security group rule", self.conn.network.create_security_group_rule,
+                       security_group_id=group.id, direction="ingress", ethertype="IPv6" if ":" in cidr else "IPv4",
+                       protocol="tcp", port_range_min=port, port_range_max=port, remote_ip_prefix=cidr)
+        return group
+
+    # Applying -----------------------------------------------------------------------------------
+
+    def _retrying(self, what: str, func, *args, **kwargs):
+        """Retry 403/409/5xx with back-off (quota may free up as deletes finish); then give up clearly."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return func(*args, **kwargs)
+            except ksaerr.ClientException as exc:
+                raise CoursekitError(f"{what}: {exc}") from None
+            except oserr.HttpException as exc:
+                if _status(exc) not in (403, 409) and _status(exc) < 500 or attempt == RETRIES:
+                    raise CoursekitError(f"{what}: {exc.details or exc} (HTTP {_status(exc)})") from None
+                time.sleep(min(2 ** attempt, 30) * self.backoff)
+
+    def _create_server(self, item: _Seat, image: str, found: dict, group) -> None:
+        seat = item.action.seat
+        address = item.fip.floating_ip_address
+        user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat))
+        attrs = dict(
+            name=self.server_name(seat), flavor_id=found["flavor"].id, image_id=found["image"].id,
+            networks=[{"uuid": found["network"].id}], security_groups=[{"name": group.name}],
+            user_data=base64.b64encode(user_data.encode()).decode(),  # the proxy layer does not encode it
+            metadata={"coursekit-course": self.slug, "coursekit-seat": seat, "coursekit-image": image,
+                      "coursekit-settings": self.fingerprint()},
+            tags=[self.tag, self.seat_tag(seat)],
+            **({"key_name": self.settings.key_name} if self.settings.key_name else {}),
+        )
+        for attempt in range(1, RETRIES + 1):
+            try:
+                item.server_id = self.conn.compute.create_server(**attrs).id
+                return
+            except ksaerr.ClientException as exc:
+                raise CoursekitError(f"creating the VM failed: {exc}") from None
+            except oserr.HttpException as exc:
+                code = _status(exc)
+                if code >= 500:
+                    # The server may exist despite the error: look it up by tag before any retry.
+                    mine = list(self.conn.compute.servers(tags=f"{self.tag},{self.seat_tag(seat)}"))
+                    if mine:
+                        item.server_id = mine[0].id
+                        return
+                if (code not in (403, 409) and code < 500) or attempt == RETRIES:
+                    raise CoursekitError(f"creating the VM failed: {exc.details or exc} (HTTP {code})") from None
+                time.sleep(min(2 ** attempt, 30) * self.backoff)
+
+    def _floating_ip(self, seat: str, fips: dict, found: dict):
+        if seat in fips:
+            return fips[seat]
+        fip = self._retrying("creating a floating IP", self.conn.network.create_ip,
+                             floating_network_id=found["public"].id, description=f"coursekit {self.slug} {seat}")
+        self._call("tagging the floating IP", self.conn.network.set_tags, fip, [self.tag, self.seat_tag(seat)])
+        return fip
+
+    def _launch(self, item: _Seat, image: str, found: dict, group, fips: dict, archive_dir: Path, progress: SeatProgress) -> None:
+        seat = item.action.seat
+        try:
+            if item.action.kind is Kind.REPLACE:
+                progress.update(seat, "replacing", item.action.reason)
+                if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
+                    done = self.archive(seat, fips[seat].floating_ip_address, archive_dir)
+                    progress.update(seat, "replacing", f"work archived to {done.path}")
+                self._call("deleting the old VM", self.conn.compute.delete_server, item.action.observed.name)
+            item.fip = self._floating_ip(seat, fips, found)
+            progress.update(seat, "creating", item.fip.floating_ip_address)
+            self._create_server(item, image, found, group)
+            progress.update(seat, "building")
+        except CoursekitError as exc:
+            item.outcome = Outcome(seat, item.action.kind.value, False, str(exc), time.monotonic() - item.started)
+            progress.update(seat, "FAILED", str(exc)[:120])
+
+    def _attach(self, item: _Seat) -> None:
+        ports = list(self._call("finding the VM's port", self.conn.network.ports, device_id=item.server_id))
+        if not ports:
+            raise CoursekitError("the VM has no network port")
+        self._retrying("attaching the floating IP", self.conn.network.update_ip, item.fip, port_id=ports[0].id)
+
+    def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
+        """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
+        outcomes: dict[str, Outcome] = {}
+        work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
+        fips = self._fips() if work or any(a.kind is Kind.REMOVE for a in actions) else {}
+        found = self.preflight(actions, fips) if work else {}
+        group = self._security_group() if work else None
+        items = [_Seat(a) for a in work]
+        with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
+            for action in actions:
+                if action.kind is Kind.KEEP:
+                    progress.update(action.seat, "ready" if action.observed.state == "running" else "starting")
+                elif action.kind is Kind.REMOVE:
+                    outcomes[action.seat] = self._remove(action, fips, archive_dir, progress)
+            with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+                for future in [pool.submit(self._launch, i, image, found, group, fips, archive_dir, progress) for i in items]:
+                    future.result()
+            waiting = [i for i in items if i.outcome is None]
+            waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.name)
+                        for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
+            self._wait(waiting, image, found, group, progress)
+            for item in items + waiting:
+                if item.outcome:
+                    outcomes[item.action.seat] = item.outcome
+        for action in actions:
+            if action.kind is Kind.KEEP and action.seat not in outcomes:
+                fip = fips.get(action.seat)
+                outcomes[action.seat] = Outcome(action.seat, "keep", True, self.url(action.seat, fip.floating_ip_address) if fip else "up to date")
+        return [outcomes[a.seat] for a in actions if a.seat in outcomes]
+
+    def _wait(self, waiting: list[_Seat], image: str, found: dict, group, progress: SeatProgress) -> None:
+        """Poll the course's servers (one call per round) until each seat answers on HTTPS or fails."""
+        attached: set[str] = set()
+        while pending := [i for i in waiting if i.outcome is None]:
+            time.sleep(self.settings.poll_seconds)
+            servers = {s.id: s for s in self._servers()}
+            for item in pending:
+                seat = item.action.seat
+                server = servers.get(item.server_id)
+                elapsed = time.monotonic() - item.started
+                done = item.finish
+                if server is None:
+                    item.outcome = done(False, "the VM disappeared while booting")
+                elif server.status == "ERROR" and not item.recreated:
+                    progress.update(seat, "recreating", (server.fault or {}).get("message", "ERROR"))
+                    self._call("deleting the failed VM", self.conn.compute.delete_server, server.id)
+                    item.recreated, item.started = True, time.monotonic()
+                    try:
+                        self._create_server(item, image, found, group)
+                    except CoursekitError as exc:
+                        item.outcome = done(False, str(exc))
+                elif server.status == "ERROR":
+                    item.outcome = done(False, f"VM in ERROR twice: {(server.fault or {}).get('message', 'no fault given')}")
+                elif elapsed > self.boot_timeout:
+                    item.outcome = done(False, f"not answering after {self.boot_timeout / 60:g} minutes (VM {server.status}); deploy again to replace it")
+                elif server.status == "ACTIVE" and item.server_id not in attached:
+                    try:
+                        self._attach(item)
+                        attached.add(item.server_id)
+                        progress.update(seat, "booting", item.fip.floating_ip_address)
+                    except CoursekitError as exc:
+                        item.outcome = done(False, str(exc))
+                answering = server is not None and item.server_id in attached and item.outcome is None \
+                    and self._probe(seat, item.fip.floating_ip_address, timeout=3) == 200
+                if answering:
+                    item.outcome = done(True, self.url(seat, item.fip.floating_ip_address))
+                    progress.update(seat, "ready", item.outcome.detail)
+            for item in pending:
+                if item.outcome and not item.outcome.ok:
+                    progress.update(item.action.seat, "FAILED", item.outcome.detail[:120])
+
+    # Archiving and removing --------------------------------------------------------------------
+
+    def _contents(self, seat: str, address: str, path: str = "", content: bool = False) -> dict:
+        query = "?content=1&format=base64&type=file" if content else "?content=1"
+        request = urllib.request.Request(
+            f"https://{address}:{HTTPS_PORT}/api/contents/{urllib.request.quote(path)}{query}",
+            headers={"Authorization": f"token {self.token(seat)}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=_insecure()) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise archive.ArchiveError(f"cannot read {path or 'the home folder'} through Jupyter: {exc}") from None
+
+    def _tar_source(self, seat: str, address: str) -> archive.TarSource:
+        """The home folder as Jupyter's contents API shows it, streamed as a tar (top folder 'home')."""
+        def stream():
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                pending = [""]
+                while pending:
+                    listing = self._contents(seat, address, pending.pop())
+                    for entry in listing.get("content") or []:
+                        if entry["type"] == "directory":
+                            pending.append(entry["path"])
+                            info = tarfile.TarInfo(f"home/{entry['path']}")
+                            info.type, info.mode = tarfile.DIRTYPE, 0o755
+                            tar.addfile(info)
+                            continue
+                        data = base64.b64decode(self._contents(seat, address, entry["path"], content=True)["content"])
+                        info = tarfile.TarInfo(f"home/{entry['path']}")
+                        info.size, info.mode = len(data), 0o644
+                        tar.addfile(info, io.BytesIO(data))
+            yield buffer.getvalue()
+        return stream
+
+    def archive(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
+        """Archive a seat's work through Jupyter with its credential, and verify it."""
+        course_data = {e.path: e.sha256 for e in self.course.data}
+        return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, course_data)
+
+    def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
+        seat = action.seat
+        try:
+            if action.reason != "duplicate instance":
+                fip = fips.get(seat)
+                if fip is None:
+                    raise archive.ArchiveError("no floating IP to reach its Jupyter through")
+                progress.update(seat, "archiving")
+                done = self.archive(seat, fip.floating_ip_address, archive_dir)
+                self._call("deleting the VM", self.conn.compute.delete_server, action.observed.name)
+                self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
+                progress.update(seat, "removed", str(done.path))
+                return Outcome(seat, "remove", True, f"archived to {done.path}, then removed")
+            self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.name)
+            return Outcome(seat, "remove", True, "duplicate removed")
+        except CoursekitError as exc:
+            progress.update(seat, "FAILED", str(exc)[:120])
+            return Outcome(seat, "remove", False, f"{exc}; left running")
+
+    def urls(self) -> dict[str, str]:
+        return {seat: self.url(seat, fip.floating_ip_address) for seat, fip in self._fips().items() if fip.port_id}
+
+    def status(self) -> list[SeatStatus]:
+        fips = self._fips()
+        servers = {s.metadata.get("coursekit-seat"): s for s in self._servers()}
+        rows = []
+        for seat in [s.id for s in seats(self.course)] + sorted(set(servers) - {s.id for s in seats(self.course)}):
+            server, fip = servers.get(seat), fips.get(seat)
+            if server is None:
+                rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
+                continue
+            code = self._probe(seat, fip.floating_ip_address) if fip is not None and fip.port_id else 0
+            health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
+            url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
+            rows.append(SeatStatus(seat, server.status.lower(), url, server.metadata.get("coursekit-image", ""), health, "-"))
+        return rows
+
+    def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
+        """Archive every reachable seat, then delete its VM and floating IP; unarchived seats stay and are reported."""
+        fips = self._fips()
+        outcomes = []
+        for server in self._servers():
+            seat = server.metadata.get("coursekit-seat", server.name)
+            fip = fips.get(seat)
+            try:
+                if fip is None:
+                    raise archive.ArchiveError("no floating IP to reach its Jupyter through")
+                done = self.archive(seat, fip.floating_ip_address, archive_dir)
+            except archive.ArchiveError as exc:
+                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the VM is left running"))
+                continue
+            self._call("deleting a VM", self.conn.compute.delete_server, server.id)
+            self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
+            outcomes.append(Outcome(seat, "teardown", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}"))
+        handled = {o.seat for o in outcomes}
+        for seat, fip in fips.items():
+            if seat not in handled:  # its VM was already gone: nothing to archive, release the address
+                self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
+        if all(o.ok for o in outcomes):
+            self._delete_group_when_free()
+        return outcomes
+
+    def _delete_group_when_free(self) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        while self._servers():
+            if time.monotonic() > deadline:
+                raise CoursekitError("VMs are still being deleted; run teardown again to remove the security group")
+            time.sleep(self.settings.poll_seconds)
+        for group in self._call("listing security groups", self.conn.network.security_groups, tags=self.tag):
+            self._call("deleting the security group", self.conn.network.delete_security_group, group)
+
+    def leftovers(self) -> list[str]:
+        found = [f"server {s.name}" for s in self._servers()]
+        found += [f"floating IP {f.floating_ip_address}" for f in self._call("listing floating IPs", self.conn.network.ips, tags=self.tag)]
+        found += [f"security group {g.name}" for g in self._call("listing security groups", self.conn.network.security_groups, tags=self.tag)]
+        return found
