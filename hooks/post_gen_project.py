@@ -11,6 +11,8 @@ FLEET_PROVIDER = {{ cookiecutter.fleet_provider | tojson }}
 # Files only some answers need: path in the baked repo -> keep it?
 OPTIONAL_FILES = {
     "clouds.yaml.example": FLEET_PROVIDER == "openstack",
+    ".github/workflows/deploy.yml": FLEET_PROVIDER == "openstack",  # tag-driven fleets live in the cloud
+    ".github/workflows/teardown.yml": FLEET_PROVIDER == "openstack",
 }
 
 

@@ -57,7 +57,7 @@ def test_exact_file_tree(bake_with):
     answers, repo = bake_with
     expected = set(COMMON_FILES)
     if answers.get("fleet_provider") == "openstack":
-        expected.add("clouds.yaml.example")
+        expected |= {"clouds.yaml.example", ".github/workflows/deploy.yml", ".github/workflows/teardown.yml"}
     assert _files(repo) == expected
 
 
@@ -136,3 +136,16 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n")
     result = actionlint(broken)
     assert result.returncode == 1 and "nope" in result.stdout
+
+
+def test_fleet_workflows_are_tag_driven_and_never_overlap(cookies_session):
+    repo = baked(cookies_session.bake(extra_context={"fleet_provider": "openstack"}, template=str(TEMPLATE)))
+    workflows = {name: yaml.safe_load((repo / ".github" / "workflows" / f"{name}.yml").read_text()) for name in ("deploy", "teardown")}
+    for name, workflow in workflows.items():
+        assert workflow[True] == {"push": {"tags": [f"{name}-*"]}}  # YAML 1.1 reads the key `on` as True
+        assert workflow["concurrency"] == {"group": "fleet", "cancel-in-progress": False}
+        text = (repo / ".github" / "workflows" / f"{name}.yml").read_text()
+        assert "roster" not in text  # the roster (credentials) never leaves the instructor's machine
+        assert "${{ secrets.COURSEKIT_SECRET }}" in text
+    steps = workflows["teardown"]["jobs"]["teardown"]["steps"]
+    assert steps[0]["if"] == "${{ !github.event.repository.private }}"  # no student work in public artifacts
