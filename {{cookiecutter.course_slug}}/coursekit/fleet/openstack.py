@@ -47,6 +47,7 @@ class _Seat:
     fip: object = None
     server_id: str | None = None
     recreated: bool = False
+    attached: bool = False
     started: float = field(default_factory=time.monotonic)
     outcome: Outcome | None = None
 
@@ -327,45 +328,45 @@ class OpenStackFleet:
         return [outcomes[a.seat] for a in actions if a.seat in outcomes]
 
     def _wait(self, waiting: list[_Seat], image: str, found: dict, group, progress: SeatProgress) -> None:
-        """Poll the course's servers (one call per round) until each seat answers on HTTPS or fails."""
-        attached: set[str] = set()
-        while pending := [i for i in waiting if i.outcome is None]:
-            time.sleep(self.settings.poll_seconds)
-            servers = {s.id: s for s in self._servers()}
-            for item in pending:
-                seat = item.action.seat
-                server = servers.get(item.server_id)
-                elapsed = time.monotonic() - item.started
-                done = item.finish
-                if server is None:
-                    item.outcome = done(False, "the VM disappeared while booting")
-                elif server.status == "ERROR" and not item.recreated:
-                    progress.update(seat, "recreating", (server.fault or {}).get("message", "ERROR"))
-                    self._call("deleting the failed VM", self.conn.compute.delete_server, server.id)
-                    item.recreated, item.started = True, time.monotonic()
-                    try:
-                        self._create_server(item, image, found, group)
-                    except CoursekitError as exc:
-                        item.outcome = done(False, str(exc))
-                elif server.status == "ERROR":
-                    item.outcome = done(False, f"VM in ERROR twice: {(server.fault or {}).get('message', 'no fault given')}")
-                elif elapsed > self.boot_timeout:
-                    item.outcome = done(False, f"not answering after {self.boot_timeout / 60:g} minutes (VM {server.status}); deploy again to replace it")
-                elif server.status == "ACTIVE" and item.server_id not in attached:
-                    try:
-                        self._attach(item)
-                        attached.add(item.server_id)
-                        progress.update(seat, "booting", item.fip.floating_ip_address)
-                    except CoursekitError as exc:
-                        item.outcome = done(False, str(exc))
-                answering = server is not None and item.server_id in attached and item.outcome is None \
-                    and self._probe(seat, item.fip.floating_ip_address, timeout=3) == 200
-                if answering:
-                    item.outcome = done(True, self.url(seat, item.fip.floating_ip_address))
-                    progress.update(seat, "ready", item.outcome.detail)
-            for item in pending:
-                if item.outcome and not item.outcome.ok:
-                    progress.update(item.action.seat, "FAILED", item.outcome.detail[:120])
+        """Poll the course's servers (one call per round for all seats) until each seat answers or fails;
+        the follow-up work of a round (attach, recreate, probe) runs with bounded concurrency."""
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+            while pending := [i for i in waiting if i.outcome is None]:
+                time.sleep(self.settings.poll_seconds)
+                servers = {s.id: s for s in self._servers()}
+                futures = [pool.submit(self._step, i, servers.get(i.server_id), image, found, group, progress) for i in pending]
+                for future in futures:
+                    future.result()
+                for item in pending:
+                    if item.outcome and not item.outcome.ok:
+                        progress.update(item.action.seat, "FAILED", item.outcome.detail[:120])
+
+    def _step(self, item: _Seat, server, image: str, found: dict, group, progress: SeatProgress) -> None:
+        """Move one booting seat on by what its server shows."""
+        seat = item.action.seat
+        try:
+            if server is None:
+                item.outcome = item.finish(False, "the VM disappeared while booting")
+            elif server.status == "ERROR" and not item.recreated:
+                progress.update(seat, "recreating", (server.fault or {}).get("message", "ERROR"))
+                self._call("deleting the failed VM", self.conn.compute.delete_server, server.id)
+                item.recreated, item.started = True, time.monotonic()
+                self._create_server(item, image, found, group)
+            elif server.status == "ERROR":
+                item.outcome = item.finish(False, f"VM in ERROR twice: {(server.fault or {}).get('message', 'no fault given')}")
+            elif time.monotonic() - item.started > self.boot_timeout:
+                item.outcome = item.finish(
+                    False, f"not answering after {self.boot_timeout / 60:g} minutes (VM {server.status}); deploy again to replace it"
+                )
+            elif server.status == "ACTIVE" and not item.attached:
+                self._attach(item)
+                item.attached = True
+                progress.update(seat, "booting", item.fip.floating_ip_address)
+            if item.attached and item.outcome is None and self._probe(seat, item.fip.floating_ip_address, timeout=3) == 200:
+                item.outcome = item.finish(True, self.url(seat, item.fip.floating_ip_address))
+                progress.update(seat, "ready", item.outcome.detail)
+        except CoursekitError as exc:
+            item.outcome = item.finish(False, str(exc))
 
     # Archiving and removing --------------------------------------------------------------------
 
