@@ -1,0 +1,87 @@
+"""Jetstream2 fleet benchmark against the emulator: 30 s simulated boots and 100 ms API latency.
+
+    .venv/bin/python benchmarks/openstack.py [--seats 50] [--boot 30] [--latency 0.1]
+
+In one run: deploy 1 seat, then (after tearing it down) N seats, each with `coursekit deploy` as the
+deploy workflow runs it; prints both wall times and their ratio, the API calls per seat of the N-seat
+deploy, and the calls a no-op re-deploy of the N seats makes. Course settings are the defaults
+(poll every 10 s, concurrency 10).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TEMPLATE / "tests"))
+from os_emulator import Emulator  # noqa: E402
+
+IMAGE = "docker.io/your-user/bench-cloud:abc1234"
+
+
+def run(repo: Path, env: dict, *args: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "coursekit", *args], cwd=repo, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"coursekit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return elapsed
+
+
+def set_students(repo: Path, count: int) -> None:
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"Student {n}"} for n in range(1, count + 1)], "spares": 0}
+    data["budget"] = {}
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seats", type=int, default=50)
+    parser.add_argument("--boot", type=float, default=30)
+    parser.add_argument("--latency", type=float, default=0.1)
+    args = parser.parse_args()
+    cloud = Emulator()
+    cloud.start()
+    cloud.boot_seconds, cloud.latency = args.boot, args.latency
+    cloud.floating_ip_quota, cloud.max_instances, cloud.max_cores = args.seats + 10, args.seats + 10, 16 * (args.seats + 10)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=tmp,
+                                     extra_context={"course_slug": "bench-cloud", "fleet_provider": "openstack"}))
+            env = {**os.environ, "COURSEKIT_SECRET": "benchmark-secret-0123456789",
+                   "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml(Path(tmp, "clouds.yaml")))}
+            archives = str(Path(tmp, "archives"))
+            set_students(repo, 1)
+            cloud.calls.clear()
+            one = run(repo, env, "deploy", "--image", IMAGE)
+            calls_one = len(cloud.calls)
+            run(repo, env, "teardown", "--yes", "--archive-dir", archives)
+            set_students(repo, args.seats)
+            cloud.calls.clear()
+            many = run(repo, env, "deploy", "--image", IMAGE)
+            calls_many = len(cloud.calls)
+            cloud.calls.clear()
+            run(repo, env, "deploy", "--image", IMAGE)
+            noop_calls = list(cloud.calls)
+            run(repo, env, "teardown", "--yes", "--archive-dir", archives)
+    finally:
+        cloud.stop()
+    n = args.seats
+    print(f"emulator: {args.boot:g} s boot, {args.latency * 1000:g} ms per API request")
+    print(f"deploy 1 seat:   {one:6.1f} s  ({calls_one} API calls)")
+    print(f"deploy {n} seats: {many:6.1f} s  ({calls_many} API calls, {calls_many / n:.1f} per seat; bar: <= 12)")
+    print(f"ratio t({n}) / t(1): {many / one:.2f}  (bar: <= 1.5; floor about 1)")
+    print(f"no-op re-deploy of {n} seats: {len(noop_calls)} API calls (bar: <= 10): {', '.join(noop_calls)}")
+
+
+if __name__ == "__main__":
+    main()
