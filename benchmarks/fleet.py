@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import docker
-import yaml
+from _common import set_students, timed_coursekit
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -26,21 +25,6 @@ sys.path.insert(0, str(TEMPLATE / "tests" / "baseimage"))
 from standin import SYSTEM_CA, ensure_base_image  # noqa: E402
 
 ENV = {**os.environ, "COURSEKIT_SECRET": "benchmark-secret-0123456789"}
-
-
-def coursekit(repo: Path, *args: str) -> float:
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "coursekit", *args], cwd=repo, env=ENV, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"coursekit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
-
-
-def set_students(repo: Path, count: int) -> None:
-    data = yaml.safe_load((repo / "course.yaml").read_text())
-    data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"Student {n}"} for n in range(1, count + 1)], "spares": 0}
-    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def idle_rss_mb(client: docker.DockerClient, slug: str) -> list[float]:
@@ -61,18 +45,18 @@ def main() -> None:
     base = args.base_image or ensure_base_image(client)
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=tmp, extra_context={"course_slug": "bench-fleet"}))
-        coursekit(repo, "build", "--base-image", base, "--ca-bundle", str(SYSTEM_CA))
+        timed_coursekit(repo, ENV, "build", "--base-image", base, "--ca-bundle", str(SYSTEM_CA))
         archives = Path(tmp, "archives")
         try:
             set_students(repo, 1)
-            one = coursekit(repo, "deploy")
-            coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives / "one"))
+            one = timed_coursekit(repo, ENV, "deploy")
+            timed_coursekit(repo, ENV, "teardown", "--yes", "--archive-dir", str(archives / "one"))
             set_students(repo, args.seats)
-            many = coursekit(repo, "deploy")
+            many = timed_coursekit(repo, ENV, "deploy")
             time.sleep(15)  # let every server settle before reading memory
             rss = idle_rss_mb(client, "bench-fleet")
         finally:
-            coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives / "many"))
+            timed_coursekit(repo, ENV, "teardown", "--yes", "--archive-dir", str(archives / "many"))
     n = args.seats
     print(f"host: {os.cpu_count()} CPUs; base image {base}")
     print(f"deploy 1 seat, time to ready:   {one:6.2f} s")

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
+from _common import set_students, timed_coursekit
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -25,22 +23,6 @@ sys.path.insert(0, str(TEMPLATE / "tests"))
 from os_emulator import Emulator  # noqa: E402
 
 IMAGE = "docker.io/your-user/bench-cloud:abc1234"
-
-
-def run(repo: Path, env: dict, *args: str) -> float:
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "coursekit", *args], cwd=repo, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"coursekit {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
-
-
-def set_students(repo: Path, count: int) -> None:
-    data = yaml.safe_load((repo / "course.yaml").read_text())
-    data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"Student {n}"} for n in range(1, count + 1)], "spares": 0}
-    data["budget"] = {}
-    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def main() -> None:
@@ -62,17 +44,17 @@ def main() -> None:
             archives = str(Path(tmp, "archives"))
             set_students(repo, 1)
             cloud.calls.clear()
-            one = run(repo, env, "deploy", "--image", IMAGE)
+            one = timed_coursekit(repo, env, "deploy", "--image", IMAGE)
             calls_one = len(cloud.calls)
-            run(repo, env, "teardown", "--yes", "--archive-dir", archives)
+            timed_coursekit(repo, env, "teardown", "--yes", "--archive-dir", archives)
             set_students(repo, args.seats)
             cloud.calls.clear()
-            many = run(repo, env, "deploy", "--image", IMAGE)
+            many = timed_coursekit(repo, env, "deploy", "--image", IMAGE)
             calls_many = len(cloud.calls)
             cloud.calls.clear()
-            run(repo, env, "deploy", "--image", IMAGE)
+            timed_coursekit(repo, env, "deploy", "--image", IMAGE)
             noop_calls = list(cloud.calls)
-            run(repo, env, "teardown", "--yes", "--archive-dir", archives)
+            timed_coursekit(repo, env, "teardown", "--yes", "--archive-dir", archives)
     finally:
         cloud.stop()
     n = args.seats

@@ -7,7 +7,6 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from docker.models.containers import Container
 from coursekit import archive, probe
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
-from coursekit.fleet.plan import Action, Desired, Kind, Observed
+from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.image import COURSE_LABEL
 from coursekit.seats import credential, seats
@@ -29,25 +28,6 @@ SETTINGS_LABEL = "org.coursekit.settings"
 PORT_LABEL = "org.coursekit.port"
 HOME = "/home/jovyan"
 START_GRACE = 120  # seconds a new container may take before a failing probe counts as unhealthy
-
-
-@dataclass(frozen=True)
-class Outcome:
-    seat: str
-    action: str
-    ok: bool
-    detail: str
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class SeatStatus:
-    seat: str
-    state: str
-    url: str
-    image: str
-    health: str
-    last_activity: str
 
 
 class DockerHost:

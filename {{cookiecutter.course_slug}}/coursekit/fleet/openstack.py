@@ -29,8 +29,7 @@ from coursekit import archive
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit
-from coursekit.fleet.dockerhost import Outcome, SeatStatus
-from coursekit.fleet.plan import Action, Desired, Kind, Observed
+from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.seats import credential, seats
 

@@ -72,3 +72,26 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
     for seat, instances in by_seat.items():
         actions += [Action(Kind.REMOVE, seat, "no longer in the roster", None, o) for o in instances]
     return actions
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one action to one seat came to."""
+
+    seat: str
+    action: str
+    ok: bool
+    detail: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SeatStatus:
+    """One row of `coursekit status`."""
+
+    seat: str
+    state: str
+    url: str
+    image: str
+    health: str
+    last_activity: str
