@@ -261,7 +261,9 @@ class Emulator:
                 for pattern, verb, handler in self._routes():
                     match = re.fullmatch(pattern, path)
                     if match and verb == method:
-                        return handler(body, query, *match.groups())
+                        result = handler(body, query, *match.groups())
+                        self._advance()  # e.g. a floating IP just attached to a booted VM: it answers now
+                        return result
                 raise HttpError(404, {"itemNotFound": {"code": 404, "message": f"{method} {path} not found"}})
             except HttpError as exc:
                 return exc.status, {}, exc.body
