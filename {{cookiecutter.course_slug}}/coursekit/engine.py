@@ -42,7 +42,6 @@ def build(
     context: Path,
     tag: str,
     buildargs: dict[str, str],
-    labels: dict[str, str],
     on_step: Callable[[str], None] = lambda step: None,
     on_output: Callable[[str], None] = lambda line: None,
     network: str | None = None,
@@ -53,7 +52,7 @@ def build(
     image_id = ""
     try:
         events = client.api.build(
-            path=str(context), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
+            path=str(context), tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
             network_mode=network, nocache=nocache,
         )
         for event in events:

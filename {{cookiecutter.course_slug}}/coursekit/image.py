@@ -77,7 +77,8 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    history.build_repo(course.root, stage_dir / "notebooks.git")
+    shutil.copytree(course.root / "notebooks", stage_dir / "course" / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    history.build_repo(course.root, stage_dir / "course" / "notebooks.git")
     return stage_dir
 
 
@@ -100,8 +101,10 @@ def build(
         "BASE_IMAGE": base_image or course.image.base,
         "APT_PACKAGES": " ".join(course.image.apt_packages),
         "PYTHON_PACKAGES": " ".join(course.image.python_packages),
+        # Labels come from the Dockerfile's last step, so they cost one step, after every cached layer.
+        "COURSE_SLUG": course.course.slug,
+        "REVISION": git_revision(course.root) or "",
     }
-    labels = {COURSE_LABEL: course.course.slug, "org.opencontainers.image.revision": git_revision(course.root) or ""}
     err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
@@ -111,7 +114,7 @@ def build(
         def on_output(line: str) -> None:
             status.update(f"{line[-100:]}")
 
-        image_id = engine.build(client, course.root, ref, buildargs, labels, on_step, on_output, network=network, nocache=nocache)
+        image_id = engine.build(client, course.root, ref, buildargs, on_step, on_output, network=network, nocache=nocache)
     err.print(f"built {ref} ({image_id[:19]})")
     return ref
 
