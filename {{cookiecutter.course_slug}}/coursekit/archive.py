@@ -57,6 +57,11 @@ def _relative(name: str) -> str:
     return str(PurePosixPath(*parts[1:])) if len(parts) > 1 else ""
 
 
+def course_checksums(data_files: Iterable) -> dict[str, str]:
+    """~/data path → sha256 of the course's data, which archives leave out while unchanged."""
+    return {entry.path: entry.sha256 for entry in data_files}
+
+
 def _wanted(rel: str, member: tarfile.TarInfo, course_data: dict[str, str], digest: str | None) -> bool:
     if not rel or any(rel == s or rel.startswith(s + "/") for s in SKIP):
         return False

@@ -146,6 +146,14 @@ def exec_run(container: Container, command: list[str], timeout: float | None = N
     return result.exit_code, (result.output or b"").decode("utf-8", "replace")
 
 
+def stopped_reason(container: Container) -> str | None:
+    """Why a container that should be serving has stopped (with its last output), or None while it runs."""
+    container.reload()
+    if container.status in ("exited", "dead"):
+        return f"the container stopped before Jupyter answered:\n{logs_tail(container)}"
+    return None
+
+
 def logs_tail(container: Container, lines: int = 20) -> str:
     """The last lines the container printed."""
     try:

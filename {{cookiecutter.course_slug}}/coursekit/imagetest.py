@@ -108,14 +108,8 @@ def run_checks(
             port = int(container.ports["8888/tcp"][0]["HostPort"])
         url = f"http://127.0.0.1:{port}/api/status"
 
-        def gone() -> str | None:
-            container.reload()
-            if container.status in ("exited", "dead"):
-                return f"the container stopped before Jupyter answered:\n{engine.logs_tail(container)}"
-            return None
-
         try:
-            probe.wait_ready(url, token, start_timeout, gone)
+            probe.wait_ready(url, token, start_timeout, lambda: engine.stopped_reason(container))
         except (TimeoutError, RuntimeError) as exc:
             return [Check("server starts", False, str(exc))]
         checks.append(Check("server starts", True, f"answered on port {port}"))

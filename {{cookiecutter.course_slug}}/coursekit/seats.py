@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from coursekit.config import Course
 from coursekit.errors import SecretError
@@ -32,6 +32,12 @@ def seats(course: Course) -> list[Seat]:
     people += [Seat(p.id, p.name, "instructor", p.email) for p in course.seats.instructors]
     people += [Seat(f"spare-{n}", f"Spare {n}", "spare") for n in range(1, course.seats.spares + 1)]
     return people
+
+
+def status_order(course: Course, found: Iterable[str]) -> list[str]:
+    """Seat ids in roster order, then any found that the roster no longer has."""
+    roster = [s.id for s in seats(course)]
+    return roster + sorted(set(found) - set(roster))
 
 
 def read_secret(environ: Mapping[str, str] = os.environ) -> str:

@@ -14,13 +14,13 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from coursekit import archive, probe
+from coursekit import archive, engine, probe
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.image import COURSE_LABEL
-from coursekit.seats import credential, seats
+from coursekit.seats import credential, seats, status_order
 
 SEAT_LABEL = "org.coursekit.seat"
 ROLE_LABEL = "org.coursekit.role"
@@ -165,24 +165,12 @@ class DockerHost:
         )
 
     def _wait_ready(self, seat: str, port: int) -> None:
-        name = self.container_name(seat)
-
-        def gone() -> str | None:
-            container = self.client.containers.get(name)
-            if container.status in ("exited", "dead"):
-                logs = container.logs(tail=8).decode("utf-8", "replace").strip()
-                return f"container {container.status}: {logs}"
-            return None
-
-        probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, gone)
+        container = self.client.containers.get(self.container_name(seat))
+        probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(container))
 
     def _remove_container(self, name: str) -> None:
         with suppress(docker.errors.NotFound):
             self.client.containers.get(name).remove(force=True)
-
-    def course_data(self) -> dict[str, str]:
-        """~/data paths and checksums of the course's data, which archives leave out when unchanged."""
-        return {entry.path: entry.sha256 for entry in self.course.data}
 
     def _tar_source(self, seat: str) -> archive.TarSource:
         def stream():
@@ -195,7 +183,7 @@ class DockerHost:
 
     def archive(self, seat: str, archive_dir: Path) -> archive.Archived:
         """Archive one seat's home and verify it."""
-        return archive.archive_seat(seat, self._tar_source(seat), archive_dir, self.course_data())
+        return archive.archive_seat(seat, self._tar_source(seat), archive_dir, archive.course_checksums(self.course.data))
 
     def _apply_one(self, action: Action, image: str, port: int | None, archive_dir: Path, progress: SeatProgress) -> Outcome:
         started = time.monotonic()
@@ -249,7 +237,7 @@ class DockerHost:
         """Per seat: state, URL, image, health and last activity."""
         found = {c.labels[SEAT_LABEL]: c for c in self.containers()}
         rows = []
-        for seat in [s.id for s in seats(self.course)] + sorted(set(found) - {s.id for s in seats(self.course)}):
+        for seat in status_order(self.course, found):
             container = found.get(seat)
             if container is None:
                 rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))

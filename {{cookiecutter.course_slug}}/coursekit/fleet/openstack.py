@@ -11,7 +11,6 @@ import base64
 import hashlib
 import io
 import json
-import ssl
 import tarfile
 import time
 import urllib.error
@@ -25,13 +24,13 @@ import keystoneauth1.exceptions as ksaerr
 import openstack
 import openstack.exceptions as oserr
 
-from coursekit import archive
+from coursekit import archive, probe
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.seats import credential, seats
+from coursekit.seats import credential, seats, status_order
 
 HTTPS_PORT = 443
 RETRIES = 4
@@ -57,13 +56,6 @@ class _Seat:
 
 def _status(exc: Exception) -> int:
     return getattr(exc, "status_code", None) or 0
-
-
-def _insecure() -> ssl.SSLContext:
-    # Seats without a DNS name serve Caddy's internal certificate; the token still travels inside TLS.
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
 
 
 class OpenStackFleet:
@@ -127,14 +119,7 @@ class OpenStackFleet:
         return {t.removeprefix("coursekit-seat-"): f for f in found for t in f.tags if t.startswith("coursekit-seat-")}
 
     def _probe(self, seat: str, address: str, timeout: float = 5) -> int:
-        request = urllib.request.Request(f"https://{address}:{HTTPS_PORT}/api/status", headers={"Authorization": f"token {self.token(seat)}"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=_insecure()) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except (urllib.error.URLError, OSError):
-            return 0
+        return probe.get(f"https://{address}:{HTTPS_PORT}/api/status", self.token(seat), timeout, verify=False)[0]
 
     def _age(self, server) -> float:
         created = datetime.fromisoformat(server.created_at.replace("Z", "+00:00"))
@@ -222,16 +207,20 @@ class OpenStackFleet:
 
     # Applying -----------------------------------------------------------------------------------
 
-    def _retrying(self, what: str, func, *args, **kwargs):
-        """Retry 403/409/5xx with back-off (quota may free up as deletes finish); then give up clearly."""
+    def _retrying(self, what: str, func, *args, adopt=None, **kwargs):
+        """Retry 403/409/5xx with back-off (quota may free up as deletes finish); then give up clearly.
+        After a 5xx, adopt() may find what the failed call created anyway; that is returned instead of retrying."""
         for attempt in range(1, RETRIES + 1):
             try:
                 return func(*args, **kwargs)
             except ksaerr.ClientException as exc:
                 raise CoursekitError(f"{what}: {exc}") from None
             except oserr.HttpException as exc:
-                if _status(exc) not in (403, 409) and _status(exc) < 500 or attempt == RETRIES:
-                    raise CoursekitError(f"{what}: {exc.details or exc} (HTTP {_status(exc)})") from None
+                code = _status(exc)
+                if code >= 500 and adopt is not None and (found := adopt()) is not None:
+                    return found
+                if (code not in (403, 409) and code < 500) or attempt == RETRIES:
+                    raise CoursekitError(f"{what}: {exc.details or exc} (HTTP {code})") from None
                 time.sleep(min(2 ** attempt, 30) * self.backoff)
 
     def _create_server(self, item: _Seat, image: str, found: dict, group) -> None:
@@ -247,23 +236,12 @@ class OpenStackFleet:
             tags=[self.tag, self.seat_tag(seat)],
             **({"key_name": self.settings.key_name} if self.settings.key_name else {}),
         )
-        for attempt in range(1, RETRIES + 1):
-            try:
-                item.server_id = self.conn.compute.create_server(**attrs).id
-                return
-            except ksaerr.ClientException as exc:
-                raise CoursekitError(f"creating the VM failed: {exc}") from None
-            except oserr.HttpException as exc:
-                code = _status(exc)
-                if code >= 500:
-                    # The server may exist despite the error: look it up by tag before any retry.
-                    mine = list(self.conn.compute.servers(tags=f"{self.tag},{self.seat_tag(seat)}"))
-                    if mine:
-                        item.server_id = mine[0].id
-                        return
-                if (code not in (403, 409) and code < 500) or attempt == RETRIES:
-                    raise CoursekitError(f"creating the VM failed: {exc.details or exc} (HTTP {code})") from None
-                time.sleep(min(2 ** attempt, 30) * self.backoff)
+        def existing():
+            # The server may exist despite a 5xx: look it up by tag before any retry.
+            mine = list(self.conn.compute.servers(tags=f"{self.tag},{self.seat_tag(seat)}"))
+            return mine[0] if mine else None
+
+        item.server_id = self._retrying("creating the VM failed", self.conn.compute.create_server, adopt=existing, **attrs).id
 
     def _floating_ip(self, seat: str, fips: dict, found: dict):
         if seat in fips:
@@ -376,7 +354,7 @@ class OpenStackFleet:
             headers={"Authorization": f"token {self.token(seat)}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=30, context=_insecure()) as response:
+            with urllib.request.urlopen(request, timeout=30, context=probe.unverified_tls()) as response:
                 return json.loads(response.read())
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise archive.ArchiveError(f"cannot read {path or 'the home folder'} through Jupyter: {exc}") from None
@@ -405,8 +383,7 @@ class OpenStackFleet:
 
     def archive(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
         """Archive a seat's work through Jupyter with its credential, and verify it."""
-        course_data = {e.path: e.sha256 for e in self.course.data}
-        return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, course_data)
+        return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, archive.course_checksums(self.course.data))
 
     def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
         seat = action.seat
@@ -434,7 +411,7 @@ class OpenStackFleet:
         fips = self._fips()
         servers = {s.metadata.get("coursekit-seat"): s for s in self._servers()}
         rows = []
-        for seat in [s.id for s in seats(self.course)] + sorted(set(servers) - {s.id for s in seats(self.course)}):
+        for seat in status_order(self.course, servers):
             server, fip = servers.get(seat), fips.get(seat)
             if server is None:
                 rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
