@@ -1,6 +1,7 @@
 """Real services for the tests: the Docker engine, a test base image, a registry, a data server."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import shutil
@@ -10,10 +11,12 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.images
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "baseimage"))
@@ -28,14 +31,24 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    """The engine; a missing engine fails the tests that need it (never a skip)."""
+    """The engine; a missing engine fails the tests that need it (never a skip). Course images built
+    during the session are removed after it, so repeated runs do not fill the disk."""
     try:
         client = docker.from_env(timeout=600)
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.fail(f"no Docker engine ({exc}): scripts/setup installs and starts one", pytrace=False)
+    started = time.time()
     yield client
+    built = [i for i in client.images.list(filters={"label": "org.coursekit.course"}) if _created(i) >= started - 1]
+    for image in built:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(image.id, force=True)
     client.close()
+
+
+def _created(image: docker.models.images.Image) -> float:
+    return datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from coursekit import engine, image
 
     course = load_course(args.config)
-    ref = image.build(engine.connect(), course, args.base_image, args.ca_bundle, args.network, args.no_cache)
+    ref = image.build(
+        engine.connect(), course, args.base_image, args.ca_bundle, args.network, args.no_cache, args.cache_from
+    )
     out.print(ref)
     return 0
 
@@ -255,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--ca-bundle", type=Path, help="PEM bundle to trust during the build, for TLS-intercepting proxies")
     sub.add_argument("--network", help="Docker network for build steps (host: reach services on this machine)")
     sub.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    sub.add_argument(
+        "--cache-from", action="append", default=[], metavar="IMAGE",
+        help="pull IMAGE and reuse its layers, for CI runners that start empty (a bare tag like latest means this course's image)",
+    )
     sub = add("test", cmd_test)
     sub.add_argument("--image", help="image to test (default: this checkout's build)")
     sub.add_argument("--network", choices=["bridge", "host"], default="bridge", help="container network (default: %(default)s)")

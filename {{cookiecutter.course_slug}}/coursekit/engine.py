@@ -42,18 +42,20 @@ def build(
     context: Path,
     tag: str,
     buildargs: dict[str, str],
+    labels: dict[str, str],
     on_step: Callable[[str], None] = lambda step: None,
     on_output: Callable[[str], None] = lambda line: None,
     network: str | None = None,
     nocache: bool = False,
+    cache_from: list[str] | None = None,
 ) -> str:
     """Build context/Dockerfile as tag, streaming progress; returns the image id or raises BuildError."""
     log = BuildLog()
     image_id = ""
     try:
         events = client.api.build(
-            path=str(context), tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
-            network_mode=network, nocache=nocache,
+            path=str(context), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
+            network_mode=network, nocache=nocache, cache_from=cache_from or None,
         )
         for event in events:
             if "error" in event or "errorDetail" in event:
@@ -98,6 +100,14 @@ def push(client: docker.DockerClient, repository: str, tag: str, auth: dict | No
     if not digest:
         raise PublishError(f"pushing {repository}:{tag} reported no digest; the push did not complete")
     return digest
+
+
+def pull(client: docker.DockerClient, reference: str, auth: dict | None = None) -> str:
+    """Pull reference; returns the local image id, or raises DockerError saying why."""
+    try:
+        return client.images.pull(reference, auth_config=auth).id
+    except docker.errors.APIError as exc:
+        raise DockerError(f"cannot pull {reference}: {exc.explanation or exc}") from None
 
 
 def registry_digest(client: docker.DockerClient, reference: str, auth: dict | None) -> str:

@@ -13,7 +13,7 @@ import docker.errors
 
 from coursekit import engine, history
 from coursekit.config import Course
-from coursekit.errors import CoursekitError, PublishError
+from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.ui import err
 
 STAGE = ".coursekit"
@@ -21,6 +21,7 @@ IN_IMAGE = "/opt/course"
 SHARE = "/usr/local/share/coursekit"
 PACKAGE = Path(__file__).parent
 COURSE_LABEL = "org.coursekit.course"
+REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 def git_revision(root: Path) -> str | None:
@@ -92,7 +93,7 @@ def _read_ca_bundle(ca_bundle: Path | None) -> bytes:
 
 def build(
     client: docker.DockerClient, course: Course, base_image: str | None = None, ca_bundle: Path | None = None,
-    network: str | None = None, nocache: bool = False,
+    network: str | None = None, nocache: bool = False, cache_from: list[str] = (),
 ) -> str:
     """Build the course image with live progress; returns its reference (registry/repository:tag)."""
     stage(course, ca_bundle)
@@ -101,11 +102,12 @@ def build(
         "BASE_IMAGE": base_image or course.image.base,
         "APT_PACKAGES": " ".join(course.image.apt_packages),
         "PYTHON_PACKAGES": " ".join(course.image.python_packages),
-        # Labels come from the Dockerfile's last step, so they cost one step, after every cached layer.
         "COURSE_SLUG": course.course.slug,
-        "REVISION": git_revision(course.root) or "",
     }
+    # The legacy builder adds API labels as the last step, so the per-commit label costs one step.
+    labels = {REVISION_LABEL: git_revision(course.root) or ""}
     err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
+    sources = pull_cache_sources(client, course, cache_from)
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
             err.print(step, markup=False)
@@ -114,9 +116,29 @@ def build(
         def on_output(line: str) -> None:
             status.update(f"{line[-100:]}")
 
-        image_id = engine.build(client, course.root, ref, buildargs, on_step, on_output, network=network, nocache=nocache)
+        image_id = engine.build(
+            client, course.root, ref, buildargs, labels, on_step, on_output,
+            network=network, nocache=nocache, cache_from=sources,
+        )
     err.print(f"built {ref} ({image_id[:19]})")
     return ref
+
+
+def pull_cache_sources(client: docker.DockerClient, course: Course, cache_from: list[str]) -> list[str]:
+    """Pull each --cache-from image (a bare tag means this course's image); skip, with a warning, any not pullable."""
+    credentials = auth_from_env(course.image.registry) if cache_from else None
+    auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+    sources = []
+    for source in cache_from:
+        reference = source if ("/" in source or "@" in source) else f"{course.image.name}:{source}"
+        err.print(f"pulling {reference} to reuse its layers")
+        try:
+            engine.pull(client, reference, auth)
+        except DockerError as exc:
+            err.print(f"[yellow]warning[/]: {exc}; building without it", highlight=False)
+            continue
+        sources.append(reference)
+    return sources
 
 
 def auth_from_env(registry: str, environ: dict = os.environ) -> tuple[str, str] | None:

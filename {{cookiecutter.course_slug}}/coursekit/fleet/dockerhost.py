@@ -109,12 +109,9 @@ class DockerHost:
         except docker.errors.ImageNotFound:
             pass
         try:
-            return self.client.images.pull(ref).id
-        except docker.errors.APIError as exc:
-            raise CoursekitError(
-                f"image {ref} is neither here nor pullable ({exc.explanation or exc}); "
-                "build it with `python -m coursekit build` or pass --image"
-            ) from None
+            return engine.pull(self.client, ref)
+        except DockerError as exc:
+            raise CoursekitError(f"image {ref} is not here and {exc}; build it with `python -m coursekit build` or pass --image") from None
 
     def desired(self, image_id: str) -> list[Desired]:
         """The course's seats as course.yaml wants them."""
