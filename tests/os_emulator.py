@@ -66,11 +66,14 @@ def _neutron_error(status: int, kind: str, message: str) -> HttpError:
 
 class SeatStandIn:
     """What a booted seat VM shows the world: HTTPS on its floating address, with Jupyter Server's
-    /api/status and a small contents API (a home folder in memory), all guarded by the seat's token."""
+    /api/status and a small contents API (a home folder in memory), and the bootstrap's report of the
+    image it runs, all guarded by the seat's token."""
 
-    def __init__(self, address: str, port: int, token: str, cert: tuple[str, str]):
+    def __init__(self, address: str, port: int, token: str, image: str, cert: tuple[str, str]):
         self.files: dict[str, bytes] = {"notebooks/01-welcome.ipynb": b'{"cells": [], "nbformat": 4, "nbformat_minor": 5}\n'}
         self.broken = False  # when set, the contents API answers 500, as a wedged server would
+        self.image = image  # what the bootstrap reports at /coursekit/seat.json
+        self.started = _now()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,7 +95,9 @@ class SeatStandIn:
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
                 if url.path == "/api/status":
-                    return self._reply(200, {"started": _now(), "last_activity": _now(), "connections": 0, "kernels": 0})
+                    return self._reply(200, {"started": stand_in.started, "last_activity": _now(), "connections": 0, "kernels": 0})
+                if url.path == "/coursekit/seat.json":
+                    return self._reply(200, {"image": stand_in.image})
                 if url.path.startswith("/api/contents") and not stand_in.broken:
                     return self._reply(*stand_in.get(url.path.removeprefix("/api/contents").strip("/")))
                 self._reply(500 if stand_in.broken else 404, {"message": "not here"})
@@ -151,6 +156,8 @@ class Emulator:
         self.quota_fail_at: int | None = None
         self.create_503: set[str] = set()
         self.delete_seconds = 0.0
+        self.update_seconds = 0.5  # a VM's updater notices new metadata, pulls and restarts in this time
+        self.updates_fail: set[str] = set()  # servers (by name) whose updater never switches images
         self.floating_ip_quota = 25
         self.fip_conflicts = 0  # the next N floating-IP creates get 409 OverQuota (another project's race)
         self.max_instances, self.max_cores, self.max_ram_mb = 100, 800, 3_200_000
@@ -283,6 +290,7 @@ class Emulator:
             (r"/compute/v2\.1/servers(/detail)?", "GET", self._list_servers),
             (r"/compute/v2\.1/servers/([^/]+)", "GET", self._get_server),
             (r"/compute/v2\.1/servers/([^/]+)", "DELETE", self._delete_server),
+            (r"/compute/v2\.1/servers/([^/]+)/metadata", "POST", self._update_metadata),
             (r"/network", "GET", self._network_versions),
             (r"/network/v2\.0/networks", "GET", self._list_networks),
             (r"/network/v2\.0/networks/([^/]+)", "GET", self._get_network),
@@ -431,6 +439,16 @@ class Emulator:
         server["_deleted_at"] = time.monotonic() + self.delete_seconds
         return 204, {}, None
 
+    def _update_metadata(self, body, query, server_id):
+        """Create or update metadata items (POST /servers/{id}/metadata): merges, returns them all."""
+        server = self.servers.get(server_id)
+        if not server or server["status"] == "DELETED":
+            raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        server["metadata"].update((body or {}).get("metadata", {}))
+        if "coursekit-image" in (body or {}).get("metadata", {}) and server["name"] not in self.updates_fail:
+            server["_image_at"] = time.monotonic() + self.update_seconds
+        return 200, {}, {"metadata": server["metadata"]}
+
     def _advance(self) -> None:
         """Move time on: builds finish (or fail), deletes complete, seats boot."""
         now = time.monotonic()
@@ -454,18 +472,23 @@ class Emulator:
             server = self._server_of_port(fip["port_id"])
             if server and server["status"] == "ACTIVE" and fip["floating_ip_address"] not in self.stand_ins:
                 self._start_stand_in(fip["floating_ip_address"], server)
+            stand_in = self.stand_ins.get(fip["floating_ip_address"])
+            if server and stand_in and server.get("_image_at") and now >= server["_image_at"]:
+                # The updater re-ran the bootstrap: a new container on the same home folder.
+                stand_in.image, stand_in.started, server["_image_at"] = server["metadata"]["coursekit-image"], _now(), None
 
     def _server_of_port(self, port_id: str | None) -> dict | None:
         port = self.ports.get(port_id or "")
         return self.servers.get(port["device_id"]) if port else None
 
     def _start_stand_in(self, address: str, server: dict) -> None:
-        token = ""
+        settings = {}
         for entry in (yaml.safe_load(server["_user_data"]) or {}).get("write_files", []) if server["_user_data"] else []:
             for word in shlex.split(entry.get("content", "")) if entry["path"].endswith("seat.env") else []:
-                if word.startswith("JUPYTER_TOKEN="):
-                    token = word.split("=", 1)[1]
-        self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, self._cert)
+                key, _, value = word.partition("=")
+                settings[key] = value
+        token, image = settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", "")
+        self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, image, self._cert)
 
     def _stop_stand_in(self, address: str) -> None:
         if stand_in := self.stand_ins.pop(address, None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import shutil
 import ssl
 import subprocess
@@ -36,7 +37,12 @@ def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
     config = yaml.safe_load(text)
     env = next(f for f in config["write_files"] if f["path"] == "/etc/coursekit/seat.env")
     assert env["permissions"] == "0600" and f"JUPYTER_TOKEN={TOKEN}" in env["content"]
-    assert config["runcmd"] == [["/usr/local/sbin/coursekit-bootstrap", "/etc/coursekit/seat.env"]]
+    assert config["runcmd"] == [
+        ["/usr/local/sbin/coursekit-bootstrap", "/etc/coursekit/seat.env"],
+        ["systemctl", "enable", "--now", "coursekit-update.timer"],
+    ]
+    timer = next(f for f in config["write_files"] if f["path"] == "/etc/systemd/system/coursekit-update.timer")
+    assert "OnUnitInactiveSec=20s" in timer["content"]
 
 
 def test_cloud_init_schema_check_can_fail(tmp_path):
@@ -62,14 +68,32 @@ def _https(url: str, token: str | None) -> int:
         return exc.code
 
 
-def test_bootstrap_pulls_fetches_and_serves_https(course_repo, tmp_path, base_image, registry, docker_client, cloudinit):
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('registry: "docker.io"', f'registry: "{registry}"'))
+def _https_json(url: str, token: str) -> dict:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        return json.loads(response.read())
+
+
+def _publish_commit(repo, base_image, docker_client, message: str) -> str:
+    """Commit, build and publish; the local copy is removed, so the VM must pull it from the registry."""
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message], cwd=repo, check=True)
     built = run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA))
     assert built.returncode == 0, built.stderr
-    image = built.stdout.strip()
     assert run_coursekit(repo, "publish", "--no-latest").returncode == 0
-    docker_client.images.remove(image)  # the bootstrap must pull it from the registry
+    docker_client.images.remove(built.stdout.strip())
+    return built.stdout.strip()
+
+
+def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
+    course_repo, tmp_path, base_image, registry, docker_client, cloudinit, data_server
+):
+    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('registry: "docker.io"', f'registry: "{registry}"'))
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    image = _publish_commit(repo, base_image, docker_client, "course")
 
     https_port, http_port, jupyter_port = free_port(), free_port(), free_port()
     work = tmp_path / "vm"
@@ -78,7 +102,9 @@ def test_bootstrap_pulls_fetches_and_serves_https(course_repo, tmp_path, base_im
         "bootstrap-test", image, TOKEN, "127.0.0.1", HTTPS_PORT=https_port, HTTP_PORT=http_port,
         JUPYTER_PORT=jupyter_port, CADDY_CONFIG="/tmp/Caddyfile", READY_TIMEOUT=300,
     ))
-    shutil.copyfile(cloudinit.BOOTSTRAP, work / "bootstrap.sh")
+    for source, name in ((cloudinit.BOOTSTRAP, "bootstrap.sh"), (cloudinit.UPDATER, "update.sh")):
+        shutil.copyfile(source, work / name)
+        (work / name).chmod(0o755)  # as cloud-init writes them
     vm = docker_client.containers.run(
         ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/bootstrap.sh /vm/seat.env && sleep infinity"],
         detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"},
@@ -102,6 +128,33 @@ def test_bootstrap_pulls_fetches_and_serves_https(course_repo, tmp_path, base_im
         seat = docker_client.containers.get("coursekit-bootstrap-test")
         assert seat.attrs["HostConfig"]["PortBindings"]["8888/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(jupyter_port)}]
         assert "brain_volumes.csv: fetched" in seat.logs().decode()
+        report = f"https://127.0.0.1:{https_port}/coursekit/seat.json"
+        assert _https_json(report, TOKEN)["image"] == image
+        assert _https(report, None) != 200 and _https(report, "x" + TOKEN[1:]) != 200
+
+        # Class is on: the student works, the instructor fixes a notebook and deploys the new image.
+        assert seat.exec_run(["sh", "-c", "echo 'morning work' > /home/jovyan/work/answer.txt"]).exit_code == 0
+        notebook = repo / "notebooks" / "01-welcome.ipynb"
+        nb = json.loads(notebook.read_text())
+        nb["cells"][0]["source"].append("\nFixed during class.")
+        notebook.write_text(json.dumps(nb, indent=1))
+        newer = _publish_commit(repo, base_image, docker_client, "fix a notebook")
+        metadata, _ = data_server.add("meta_data.json", json.dumps({"uuid": "vm-1", "meta": {"coursekit-image": newer}}).encode())
+        update = ["bash", "/vm/update.sh", "/vm/seat.env"]
+        updater_env = {"METADATA_URL": metadata, "BOOTSTRAP": "/vm/bootstrap.sh"}
+        exit_code, output = vm.exec_run(update, environment=updater_env)
+        assert exit_code == 0, output.decode()
+        assert f"coursekit-update: seat bootstrap-test runs {newer}" in output.decode()
+
+        seat = docker_client.containers.get("coursekit-bootstrap-test")
+        assert seat.attrs["Config"]["Image"] == newer
+        assert seat.exec_run(["cat", "/home/jovyan/work/answer.txt"]).output == b"morning work\n"
+        merged = seat.exec_run(["cat", "/home/jovyan/notebooks/01-welcome.ipynb"]).output.decode()
+        assert "Fixed during class." in merged  # nbgitpuller brought the fix into the student's copy
+        assert _https_json(report, TOKEN)["image"] == newer and _https(status, TOKEN) == 200
+        assert f"IMAGE={newer}" in (work / "seat.env").read_text()
+        exit_code, output = vm.exec_run(update, environment=updater_env)  # nothing new: nothing happens
+        assert exit_code == 0 and b"updating" not in output
     finally:
         vm.remove(force=True)
         with contextlib.suppress(docker.errors.NotFound):

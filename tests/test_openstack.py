@@ -96,6 +96,45 @@ def test_deploy_five_seats_and_converge(course, cloud):
     assert len(cloud.calls) <= 10, cloud.calls  # a no-op re-deploy stays cheap
 
 
+def test_a_new_image_updates_each_vm_in_place_and_keeps_the_work(course, cloud):
+    assert deploy(course).returncode == 0
+    servers = {s["id"] for s in cloud.live_servers()}
+    alice = roster(course)["alice"]
+    body = json.dumps({"type": "file", "format": "base64", "content": base64.b64encode(b"morning work\n").decode()}).encode()
+    assert https(alice["url"] + "api/contents/answer.txt", alice["credential"], body, "PUT") == 201
+
+    newer = IMAGE.replace(":abc1234", ":def5678")
+    plan = coursekit(course, "plan", "--image", newer)
+    assert plan.stdout.count(" update ") == 5 and "runs an outdated image" in plan.stdout
+    cloud.calls.clear()
+    result = coursekit(course, "deploy", "--image", newer)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {s["id"] for s in cloud.live_servers()} == servers  # no VM was replaced
+    assert not [c for c in cloud.calls if c == "POST /compute/v2.1/servers" or c.startswith("DELETE")]
+    assert all(cloud.stand_ins[a].image == newer for a in cloud.stand_ins)  # every VM reports the new image
+    address = alice["url"].split("//")[1].rstrip("/")
+    assert cloud.stand_ins[address].files["answer.txt"] == b"morning work\n"
+    status = coursekit(course, "status")
+    assert status.stdout.count(":def5678") == 5
+    assert coursekit(course, "deploy", "--image", newer).stdout.count(" keep ") == 5
+
+
+def test_a_vm_that_does_not_switch_images_fails_clearly_then_converges(course, cloud):
+    assert deploy(course).returncode == 0
+    cloud.updates_fail = {"intro-to-data-science-carol"}
+    newer = IMAGE.replace(":abc1234", ":def5678")
+    result = coursekit(course, "deploy", "--image", newer)
+    assert result.returncode == 1
+    assert "carol: the VM did not switch to " + newer in result.stderr and "journalctl -u coursekit-update" in result.stderr
+    # Nova's metadata already names the new image; what the VM reports still says it is outdated.
+    plan = coursekit(course, "plan", "--image", newer)
+    assert plan.stdout.count(" update ") == 1 and "carol" in plan.stdout
+    cloud.updates_fail = set()
+    healed = coursekit(course, "deploy", "--image", newer)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert all(stand_in.image == newer for stand_in in cloud.stand_ins.values())
+
+
 def test_a_seat_in_error_is_deleted_and_recreated_once(course, cloud):
     cloud.error_once = {"intro-to-data-science-bob"}
     result = deploy(course)

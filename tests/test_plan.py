@@ -34,9 +34,15 @@ def test_starting_seats_are_kept(plan):
     assert _kinds(plan.plan(desired, [_obs(plan, "alice", state="starting")])) == [("alice", "keep", "starting")]
 
 
-def test_outdated_image_is_replaced(plan):
+def test_outdated_image_is_updated_in_place(plan):
     desired = [plan.Desired("alice", "img-2", "s1")]
-    assert _kinds(plan.plan(desired, [_obs(plan, "alice")])) == [("alice", "replace", "runs an outdated image")]
+    assert _kinds(plan.plan(desired, [_obs(plan, "alice")])) == [("alice", "update", "runs an outdated image")]
+    assert _kinds(plan.plan(desired, [_obs(plan, "alice", state="starting")])) == [("alice", "update", "runs an outdated image")]
+
+
+def test_changed_settings_win_over_a_new_image(plan):
+    desired = [plan.Desired("alice", "img-2", "s2")]
+    assert _kinds(plan.plan(desired, [_obs(plan, "alice")])) == [("alice", "replace", "settings changed")]
 
 
 def test_changed_settings_are_replaced(plan):
@@ -72,7 +78,7 @@ def test_mixed_plan_in_roster_order(plan):
     desired = [plan.Desired(s, "img-2", "s1") for s in ("a", "b", "c", "d")]
     observed = [_obs(plan, "b", image="img-2"), _obs(plan, "c"), _obs(plan, "d", image="img-2", state="stopped"), _obs(plan, "e")]
     assert [(a.seat, a.kind.value) for a in plan.plan(desired, observed)] == [
-        ("a", "create"), ("b", "keep"), ("c", "replace"), ("d", "replace"), ("e", "remove")
+        ("a", "create"), ("b", "keep"), ("c", "update"), ("d", "replace"), ("e", "remove")
     ]
 
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # coursekit seat bootstrap, run by cloud-init on each VM (and by the tests in a container):
 # install Docker and Caddy, pull the course image, start Jupyter with the seat's credential
-# (its start hook fetches and verifies the course data), and serve it on HTTPS.
+# (its start hook fetches and verifies the course data), and serve it on HTTPS. Run again with a
+# new IMAGE (coursekit-update does), it swaps the container and keeps the home volume.
 # Usage: coursekit-bootstrap SEAT_ENV_FILE
 set -euo pipefail
 set -a  # export the settings: docker run passes JUPYTER_TOKEN from the environment, not the command line
@@ -14,7 +15,10 @@ HTTP_PORT=${HTTP_PORT:-80}
 JUPYTER_PORT=${JUPYTER_PORT:-8888}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
 CADDY_CONFIG=${CADDY_CONFIG:-/etc/caddy/Caddyfile}
+STATE_DIR=${STATE_DIR:-/var/lib/coursekit}
 log() { echo "coursekit-bootstrap: $*" >&2; }
+# The token goes into Caddy's config; coursekit's tokens are URL-safe base64.
+[[ "$JUPYTER_TOKEN" =~ ^[A-Za-z0-9_-]+$ ]] || { log "ERROR: JUPYTER_TOKEN may only hold letters, digits, - and _"; exit 1; }
 
 missing=()
 command -v docker > /dev/null || missing+=(docker.io)
@@ -52,10 +56,17 @@ until curl -fs -o /dev/null -H "Authorization: token $JUPYTER_TOKEN" "http://127
     sleep 2
 done
 
+# What the seat runs, for `coursekit deploy` to read (with the token) at /coursekit/seat.json.
+mkdir -p "$STATE_DIR/www/coursekit"
+image_id=$(docker inspect -f '{{.Image}}' "coursekit-$SEAT")
+printf '{"seat": "%s", "image": "%s", "image_id": "%s"}\n' "$SEAT" "$IMAGE" "$image_id" > "$STATE_DIR/www/coursekit/seat.json.new"
+mv "$STATE_DIR/www/coursekit/seat.json.new" "$STATE_DIR/www/coursekit/seat.json"
+
 # A DNS name gets a real certificate from Let's Encrypt; a bare address gets Caddy's internal CA.
 tls=""
 [[ "$SITE" =~ ^[0-9.]+$ ]] && tls="tls internal"
 mkdir -p "$(dirname "$CADDY_CONFIG")"
+umask 027  # the config holds the token: readable by root and Caddy's group only
 cat > "$CADDY_CONFIG" <<CADDY
 {
 	http_port $HTTP_PORT
@@ -63,12 +74,24 @@ cat > "$CADDY_CONFIG" <<CADDY
 }
 https://$SITE:$HTTPS_PORT {
 	$tls
-	reverse_proxy 127.0.0.1:$JUPYTER_PORT
+	@seat {
+		path /coursekit/seat.json
+		header Authorization "token $JUPYTER_TOKEN"
+	}
+	handle @seat {
+		root * $STATE_DIR/www
+		file_server
+	}
+	handle {
+		reverse_proxy 127.0.0.1:$JUPYTER_PORT
+	}
 }
 http://$SITE:$HTTP_PORT {
 	redir https://{host}:$HTTPS_PORT{uri} permanent
 }
 CADDY
+chmod 0640 "$CADDY_CONFIG"
+getent group caddy > /dev/null && chgrp caddy "$CADDY_CONFIG"
 caddy validate --config "$CADDY_CONFIG" --adapter caddyfile > /dev/null 2>&1
 if systemctl is-system-running > /dev/null 2>&1; then
     systemctl restart caddy

@@ -196,10 +196,10 @@ class DockerHost:
                 self._remove_volume(seat)
                 progress.update(seat, "removed", f"archived {done.files} files to {done.path}")
                 return Outcome(seat, "remove", True, f"archived to {done.path}, then removed", time.monotonic() - started)
-            if action.kind is Kind.REPLACE:
-                progress.update(seat, "replacing", action.reason)
+            if action.kind in (Kind.REPLACE, Kind.UPDATE):  # the home volume stays either way
+                progress.update(seat, "updating" if action.kind is Kind.UPDATE else "replacing", action.reason)
                 self._remove_container(action.observed.name)
-            if action.kind in (Kind.CREATE, Kind.REPLACE):
+            if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.UPDATE):
                 progress.update(seat, "starting", f"port {port}")
                 self._start(seat, image, port)
             if action.kind is not Kind.KEEP or action.observed.state == "starting":

@@ -33,6 +33,7 @@ from coursekit.fleet.progress import SeatProgress
 from coursekit.seats import credential, seats, status_order
 
 HTTPS_PORT = 443
+SEAT_REPORT = "/coursekit/seat.json"
 RETRIES = 4
 SSH_PORT, HTTP_PORT = 22, 80
 
@@ -118,8 +119,16 @@ class OpenStackFleet:
         found = self._call("listing the course's floating IPs", self.conn.network.ips, tags=self.tag)
         return {t.removeprefix("coursekit-seat-"): f for f in found for t in f.tags if t.startswith("coursekit-seat-")}
 
+    def _get(self, seat: str, address: str, path: str, timeout: float = 5) -> tuple[int, dict | None]:
+        return probe.get(f"https://{address}:{HTTPS_PORT}{path}", self.token(seat), timeout, verify=False)
+
     def _probe(self, seat: str, address: str, timeout: float = 5) -> int:
-        return probe.get(f"https://{address}:{HTTPS_PORT}/api/status", self.token(seat), timeout, verify=False)[0]
+        return self._get(seat, address, "/api/status", timeout)[0]
+
+    def _running_image(self, seat: str, address: str, timeout: float = 5) -> str | None:
+        """The image the VM says it runs (the bootstrap writes it; Caddy serves it with the token)."""
+        status, body = self._get(seat, address, SEAT_REPORT, timeout)
+        return body.get("image") if status == 200 and isinstance(body, dict) else None
 
     def _age(self, server) -> float:
         created = datetime.fromisoformat(server.created_at.replace("Z", "+00:00"))
@@ -129,9 +138,11 @@ class OpenStackFleet:
         seat = server.metadata.get("coursekit-seat", "")
         fip = fips.get(seat)
         state, detail = "stopped", f"VM {server.status}"
+        image = server.metadata.get("coursekit-image", "")  # what was asked of the VM
         if server.status == "ACTIVE" and fip is not None and fip.port_id:
             if self._probe(seat, fip.floating_ip_address) == 200:
                 state, detail = "running", ""
+                image = self._running_image(seat, fip.floating_ip_address) or image
             elif self._age(server) < self.boot_timeout:
                 state = "starting"
             else:
@@ -144,7 +155,7 @@ class OpenStackFleet:
             detail = f"stuck in BUILD for {self._age(server) / 60:.1f} minutes" if stuck else ""
         elif server.status == "ERROR":
             state, detail = "failed", f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}"
-        return Observed(seat, server.id, server.metadata.get("coursekit-image", ""), server.metadata.get("coursekit-settings", ""), state, detail)
+        return Observed(seat, server.id, image, server.metadata.get("coursekit-settings", ""), state, detail)
 
     def observe(self) -> list[Observed]:
         """The course's VMs as they are (2 API calls, whatever the fleet's size)."""
@@ -268,6 +279,19 @@ class OpenStackFleet:
             item.outcome = Outcome(seat, item.action.kind.value, False, str(exc), time.monotonic() - item.started)
             progress.update(seat, "FAILED", str(exc)[:120])
 
+    def _update(self, action: Action, image: str, fips: dict, progress: SeatProgress) -> _Seat:
+        """Ask the VM for the new image through its metadata; its updater swaps the container and keeps
+        the home folder. The seat is done when the VM reports the new image and Jupyter answers."""
+        seat = action.seat
+        item = _Seat(action, fip=fips.get(seat), server_id=action.observed.name, attached=True)
+        try:
+            self._retrying("asking the VM for the new image", self.conn.compute.set_server_metadata,
+                           item.server_id, **{"coursekit-image": image})
+            progress.update(seat, "updating", "the VM pulls the new image; the home folder stays")
+        except CoursekitError as exc:
+            item.outcome = item.finish(False, str(exc))
+        return item
+
     def _attach(self, item: _Seat) -> None:
         ports = list(self._call("finding the VM's port", self.conn.network.ports, device_id=item.server_id))
         if not ports:
@@ -278,7 +302,7 @@ class OpenStackFleet:
         """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
         outcomes: dict[str, Outcome] = {}
         work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
-        fips = self._fips() if work or any(a.kind is Kind.REMOVE for a in actions) else {}
+        fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE) for a in actions) else {}
         found = self.preflight(actions, fips) if work else {}
         group = self._security_group() if work else None
         items = [_Seat(a) for a in work]
@@ -292,6 +316,7 @@ class OpenStackFleet:
                 for future in [pool.submit(self._launch, i, image, found, group, fips, archive_dir, progress) for i in items]:
                     future.result()
             waiting = [i for i in items if i.outcome is None]
+            waiting += [self._update(a, image, fips, progress) for a in actions if a.kind is Kind.UPDATE]
             waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.name)
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
             self._wait(waiting, image, found, group, progress)
@@ -331,6 +356,11 @@ class OpenStackFleet:
                 self._create_server(item, image, found, group)
             elif server.status == "ERROR":
                 item.outcome = item.finish(False, f"VM in ERROR twice: {(server.fault or {}).get('message', 'no fault given')}")
+            elif time.monotonic() - item.started > self.boot_timeout and item.action.kind is Kind.UPDATE:
+                item.outcome = item.finish(
+                    False, f"the VM did not switch to {image} within {self.boot_timeout / 60:g} minutes "
+                    "(its log: journalctl -u coursekit-update); deploy again to retry"
+                )
             elif time.monotonic() - item.started > self.boot_timeout:
                 item.outcome = item.finish(
                     False, f"not answering after {self.boot_timeout / 60:g} minutes (VM {server.status}); deploy again to replace it"
@@ -339,11 +369,18 @@ class OpenStackFleet:
                 self._attach(item)
                 item.attached = True
                 progress.update(seat, "booting", item.fip.floating_ip_address)
-            if item.attached and item.outcome is None and self._probe(seat, item.fip.floating_ip_address, timeout=3) == 200:
+            if item.attached and item.outcome is None and self._serves(item, image):
                 item.outcome = item.finish(True, self.url(seat, item.fip.floating_ip_address))
                 progress.update(seat, "ready", item.outcome.detail)
         except CoursekitError as exc:
             item.outcome = item.finish(False, str(exc))
+
+    def _serves(self, item: _Seat, image: str) -> bool:
+        """Jupyter answers with the seat's token (and, for an update, the VM reports the new image)."""
+        seat, address = item.action.seat, item.fip.floating_ip_address
+        if self._probe(seat, address, timeout=3) != 200:
+            return False
+        return item.action.kind is not Kind.UPDATE or self._running_image(seat, address, timeout=3) == image
 
     # Archiving and removing --------------------------------------------------------------------
 
@@ -416,10 +453,13 @@ class OpenStackFleet:
             if server is None:
                 rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
                 continue
-            code = self._probe(seat, fip.floating_ip_address) if fip is not None and fip.port_id else 0
+            reachable = fip is not None and fip.port_id
+            code, body = self._get(seat, fip.floating_ip_address, "/api/status") if reachable else (0, None)
             health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
             url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
-            rows.append(SeatStatus(seat, server.status.lower(), url, server.metadata.get("coursekit-image", ""), health, "-"))
+            image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get("coursekit-image", "")
+            activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
+            rows.append(SeatStatus(seat, server.status.lower(), url, image, health, activity))
         return rows
 
     def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:

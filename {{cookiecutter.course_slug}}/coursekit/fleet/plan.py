@@ -8,6 +8,7 @@ from enum import Enum
 class Kind(str, Enum):
     CREATE = "create"
     KEEP = "keep"
+    UPDATE = "update"  # a healthy seat gets the new image and keeps its home folder
     REPLACE = "replace"
     REMOVE = "remove"
 
@@ -42,13 +43,14 @@ class Action:
     observed: Observed | None = None
 
 
-def _replace_reason(want: Desired, have: Observed) -> str | None:
+def _change(want: Desired, have: Observed) -> tuple[Kind, str] | None:
+    """What a seat that exists needs, if anything: a new instance, or only a new image."""
     if have.state in ("stopped", "failed"):
-        return f"unhealthy: {have.detail or have.state}"
-    if have.image != want.image:
-        return "runs an outdated image"
+        return Kind.REPLACE, f"unhealthy: {have.detail or have.state}"
     if have.settings != want.settings:
-        return "settings changed"
+        return Kind.REPLACE, "settings changed"
+    if have.image != want.image:
+        return Kind.UPDATE, "runs an outdated image"
     return None
 
 
@@ -64,8 +66,8 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
             actions.append(Action(Kind.CREATE, want.seat, "new seat", want))
             continue
         have, extra = instances[0], instances[1:]
-        if reason := _replace_reason(want, have):
-            actions.append(Action(Kind.REPLACE, want.seat, reason, want, have))
+        if change := _change(want, have):
+            actions.append(Action(change[0], want.seat, change[1], want, have))
         else:
             actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == "running" else "starting", want, have))
         actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o) for o in extra]
