@@ -315,8 +315,9 @@ class OpenStackFleet:
             with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
                 for future in [pool.submit(self._launch, i, image, found, group, fips, archive_dir, progress) for i in items]:
                     future.result()
-            waiting = [i for i in items if i.outcome is None]
-            waiting += [self._update(a, image, fips, progress) for a in actions if a.kind is Kind.UPDATE]
+                updates = [a for a in actions if a.kind is Kind.UPDATE]
+                updating = list(pool.map(lambda a: self._update(a, image, fips, progress), updates))
+            waiting = [i for i in items if i.outcome is None] + updating
             waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.name)
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
             self._wait(waiting, image, found, group, progress)
