@@ -15,7 +15,6 @@ is `python -m coursekit validate`, the same start-up and course.yaml check with 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -24,14 +23,13 @@ import tempfile
 from pathlib import Path
 
 import docker
-import docker.errors
 from _common import timed_coursekit
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE / "tests"))
 sys.path.insert(0, str(TEMPLATE / "tests" / "baseimage"))
-from services import Registry  # noqa: E402
+from services import Registry, remove_course_layers  # noqa: E402
 from standin import SYSTEM_CA, ensure_base_image  # noqa: E402
 
 SLUG = "bench-rebuild"
@@ -54,21 +52,13 @@ def edit_notebook(repo: Path, sentence: str) -> None:
     commit(repo, "notebook edit")
 
 
-def remove_course_layers(client: docker.DockerClient) -> None:
-    """Leave the engine as a fresh CI runner finds it: the base image, none of this course's layers."""
-    chain = client.images.list(all=True, filters={"label": f"org.coursekit.course={SLUG}"})
-    for image in sorted(chain, key=lambda i: i.attrs["Created"], reverse=True):
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.images.remove(image.id, force=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-image", help="base image (default: the tests' stand-in, built if missing)")
     args = parser.parse_args()
     client = docker.from_env(timeout=600)
     base = args.base_image or ensure_base_image(client)
-    remove_course_layers(client)
+    remove_course_layers(client, SLUG)
     with tempfile.TemporaryDirectory() as tmp:
         registry_root = Path(tmp, "registry")
         registry_root.mkdir()
@@ -91,17 +81,17 @@ def main() -> None:
             package = timed_coursekit(repo, env, *build)
 
             timed_coursekit(repo, env, "publish")
-            remove_course_layers(client)
+            remove_course_layers(client, SLUG)
             edit_notebook(repo, "Edited on a branch.")
             ci_no_cache = timed_coursekit(repo, env, *build)
-            remove_course_layers(client)
+            remove_course_layers(client, SLUG)
             ci_cache_from = timed_coursekit(repo, env, *build, "--cache-from", "latest")
 
             image = client.images.get(f"{registry.host}/your-user/{SLUG}:{git(repo, 'rev-parse', '--short', 'HEAD')}")
             size, base_size = image.attrs["Size"], client.images.get(base).attrs["Size"]
         finally:
             registry.stop()
-            remove_course_layers(client)
+            remove_course_layers(client, SLUG)
 
     print(f"base image: {base}")
     print(f"clean build (--no-cache):                       {clean:7.2f} s")

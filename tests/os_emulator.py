@@ -425,25 +425,25 @@ class Emulator:
             found = [s for s in found if re.search(query["name"][0], s["name"])]
         return 200, {}, {"servers": [self._public(s) for s in found]}
 
-    def _get_server(self, body, query, server_id):
+    def _live_server(self, server_id: str) -> dict:
         server = self.servers.get(server_id)
         if not server or server["status"] == "DELETED":
             raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        return server
+
+    def _get_server(self, body, query, server_id):
+        server = self._live_server(server_id)
         return 200, {}, {"server": self._public(server)}
 
     def _delete_server(self, body, query, server_id):
-        server = self.servers.get(server_id)
-        if not server or server["status"] == "DELETED":
-            raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        server = self._live_server(server_id)
         server["OS-EXT-STS:task_state"] = "deleting"
         server["_deleted_at"] = time.monotonic() + self.delete_seconds
         return 204, {}, None
 
     def _update_metadata(self, body, query, server_id):
         """Create or update metadata items (POST /servers/{id}/metadata): merges, returns them all."""
-        server = self.servers.get(server_id)
-        if not server or server["status"] == "DELETED":
-            raise _nova_error(404, "itemNotFound", f"Instance {server_id} could not be found.")
+        server = self._live_server(server_id)
         server["metadata"].update((body or {}).get("metadata", {}))
         if "coursekit-image" in (body or {}).get("metadata", {}) and server["name"] not in self.updates_fail:
             server["_image_at"] = time.monotonic() + self.update_seconds
@@ -557,20 +557,23 @@ class Emulator:
         self._stop_stand_in(fip["floating_ip_address"])
         return 204, {}, None
 
+    def _set_tags(self, resources: dict, resource_id: str, body, missing: HttpError):
+        """Replace all tags (Neutron's PUT /{resources}/{id}/tags)."""
+        if resource_id not in resources:
+            raise missing
+        resources[resource_id]["tags"] = list((body or {}).get("tags", []))
+        return 200, {}, {"tags": resources[resource_id]["tags"]}
+
     def _tag_fip(self, body, query, fip_id):
-        if fip_id not in self.floating_ips:
-            raise _neutron_error(404, "FloatingIPNotFound", f"Floating IP {fip_id} could not be found")
-        self.floating_ips[fip_id]["tags"] = list((body or {}).get("tags", []))
-        return 200, {}, {"tags": self.floating_ips[fip_id]["tags"]}
+        missing = _neutron_error(404, "FloatingIPNotFound", f"Floating IP {fip_id} could not be found")
+        return self._set_tags(self.floating_ips, fip_id, body, missing)
 
     def _list_sgs(self, body, query):
         return 200, {}, {"security_groups": self._filter(list(self.security_groups.values()), query, ["name", "id", "tags"])}
 
     def _tag_sg(self, body, query, sg_id):
-        if sg_id not in self.security_groups:
-            raise _neutron_error(404, "SecurityGroupNotFound", f"Security group {sg_id} does not exist")
-        self.security_groups[sg_id]["tags"] = list((body or {}).get("tags", []))
-        return 200, {}, {"tags": self.security_groups[sg_id]["tags"]}
+        missing = _neutron_error(404, "SecurityGroupNotFound", f"Security group {sg_id} does not exist")
+        return self._set_tags(self.security_groups, sg_id, body, missing)
 
     def _create_sg(self, body, query):
         spec = (body or {}).get("security_group", {})

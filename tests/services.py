@@ -47,6 +47,14 @@ def docker_client() -> docker.DockerClient:
     client.close()
 
 
+def remove_course_layers(client: docker.DockerClient, slug: str) -> None:
+    """Leave the engine as a fresh CI runner finds it: no image or build layer labelled for the course."""
+    chain = client.images.list(all=True, filters={"label": f"org.coursekit.course={slug}"})
+    for image in sorted(chain, key=lambda i: i.attrs["Created"], reverse=True):  # children before parents
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(image.id, force=True)
+
+
 def _created(image: docker.models.images.Image) -> float:
     return datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=timezone.utc).timestamp()
 

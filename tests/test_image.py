@@ -1,7 +1,6 @@
 """The image pipeline on a real Docker engine and a real registry: bake → build → test → publish → pull → run."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -11,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import docker.errors
 import pytest
 from conftest import run_coursekit
-from services import SYSTEM_CA
+from services import SYSTEM_CA, remove_course_layers
 
 pytestmark = pytest.mark.usefixtures("course_containers")
 
@@ -122,10 +120,7 @@ def test_ci_runner_reuses_the_published_layers(course, base_image, docker_client
     published = docker_client.images.get(f"{name}:latest").attrs["RootFS"]["Layers"]
 
     # What a fresh runner has: the base image, none of the course's layers.
-    chain = docker_client.images.list(all=True, filters={"label": "org.coursekit.course=ci-runner-course"})
-    for image in sorted(chain, key=lambda i: i.attrs["Created"], reverse=True):  # children before parents
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(image.id, force=True)
+    remove_course_layers(docker_client, "ci-runner-course")
     notebook = course / "notebooks" / "01-welcome.ipynb"
     nb = json.loads(notebook.read_text())
     nb["cells"][0]["source"].append("\nEdited on a branch.")
