@@ -1,4 +1,5 @@
 """Refuse answers that would bake a broken course; the checks live in coursekit.names."""
+import datetime
 import os
 import re
 import sys
@@ -9,10 +10,12 @@ from pathlib import Path
 # where it started (PWD), while hooks run inside the new project.
 REPO_DIR = Path(os.environ.get("PWD", "."), {{ cookiecutter._repo_dir | tojson }})
 ANSWERS = {
+    "course_name": {{ cookiecutter.course_name | tojson }},
     "course_slug": {{ cookiecutter.course_slug | tojson }},
     "course_date": {{ cookiecutter.course_date | tojson }},
     "instructor_name": {{ cookiecutter.instructor_name | tojson }},
     "instructor_id": {{ cookiecutter.__instructor_id | tojson }},
+    "registry": {{ cookiecutter.registry | tojson }},
     "image_repository": {{ cookiecutter.image_repository | tojson }},
     "base_image": {{ cookiecutter.base_image | tojson }},
 }
@@ -24,18 +27,32 @@ sys.path.insert(0, str(next(REPO_DIR.glob("*cookiecutter.course_slug*"))))
 from coursekit import names  # noqa: E402
 
 
+def date_ok(text: str) -> bool:
+    """YYYY-MM-DD naming a real day (2026-13-45 and 2027-02-30 are not)."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def problems(answers: dict) -> list:
     """Every answer that cannot work, with how to fix it."""
     found = []
+    if not answers["course_name"].strip() or len(answers["course_name"]) > 200:
+        found.append("course_name: give the course a name of 1 to 200 characters")
     if why := names.slug_problem(answers["course_slug"]):
         found.append(f"course_slug: {why}")
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", answers["course_date"]):
-        found.append(f"course_date: {answers['course_date']!r} is not a date; write it as YYYY-MM-DD")
+    if not date_ok(answers["course_date"]):
+        found.append(f"course_date: {answers['course_date']!r} is not a date; write it as YYYY-MM-DD, e.g. 2027-01-11")
     if names.seat_id_problem(answers["instructor_id"]):
         found.append(
             f"instructor_name: {answers['instructor_name']!r} gives no usable seat id; use a name with letters or digits"
         )
     for key, check in (
+        ("registry", names.registry_problem),
         ("image_repository", names.repository_problem),
         ("base_image", names.base_image_problem),
     ):

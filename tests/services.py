@@ -120,6 +120,7 @@ class DataServer:
     def __init__(self, root: Path):
         self.root = root
         self.failures: dict[str, int] = {}  # path -> how many more requests get a 503
+        self.redirects: dict[str, str] = {}  # path -> where a 302 sends the client
         self.requests: list[str] = []
         server = self
 
@@ -129,6 +130,11 @@ class DataServer:
 
             def do_GET(self):
                 server.requests.append(self.path)
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.end_headers()
+                    return
                 if server.failures.get(self.path, 0) > 0:
                     server.failures[self.path] -= 1
                     self.send_error(503, "try again")

@@ -104,7 +104,7 @@ def test_cost_and_roster_work_in_the_baked_repo(bake_with):
     over = OVER_BUDGET.get(answers.get("jetstream2_flavor", ""))
     assert cost.returncode == (1 if over else 0), cost.stdout + cost.stderr
     assert over is None or over in cost.stderr
-    roster = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": "s" * 32})
+    roster = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": "baked-roster-secret-7Qx2Lm9Kp4"})
     assert roster.returncode == 0, roster.stderr
     assert len(roster.stdout.splitlines()) == 1 + 5  # header + 3 students, 1 instructor, 1 spare
 

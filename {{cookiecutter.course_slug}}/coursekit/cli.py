@@ -71,7 +71,11 @@ def cmd_roster(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     # Owner-only from the first byte: the file holds every credential.
-    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise CoursekitError(f"--output {args.output}: cannot write it ({exc.strerror}); give a file path you own") from None
+    os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     err.print(f"wrote {args.output} ({plural(text.count(chr(10)), 'line')}); keep it private, it holds every credential")
@@ -305,3 +309,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except Exception as exc:  # an SDK or engine failure no adapter turned into a CoursekitError yet
+        if args.debug:
+            raise
+        err.print(f"error: {_unexpected(exc)}", markup=False)
+        return 1
+
+
+def _unexpected(exc: Exception) -> str:
+    """A one-paragraph message for a failure coursekit did not anticipate, without a traceback."""
+    docker_errors = sys.modules.get("docker.errors")
+    if docker_errors and isinstance(exc, docker_errors.DockerException):
+        return (f"the Docker engine failed: {getattr(exc, 'explanation', None) or exc}. Check `docker info`, then run the "
+                "command again; it picks up where it stopped")
+    return (f"unexpected {type(exc).__name__}: {exc}. Run the command again with --debug for the details, "
+            "and report it if it persists")

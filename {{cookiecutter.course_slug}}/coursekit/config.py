@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coursekit.errors import ConfigError
 from coursekit.schema import schema_problems, with_defaults
-from coursekit.validate import parse_when, semantic_problems
+from coursekit.validate import normal_path, parse_when, semantic_problems
 from coursekit.yamlload import Document, load_file
 
 DEFAULT_CONFIG = Path("course.yaml")
@@ -126,7 +126,7 @@ def build_course(data: dict, root: Path) -> Course:
         image=ImageSpec(
             image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"])
         ),
-        data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower()}) for f in d["data"]),
+        data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower(), "path": normal_path(f["path"])}) for f in d["data"]),
         seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),
         fleet=Fleet(
             provider=fleet["provider"],

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -46,6 +47,31 @@ def _ssl_context() -> ssl.SSLContext | None:
     return None
 
 
+MAX_REDIRECTS = 5
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most MAX_REDIRECTS redirects, and only to http(s): never to ftp:// or file://."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DataError(f"{req.full_url}: redirected to a {scheme or 'relative'}:// address, which is not followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    if url.startswith("file:"):  # the image's own copies of repository and prefetched data
+        return urllib.request.build_opener()
+    handlers = [_SafeRedirects()]
+    context = _ssl_context()
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 def _stamp_path(dest_root: Path, rel: str) -> Path:
     return dest_root / STAMPS / (rel + ".json")
 
@@ -55,7 +81,8 @@ def _stat_key(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (bounded memory for any size)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -75,7 +102,7 @@ def is_verified(dest_root: Path, entry: dict) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    if _sha256_file(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         return False
     _write_stamp(dest_root, entry)
     return True
@@ -91,7 +118,7 @@ def _download(url: str, handle, timeout: float) -> str:
     """Stream url into handle; returns the sha256 of what was written."""
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=_ssl_context()) as response:
+        with _opener(url).open(url, timeout=timeout) as response:
             while chunk := response.read(CHUNK):
                 digest.update(chunk)
                 handle.write(chunk)

@@ -1,6 +1,7 @@
 """The Docker engine behind a small interface; SDK exceptions stop here."""
 from __future__ import annotations
 
+import re
 from collections import deque
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -14,6 +15,13 @@ from docker.models.containers import Container
 from coursekit.errors import BuildError, DockerError, PublishError
 
 OUTPUT_TAIL = 15
+# Terminal control sequences (colours, cursor moves) that pip and apt print; a message or a CI log shows them raw.
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """text without terminal escape sequences or carriage-return redraws."""
+    return _ANSI.sub("", text).split("\r")[-1]
 
 
 def connect() -> docker.DockerClient:
@@ -60,8 +68,8 @@ def build(
         for event in events:
             if "error" in event or "errorDetail" in event:
                 detail = event.get("errorDetail", {}).get("message") or event.get("error", "unknown error")
-                raise BuildError(_build_failure(log, detail))
-            for line in event.get("stream", "").splitlines():
+                raise BuildError(_build_failure(log, plain(detail)))
+            for line in map(plain, event.get("stream", "").splitlines()):
                 if line.startswith("Step "):
                     log.step = line
                     log.tail.clear()

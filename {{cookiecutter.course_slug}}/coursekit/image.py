@@ -66,18 +66,20 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     prefetch, start = data_manifests(course)
     files: dict[Path, bytes] = {
         stage_dir / "ca-bundle.crt": _read_ca_bundle(ca_bundle),
+        stage_dir / "python-requirements.txt": "".join(f"{r}\n" for r in course.image.python_packages).encode(),
         tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
         tooling / SHARE.lstrip("/") / "prefetch.json": json.dumps(prefetch, indent=1).encode(),
         tooling / "usr/local/bin/before-notebook.d/10-coursekit.sh": (PACKAGE / "start-hook.sh").read_bytes(),
         content / SHARE.lstrip("/") / "data.json": json.dumps(start, indent=1).encode(),
-        **{
-            content / IN_IMAGE.lstrip("/") / "repo-data" / entry.url: (course.root / entry.url).read_bytes()
-            for entry in course.data if "://" not in entry.url
-        },
     }
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    for entry in course.data:  # the repository's own data files, copied (not read into memory: they may be large)
+        if "://" not in entry.url:
+            target = content / IN_IMAGE.lstrip("/") / "repo-data" / entry.url
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(course.root / entry.url, target)
     shutil.copytree(course.root / "notebooks", stage_dir / "course" / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     history.build_repo(course.root, stage_dir / "course" / "notebooks.git")
     return stage_dir
@@ -101,7 +103,6 @@ def build(
     buildargs = {
         "BASE_IMAGE": base_image or course.image.base,
         "APT_PACKAGES": " ".join(course.image.apt_packages),
-        "PYTHON_PACKAGES": " ".join(course.image.python_packages),
         "COURSE_SLUG": course.course.slug,
     }
     # The legacy builder adds API labels as the last step, so the per-commit label costs one step.

@@ -4,6 +4,7 @@ Standard library only: the cookiecutter pre-generation hook imports this module 
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -14,7 +15,10 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 # Docker distribution reference grammar (distribution/reference, regexp.go).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_DOMAIN = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?")
+# A registry host as Docker parses it: a lowercase DNS name or an IPv6 literal in brackets, then an optional port.
+_DOMAIN = re.compile(r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[(?P<ipv6>[0-9a-fA-F:.]+)\])"
+                     r"(?::(?P<port>[0-9]{1,5}))?")
+_HOSTNAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*", re.IGNORECASE)
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -38,10 +42,37 @@ def seat_id_problem(seat_id: str) -> str | None:
     return label_problem(seat_id, "seat id", SEAT_ID_MAX)
 
 
+def _domain_ok(domain: str) -> bool:
+    match = _DOMAIN.fullmatch(domain)
+    if not match or len(domain) > 255:
+        return False
+    if match["ipv6"]:
+        try:
+            ipaddress.IPv6Address(match["ipv6"])
+        except ValueError:
+            return False
+    return match["port"] is None or 1 <= int(match["port"]) <= 65535
+
+
 def registry_problem(registry: str) -> str | None:
-    """Why registry is not a registry host[:port], or None."""
-    if not _DOMAIN.fullmatch(registry or ""):
-        return f"{registry!r} is not a registry host name (e.g. docker.io, ghcr.io, quay.io or localhost:5000)"
+    """Why registry is not a registry host[:port] as Docker parses it, or None."""
+    if not isinstance(registry, str) or not _domain_ok(registry):
+        return (
+            f"{registry!r} is not a registry host (lowercase, like docker.io, ghcr.io, quay.io, localhost:5000 "
+            "or [::1]:5000; a port is 1-65535)"
+        )
+    return None
+
+
+def host_problem(host: str) -> str | None:
+    """Why host is not a DNS name or IP address that can stand in a URL, or None."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        return f"{host!r} is not a host name or IP address (like lab.example.edu or 203.0.113.7; no scheme, port or path)"
     return None
 
 
@@ -80,9 +111,9 @@ def parse_image_ref(ref: str) -> ImageRef:
         if not _TAG.fullmatch(tag):
             raise ValueError(f"{ref!r} has a malformed tag {tag!r}")
     first, sep, rest = name.partition("/")
-    has_domain = bool(sep) and ("." in first or ":" in first or first == "localhost")
+    has_domain = bool(sep) and ("." in first or ":" in first or first == "localhost" or first.startswith("["))
     path = rest if has_domain else name
-    if (has_domain and not _DOMAIN.fullmatch(first)) or not _PATH.fullmatch(path):
+    if (has_domain and not _domain_ok(first)) or not _PATH.fullmatch(path):
         raise ValueError(f"{ref!r} is not a valid image reference (like quay.io/jupyter/datascience-notebook:2026-05-31)")
     return ImageRef(name, tag, digest or None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -35,17 +36,29 @@ def rows(course: Course, secret: str, urls: Mapping[str, str] | None = None) -> 
     return [Row(s.id, s.name, s.role, urls.get(s.id, NOT_DEPLOYED), credential(secret, slug, s.id)) for s in seats(course)]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """OWASP's rule against CSV injection: a cell a spreadsheet would run as a formula starts with a quote."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def to_csv(course: Course, table: list[Row]) -> str:
-    """Spreadsheet-friendly CSV with a header row."""
+    """Spreadsheet-friendly CSV with a header row. Text from course.yaml is neutralised; the credential is
+    left exact (it is HMAC output, never attacker-chosen, and scripts read it back)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; a \r inside a cell is then quoted too
     writer.writerow(COLUMNS)
-    writer.writerows([r.seat, r.name, r.role, r.url, r.credential] for r in table)
+    writer.writerows([spreadsheet_safe(r.seat), spreadsheet_safe(r.name), r.role, spreadsheet_safe(r.url), r.credential]
+                     for r in table)
     return out.getvalue()
 
 
 def _md(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """Text as a literal in a Markdown table cell: punctuation that could open a link, HTML, code or a new column is escaped."""
+    escaped = re.sub(r"([\\`\[\]<>|])", r"\\\1", text)
+    return " ".join(escaped.splitlines())
 
 
 def to_markdown(course: Course, table: list[Row]) -> str:

@@ -7,13 +7,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from coursekit.errors import CoursekitError
 from coursekit.yamlload import Document
 
 SCHEMA_PATH = Path(__file__).with_name("course.schema.json")
 _TYPE_WORDS = {"object": "a mapping of keys", "array": "a list", "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+
+
+# JSON Schema counts 1000.0 as an integer; coursekit uses integers as counts, ports and ranges, so a float is refused.
+_STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+)
+CourseValidator = validators.extend(Draft202012Validator, type_checker=_STRICT_TYPES)
 
 
 @cache
@@ -57,20 +64,26 @@ def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
         types = [value] if isinstance(value, str) else value
         expected = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
         quote = "string" in types and isinstance(instance, (int, float)) and not isinstance(instance, bool)
-        return [(path, f"expected {expected}, got {_describe(instance)}" + ("; put it in quotes" if quote else ""))]
+        whole = "integer" in types and isinstance(instance, float) and instance.is_integer()
+        hint = "; put it in quotes" if quote else (f"; write it without a decimal point ({int(instance)})" if whole else "")
+        return [(path, f"expected {expected}, got {_describe(instance)}{hint}")]
     if kind == "enum":
         return [(path, f"{instance!r} is not a valid choice; {_suggest(instance, [str(v) for v in value])}")]
     if kind == "minLength":
         return [(path, "must not be empty")]
+    if kind == "maxLength":
+        return [(path, f"is {len(instance):,} characters long; at most {value:,} are allowed")]
+    if kind == "maxItems":
+        return [(path, f"has {len(instance):,} entries; at most {value:,} are allowed (a course has at most 5,000 seats)")]
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": "at least", "exclusiveMinimum": "more than", "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
-        return [(path, f"{instance!r} is out of range; it must be {bound} {value}")]
-    return [(path, error.message)]
+        return [(path, f"{instance!r} is out of range; it must be {bound} {value:,}")]
+    return [(path, error.message[:300])]
 
 
 def schema_problems(doc: Document) -> list:
     """Every schema violation in doc, as located Problems with plain-language messages."""
-    validator = Draft202012Validator(course_schema())
+    validator = CourseValidator(course_schema())
     return [doc.problem(path, message) for error in validator.iter_errors(doc.data) for path, message in _explain(error, doc)]
 
 

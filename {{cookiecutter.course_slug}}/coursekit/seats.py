@@ -4,7 +4,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
+import string
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -13,6 +16,8 @@ from coursekit.errors import SecretError
 
 SECRET_VARIABLE = "COURSEKIT_SECRET"
 MIN_SECRET_LENGTH = 16
+MIN_SECRET_BITS = 128
+MIN_BITS_PER_CHARACTER = 3.0  # 'abababab...' and 'aaaa...' have long alphabets in theory and none in practice
 MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -40,13 +45,27 @@ def status_order(course: Course, found: Iterable[str]) -> list[str]:
     return roster + sorted(set(found) - set(roster))
 
 
+def apparent_bits(secret: str) -> float:
+    """Length × log2 of the alphabets it draws on (lowercase, uppercase, digits, other): 128 for 22 URL-safe characters."""
+    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+    alphabet = sum(len(c) for c in classes if any(ch in c for ch in secret))
+    alphabet += 33 if any(not any(ch in c for c in classes) for ch in secret) else 0
+    return len(secret) * math.log2(alphabet) if alphabet > 1 else 0.0
+
+
+def bits_per_character(secret: str) -> float:
+    """Shannon entropy of the secret's own characters."""
+    counts = Counter(secret)
+    return -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values()) if secret else 0.0
+
+
 def read_secret(environ: Mapping[str, str] = os.environ) -> str:
     """COURSEKIT_SECRET from the environment, or a SecretError saying how to make one."""
     secret = environ.get(SECRET_VARIABLE, "")
+    make = f"Make one with\n  export {SECRET_VARIABLE}=$({MAKE_SECRET})\n"
     if not secret:
         raise SecretError(
-            f"{SECRET_VARIABLE} is not set. Every seat's credential is derived from this one secret. "
-            f"Make one with\n  export {SECRET_VARIABLE}=$({MAKE_SECRET})\n"
+            f"{SECRET_VARIABLE} is not set. Every seat's credential is derived from this one secret. {make}"
             "keep it in your password manager, and add it to the repository's Actions secrets under the same name."
         )
     if len(secret) < MIN_SECRET_LENGTH:
@@ -54,11 +73,19 @@ def read_secret(environ: Mapping[str, str] = os.environ) -> str:
             f"{SECRET_VARIABLE} is only {len(secret)} characters; use at least {MIN_SECRET_LENGTH} random ones, "
             f"e.g. from {MAKE_SECRET}"
         )
+    if secret != secret.strip() or any(ch.isspace() for ch in secret):
+        raise SecretError(f"{SECRET_VARIABLE} contains spaces or line breaks (often a copy-and-paste slip). {make}")
+    if apparent_bits(secret) < MIN_SECRET_BITS or bits_per_character(secret) < MIN_BITS_PER_CHARACTER:
+        raise SecretError(
+            f"{SECRET_VARIABLE} does not look random (about {max(0.0, min(apparent_bits(secret), len(secret) * bits_per_character(secret))):.0f} "
+            f"bits; at least {MIN_SECRET_BITS} are needed, and repeated characters add little). {make}"
+        )
     return secret
 
 
 def credential(secret: str, slug: str, seat_id: str) -> str:
     """The seat's token: URL-safe base64 of HMAC-SHA256(secret, slug ':' seat id), 256 bits."""
     # ':' cannot occur in a slug or seat id, so ("ab", "c") and ("a", "bc") never collide.
-    digest = hmac.new(secret.encode(), f"{slug}:{seat_id}".encode(), hashlib.sha256).digest()
+    # os.fsencode: a secret with bytes that are not UTF-8 (read from the environment) is used as those bytes.
+    digest = hmac.new(os.fsencode(secret), f"{slug}:{seat_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

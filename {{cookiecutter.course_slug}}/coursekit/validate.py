@@ -1,9 +1,10 @@
 """Checks a schema cannot express, run on the raw course.yaml after the schema."""
 from __future__ import annotations
 
-import hashlib
 import ipaddress
+import math
 import re
+import urllib.parse
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -12,11 +13,18 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from coursekit import names
+from coursekit.filehash import cached_sha256
 from coursekit.yamlload import Document
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _APT = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?")
-_MEMORY = re.compile(r"[0-9]+(?:\.[0-9]+)?[bkmgBKMG]")
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmgBKMG])")
+_MEMORY_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+MIN_MEMORY = 6 * 2**20  # the Docker engine refuses less
+MAX_MEMORY = 2**50
+MIN_CPUS = 0.01  # the engine's smallest CPU quota
+MAX_SEATS = 5000
+RESERVED_DATA = ".coursekit-verified"  # data.py keeps its checksum stamps here, inside ~/data
 _SPARE_ID = re.compile(r"spare-[0-9]+")
 Found = Iterator[tuple[tuple, str]]
 
@@ -40,6 +48,12 @@ def _items(data: Any, *keys: str) -> list[tuple[int, Any]]:
 
 def _strings(data: Any, *keys: str) -> list[tuple[int, str]]:
     return [(i, v) for i, v in _items(data, *keys) if isinstance(v, str)]
+
+
+def memory_bytes(text: str) -> int | None:
+    """512m → 536870912; None if text is not a number with a unit b, k, m or g."""
+    match = _MEMORY.fullmatch(text)
+    return int(float(match[1]) * _MEMORY_UNITS[match[2].lower()]) if match else None
 
 
 def parse_when(text: str) -> datetime:
@@ -100,36 +114,109 @@ def _check_image(data: dict) -> Found:
 
 def _relative_path_problem(text: str) -> str | None:
     path = PurePosixPath(text)
-    if path.is_absolute() or ".." in path.parts or "\\" in text:
+    if path.is_absolute() or ".." in path.parts or "\\" in text or not path.parts:
         return f"{text!r} must be a relative path without '..' (like mri/subject01.nii.gz)"
+    if any(c in text for c in "\n\r\0"):
+        return f"{text!r} must not contain line breaks or NUL characters"
     return None
 
 
-def _check_data(data: dict, root: Path) -> Found:
+def normal_path(text: str) -> str:
+    """a//b/./c/ → a/b/c: the one spelling of a relative path."""
+    return str(PurePosixPath(text))
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{url!r} is not a valid URL ({exc})"
+    if parts.scheme not in ("https", "http"):
+        return f"{url!r}: only https:// and http:// URLs can be fetched"
+    if parts.username is not None or parts.password is not None:
+        return (
+            f"{urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname or ''))!r} carries a user name or password, "
+            "which would end up inside the image and its logs; commit the file to the (private) course repository "
+            "and give its path, or use a link that needs no login (e.g. a pre-signed link)"
+        )
+    if not parts.hostname or names.host_problem(parts.hostname) or port == 0:
+        return f"{url!r} has no valid host (write it like https://example.org/data/file.csv)"
+    if any(c.isspace() for c in url):
+        return f"{url!r} contains spaces or line breaks; percent-encode them (%20)"
+    return None
+
+
+def _local_file_problem(url: str, root: Path) -> str | None:
+    """Why a data url naming a file in the repository cannot be used: missing, not regular, or outside via a link."""
+    path = root / url
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return f"{url!r} is not a file in this repository (paths are relative to the folder of course.yaml); add it or fix the path"
+    if not real.is_relative_to(root.resolve()):
+        return f"{url!r} is a link to {real}, outside this repository; copy the file into the repository instead"
+    if not real.is_file():
+        return f"{url!r} is not a regular file; data entries name single files (use unpack for archives)"
+    return None
+
+
+def _check_data_paths(data: dict) -> Found:
     targets: dict[str, int] = {}
     for i, entry in _items(data, "data"):
-        url, sha, target = _at(entry, "url"), _at(entry, "sha256"), _at(entry, "path")
+        target = _at(entry, "path")
+        if not isinstance(target, str):
+            continue
+        if why := _relative_path_problem(target):
+            yield ("data", i, "path"), why
+            continue
+        normal = normal_path(target)
+        if normal.split("/")[0] == RESERVED_DATA:
+            yield ("data", i, "path"), f"{target!r}: {RESERVED_DATA} is where coursekit keeps its checksums; choose another folder"
+        elif normal in targets:
+            yield ("data", i, "path"), f"{target!r} is also the path of data[{targets[normal]}]; every file needs its own path"
+        targets.setdefault(normal, i)
+    for normal, i in targets.items():
+        for parent in PurePosixPath(normal).parents:
+            if str(parent) in targets:
+                yield ("data", i, "path"), (
+                    f"{normal!r} lies inside {str(parent)!r}, which is the file of data[{targets[str(parent)]}]; "
+                    "a path cannot be both a file and a folder"
+                )
+                break
+
+
+def _check_data(data: dict, root: Path) -> Found:
+    yield from _check_data_paths(data)
+    for i, entry in _items(data, "data"):
+        url, sha = _at(entry, "url"), _at(entry, "sha256")
         sha_ok = isinstance(sha, str) and bool(_SHA256.fullmatch(sha))
         if isinstance(sha, str) and not sha_ok:
             yield ("data", i, "sha256"), f"{sha!r} is not a SHA-256 checksum (64 hexadecimal characters; `sha256sum FILE` prints it)"
-        if isinstance(target, str):
-            if why := _relative_path_problem(target):
-                yield ("data", i, "path"), why
-            elif target in targets:
-                yield ("data", i, "path"), f"{target!r} is also the path of data[{targets[target]}]; every file needs its own path"
-            targets.setdefault(target, i)
         if not isinstance(url, str):
             continue
-        if "://" in url:
-            if not url.startswith(("https://", "http://")):
-                yield ("data", i, "url"), f"{url!r}: only https:// and http:// URLs can be fetched"
-        elif why := _relative_path_problem(url):
+        if "://" in url or url.lower().startswith(("http:", "https:", "file:", "ftp:")):
+            if why := _url_problem(url):
+                yield ("data", i, "url"), why
+        elif why := _relative_path_problem(url) or _local_file_problem(url, root):
             yield ("data", i, "url"), why
-        elif not (root / url).is_file():
-            yield ("data", i, "url"), f"{url!r} is not a file in this repository (paths are relative to the folder of course.yaml); add it or fix the path"
-        elif sha_ok and hashlib.sha256((root / url).read_bytes()).hexdigest() != sha.lower():
-            actual = hashlib.sha256((root / url).read_bytes()).hexdigest()
+        elif sha_ok and (actual := cached_sha256(root / url)) != sha.lower():
             yield ("data", i, "sha256"), f"does not match {url} (its sha256 is {actual}); update the checksum if the file changed on purpose"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def seat_count_spares(data: dict) -> int:
+    """seats.spares when it is a sensible whole number, else 0 (the schema reports it)."""
+    spares = _at(data, "seats", "spares")
+    return spares if _is_int(spares) and 0 < spares <= MAX_SEATS else 0
+
+
+def _seat_count(data: dict) -> int:
+    people = sum(len(_items(data, "seats", group)) for group in ("students", "instructors"))
+    return people + seat_count_spares(data)
 
 
 def _check_seats(data: dict) -> Found:
@@ -149,11 +236,12 @@ def _check_seats(data: dict) -> Found:
             elif seat_id in seen:
                 yield where, f"{seat_id!r} is already the id of seats.{seen[seat_id][1]}[{seen[seat_id][2]}]; seat ids must be unique"
             seen.setdefault(seat_id, where)
-    spares = _at(data, "seats", "spares")
-    count += spares if isinstance(spares, int) and not isinstance(spares, bool) and spares > 0 else 0
+    count += seat_count_spares(data)
     limit = _at(data, "fleet", "max_seats")
     if isinstance(_at(data, "seats"), dict) and count == 0:
         yield ("seats",), "the course has no seats; add students (or spares)"
+    elif count > MAX_SEATS:
+        yield ("seats",), f"the course has {count:,} seats (students + instructors + spares); coursekit runs at most {MAX_SEATS:,}"
     elif isinstance(limit, int) and not isinstance(limit, bool) and count > limit:
         yield ("fleet", "max_seats"), (
             f"the roster needs {count} seats (students + instructors + spares) but the fleet holds {limit}; "
@@ -161,10 +249,45 @@ def _check_seats(data: dict) -> Found:
         )
 
 
-def _check_fleet(data: dict) -> Found:
+def _check_docker(data: dict) -> Found:
     memory = _at(data, "fleet", "docker", "memory")
-    if isinstance(memory, str) and not _MEMORY.fullmatch(memory):
-        yield ("fleet", "docker", "memory"), f"{memory!r} is not a memory size (a number and a unit: 512m, 2g)"
+    if isinstance(memory, str):
+        size = memory_bytes(memory)
+        if size is None:
+            yield ("fleet", "docker", "memory"), f"{memory!r} is not a memory size (a number and a unit: 512m, 2g)"
+        elif size < MIN_MEMORY:
+            yield ("fleet", "docker", "memory"), (
+                f"{memory!r} is below 6m, the least the Docker engine accepts (0 does not mean unlimited); "
+                "a Jupyter seat needs about 512m, give 1g or more"
+            )
+        elif size > MAX_MEMORY:
+            yield ("fleet", "docker", "memory"), f"{memory!r} is more memory than any host has; give the limit per seat, like 2g"
+    cpus = _at(data, "fleet", "docker", "cpus")
+    if isinstance(cpus, (int, float)) and not isinstance(cpus, bool) and 0 < cpus < MIN_CPUS:
+        yield ("fleet", "docker", "cpus"), f"{cpus!r} is below {MIN_CPUS}, the smallest CPU share the Docker engine gives"
+    bind = _at(data, "fleet", "docker", "bind")
+    if isinstance(bind, str):
+        try:
+            ipaddress.ip_address(bind)
+        except ValueError:
+            yield ("fleet", "docker", "bind"), (
+                f"{bind!r} is not an IP address; use 127.0.0.1 (this machine only), 0.0.0.0 (every network) "
+                "or one of the host's own addresses"
+            )
+    host = _at(data, "fleet", "docker", "public_host")
+    if isinstance(host, str) and (why := names.host_problem(host)):
+        yield ("fleet", "docker", "public_host"), why
+    port_base = _at(data, "fleet", "docker", "port_base")
+    count = _seat_count(data)
+    if _is_int(port_base) and 1024 <= port_base <= 65535 and port_base + count - 1 > 65535:
+        yield ("fleet", "docker", "port_base"), (
+            f"{count:,} seats from port {port_base} need ports up to {port_base + count - 1}, past 65535; "
+            f"use a port_base of {max(1024, 65536 - count)} or lower"
+        )
+
+
+def _check_fleet(data: dict) -> Found:
+    yield from _check_docker(data)
     for i, cidr in _strings(data, "fleet", "openstack", "ssh_cidrs"):
         try:
             ipaddress.ip_network(cidr, strict=False)
@@ -172,11 +295,24 @@ def _check_fleet(data: dict) -> Found:
             yield ("fleet", "openstack", "ssh_cidrs", i), f"{cidr!r} is not a network (write it like 203.0.113.0/24)"
 
 
+def _not_a_number(node: Any, path: tuple = ()) -> Found:
+    """.nan passes every JSON Schema range check (every comparison with it is false); no course value can be one."""
+    if isinstance(node, float) and math.isnan(node):
+        yield path, "nan is not a number; write a number"
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _not_a_number(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _not_a_number(value, (*path, i))
+
+
 def semantic_problems(doc: Document, root: Path) -> list:
     """Problems the schema cannot see: pins, ids, checksums, dates, seat counts."""
     if not isinstance(doc.data, dict):
         return []
     found = [
+        *_not_a_number(doc.data),
         *_check_course(doc.data),
         *_check_image(doc.data),
         *_check_data(doc.data, root),

@@ -10,6 +10,8 @@ import yaml
 from coursekit.errors import ConfigError, CoursekitError, Problem
 
 KeyPath = tuple[str, ...]
+MAX_BYTES = 4 * 1024 * 1024  # a 5,000-seat roster is about 0.5 MB
+MAX_VALUES = 200_000  # values after expanding aliases: far above any real course, far below a billion laughs
 
 
 def format_path(path: tuple[Any, ...]) -> str:
@@ -41,8 +43,8 @@ class Document:
         return Problem(self.line(path), format_path(path), message, self.file)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings and reports duplicate keys."""
+class _Checks:
+    """A safe loader's constructor that reports duplicate keys (mixed into both loaders below)."""
 
     duplicate_problems: list[tuple[int, str]]
 
@@ -63,27 +65,56 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _Loader(_Checks, yaml.SafeLoader):
+    """The pure-Python parser: slower, but its error messages are the ones users see."""
+
+
+# libyaml's parser reads a 5,000-seat roster about ten times faster; a document it refuses is parsed
+# again by the pure-Python one, so every message stays the same.
+_FastLoader = type("_FastLoader", (_Checks, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
+
 # Timestamps stay strings: the schema and our own checks parse them, with clear messages.
-_Loader.yaml_implicit_resolvers = {
+_Loader.yaml_implicit_resolvers = _FastLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
 
-def _index(node: yaml.Node, path: tuple[Any, ...], lines: dict, active: set[int]) -> None:
-    if id(node) in active:  # a recursive alias; its lines are already known
+def _index(node: yaml.Node, path: tuple[Any, ...], lines: dict, seen: set[int]) -> None:
+    """Record the line of every key path, visiting each node once: an alias's children keep its anchor's lines."""
+    if id(node) in seen:
         return
+    seen.add(id(node))
     lines.setdefault(path, node.start_mark.line + 1)
-    active.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             child = path + (str(key_node.value),)
             lines[child] = key_node.start_mark.line + 1
-            _index(value_node, child, lines, active)
+            _index(value_node, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index(item, path + (i,), lines, active)
-    active.discard(id(node))
+            _index(item, path + (i,), lines, seen)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def _expanded_size(node: yaml.Node, limit: int, sizes: dict[int, int], active: set[int]) -> int:
+    """How many values node holds once every alias is expanded, counted without expanding (capped at limit+1).
+    An alias inside its own anchor counts as over the limit."""
+    if id(node) in active:
+        return limit + 1
+    if id(node) not in sizes:
+        active.add(id(node))
+        total = 1
+        for child in _children(node):
+            total = min(limit + 1, total + _expanded_size(child, limit, sizes, active))
+        active.discard(id(node))
+        sizes[id(node)] = total
+    return sizes[id(node)]
 
 
 def _tab_problems(text: str, file: str) -> list[Problem]:
@@ -107,18 +138,37 @@ def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
     return Problem(mark.line + 1 if mark else 0, "", f"YAML syntax error: {what or exc}; {hint}", file)
 
 
+def _parse(text: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
+    """(loader, root node): the fast parser when it accepts text, else the pure-Python one (which raises the message)."""
+    if not _Loader.NON_PRINTABLE.search(text):  # the pure-Python reader refuses these, with a message we keep
+        fast = _FastLoader(text)
+        fast.duplicate_problems = []
+        try:
+            return fast, fast.get_single_node()
+        except yaml.YAMLError:
+            pass
+    loader = _Loader(text)
+    loader.duplicate_problems = []
+    return loader, loader.get_single_node()
+
+
 def load_text(text: str, file: str) -> Document:
     """Parse YAML text into a Document; syntax problems are collected, not raised."""
     tabs = _tab_problems(text, file)
     if tabs:
         return Document(None, file, problems=tabs)
     try:
-        loader = _Loader(text)  # the reader rejects control characters already here
-        loader.duplicate_problems = []
-        node = loader.get_single_node()
+        loader, node = _parse(text)
+        if node is not None and _expanded_size(node, MAX_VALUES, {}, set()) > MAX_VALUES:
+            return Document(None, file, problems=[Problem(
+                0, "", f"too many aliases: expanding them gives more than {MAX_VALUES:,} values, or an alias "
+                "refers to itself; write the values out, or use fewer aliases (*name) of large anchors (&name)", file)])
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         return Document(None, file, problems=[_syntax_problem(exc, text, file)])
+    except RecursionError:
+        return Document(None, file, problems=[Problem(
+            0, "", "the document nests too deeply (or an alias refers to itself); flatten it", file)])
     doc = Document(data, file)
     if node is not None:
         _index(node, (), doc.lines, set())
@@ -136,7 +186,8 @@ def load_text(text: str, file: str) -> Document:
 def load_file(path: Path) -> Document:
     """Read and parse a YAML file; a missing or unreadable file is a CoursekitError."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise CoursekitError(
             f"{path}: no such file. Run coursekit from your course repository's root, "
@@ -144,6 +195,9 @@ def load_file(path: Path) -> Document:
         ) from None
     except OSError as exc:
         raise CoursekitError(f"{path}: cannot read it ({exc.strerror})") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError([Problem(0, "", f"the file is larger than {MAX_BYTES // 2**20} MiB; a course.yaml is a few kB "
+                                           "(even 5,000 seats fit in 1 MiB): keep data files out of it", str(path))])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

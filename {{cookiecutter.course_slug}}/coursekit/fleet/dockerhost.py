@@ -27,6 +27,7 @@ ROLE_LABEL = "org.coursekit.role"
 SETTINGS_LABEL = "org.coursekit.settings"
 PORT_LABEL = "org.coursekit.port"
 HOME = "/home/jovyan"
+MAX_PORT = 65535
 START_GRACE = 120  # seconds a new container may take before a failing probe counts as unhealthy
 
 
@@ -113,8 +114,32 @@ class DockerHost:
         except DockerError as exc:
             raise CoursekitError(f"image {ref} is not here and {exc}; build it with `python -m coursekit build` or pass --image") from None
 
+    def preflight(self) -> None:
+        """Refuse settings this host cannot honour before anything is created or removed."""
+        s = self.settings
+        if s.bind not in ("0.0.0.0", "::"):
+            family = socket.AF_INET6 if ":" in s.bind else socket.AF_INET
+            with socket.socket(family) as sock:
+                try:
+                    sock.bind((s.bind, 0))
+                except OSError as exc:
+                    raise CoursekitError(
+                        f"course.yaml: fleet.docker.bind: {s.bind} is not an address of this host ({exc.strerror}); "
+                        "use 127.0.0.1, 0.0.0.0 or one of the addresses `ip -brief address` lists"
+                    ) from None
+        try:
+            host_cpus = self.client.info()["NCPU"]
+        except (docker.errors.DockerException, KeyError) as exc:
+            raise DockerError(f"cannot read the Docker engine's resources: {exc}") from None
+        if s.cpus > host_cpus:
+            raise CoursekitError(
+                f"course.yaml: fleet.docker.cpus: {s.cpus:g} CPUs per seat, but the Docker host has {host_cpus}; "
+                f"give {host_cpus} or fewer (seats share the host's CPUs)"
+            )
+
     def desired(self, image_id: str) -> list[Desired]:
-        """The course's seats as course.yaml wants them."""
+        """The course's seats as course.yaml wants them (after checking the host can run them)."""
+        self.preflight()
         return [Desired(s.id, image_id, self.fingerprint()) for s in seats(self.course)]
 
     # Applying ----------------------------------------------------------------------------------
@@ -137,11 +162,16 @@ class DockerHost:
         ports = self._volume_ports()
         ports.update({c.labels[SEAT_LABEL]: int(c.labels[PORT_LABEL]) for c in self.containers() if PORT_LABEL in c.labels})
         taken = set(ports.values())
+        port = self.settings.port_base
         for action in actions:
             if action.seat not in ports:
-                port = self.settings.port_base
-                while port in taken or not _bindable(self.settings.bind, port):
+                while port <= MAX_PORT and (port in taken or not _bindable(self.settings.bind, port)):
                     port += 1
+                if port > MAX_PORT:
+                    raise CoursekitError(
+                        f"no free port left for seat {action.seat} between fleet.docker.port_base "
+                        f"({self.settings.port_base}) and {MAX_PORT}; lower port_base in course.yaml or free some ports"
+                    )
                 ports[action.seat] = port
                 taken.add(port)
         return ports
@@ -217,8 +247,8 @@ class DockerHost:
 
     def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
         """Carry out the plan with bounded concurrency; one seat's failure does not stop the others."""
+        ports = self._allocate_ports(actions)  # before anything is created: a port shortage leaves nothing behind
         self._ensure_network()
-        ports = self._allocate_ports(actions)
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress, \
                 ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             futures = [pool.submit(self._apply_one, a, image, ports.get(a.seat), archive_dir, progress) for a in actions]
@@ -279,7 +309,7 @@ class DockerHost:
 
 
 def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         try:
             sock.bind((host, port))
             return True

@@ -1,0 +1,163 @@
+"""Hostile input beyond course.yaml's text: files, secrets, URLs, answers and outputs that try to smuggle or crash."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import TEMPLATE, run_coursekit
+from cookiecutter.exceptions import FailedHookException
+from cookiecutter.main import cookiecutter
+
+GOOD_SECRET = "hostile-tests-7Qx2Lm9Kp4Zt"
+
+
+@pytest.fixture
+def repo(course_repo, tmp_path):
+    return shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _edit(repo, change) -> None:
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    change(data)
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def test_a_data_file_linking_out_of_the_repository_is_refused(repo):
+    (repo / "data" / "brain_volumes.csv").unlink()
+    (repo / "data" / "brain_volumes.csv").symlink_to("/etc/hostname")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "data[0].url: 'data/brain_volumes.csv' is a link to /etc/hostname, outside this repository; " \
+           "copy the file into the repository instead" in result.stderr
+
+
+def test_a_data_url_that_is_a_folder_is_refused(repo):
+    _edit(repo, lambda d: d["data"][0].update(url="data"))
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1
+    assert "data[0].url: 'data' is not a regular file" in result.stderr
+
+
+def test_requirement_markers_and_bracketed_ipv6_registries_are_valid(repo):
+    def change(data):
+        data["image"]["python_packages"] = ['six==1.16.0; python_version >= "3"', "pandas[excel]==2.2.3"]
+        data["image"]["registry"] = "[::1]:5000"
+    _edit(repo, change)
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_build_installs_requirements_one_per_line_with_markers_intact(coursekit, repo):
+    from coursekit.config import load_course
+    from coursekit.image import stage
+
+    _edit(repo, lambda d: d["image"].update(python_packages=['six==1.16.0; python_version >= "3"']))
+    stage_dir = stage(load_course(repo / "course.yaml"), None)
+    assert (stage_dir / "python-requirements.txt").read_text() == 'six==1.16.0; python_version >= "3"\n'
+
+
+@pytest.mark.parametrize("secret,why", [
+    ("a" * 16, "does not look random"),
+    ("a" * 64, "does not look random"),
+    ("ab" * 20, "does not look random"),
+    (" " * 16, "contains spaces or line breaks"),
+    (GOOD_SECRET + "\n", "contains spaces or line breaks"),
+    ("abcdefghijklmnop", "does not look random"),
+])
+def test_weak_secrets_are_refused(repo, secret, why):
+    result = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": secret})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: COURSEKIT_SECRET {why}")
+    assert secret.strip() not in result.stderr or not secret.strip()
+
+
+def test_strong_secrets_of_every_usual_kind_are_accepted(coursekit):
+    import secrets
+
+    from coursekit.seats import read_secret
+
+    for secret in (secrets.token_urlsafe(16), secrets.token_urlsafe(32), secrets.token_hex(16), GOOD_SECRET):
+        assert read_secret({"COURSEKIT_SECRET": secret}) == secret
+
+
+def test_a_secret_that_is_not_utf8_is_used_as_bytes(repo):
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "COURSEKIT_SECRET")}
+    env = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    env[b"COURSEKIT_SECRET"] = b"\xff\xfe" + os.urandom(8).hex().encode() + b"-Zq7\xc3"
+    result = subprocess.run([sys.executable, "-m", "coursekit", "roster"], cwd=repo, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    assert len({r["credential"] for r in rows}) == len(rows) == 5
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(repo, tmp_path):
+    names = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+    _edit(repo, lambda d: d["seats"].update(students=[{"id": f"s{i}", "name": n} for i, n in enumerate(names)]))
+    result = run_coursekit(repo, "roster", "--output", str(tmp_path / "r.csv"), env={"COURSEKIT_SECRET": GOOD_SECRET})
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as handle:  # keep the \r as written
+        rows = list(csv.DictReader(handle))
+    shown = [r["name"] for r in rows if r["role"] == "student"]
+    assert shown == ["'" + n for n in names]
+
+
+def test_roster_output_is_private_even_over_an_existing_file(repo, tmp_path):
+    target = tmp_path / "roster.csv"
+    target.write_text("old")
+    os.chmod(target, 0o644)
+    result = run_coursekit(repo, "roster", "--output", str(target), env={"COURSEKIT_SECRET": GOOD_SECRET})
+    assert result.returncode == 0, result.stderr
+    assert os.stat(target).st_mode & 0o777 == 0o600
+
+
+def test_a_redirect_to_another_scheme_is_not_followed(coursekit, data_server, tmp_path):
+    from coursekit import data
+
+    url, sha = data_server.add("scan.csv", b"payload")
+    data_server.redirects["/moved.csv"] = "ftp://127.0.0.1/scan.csv"
+    data_server.redirects["/loop.csv"] = "/loop.csv"
+    data_server.redirects["/ok.csv"] = "/scan.csv"
+    assert data.fetch([{"url": f"{data_server.url}/ok.csv", "sha256": sha, "path": "ok.csv"}], tmp_path) == []
+    (moved,) = data.fetch([{"url": f"{data_server.url}/moved.csv", "sha256": sha, "path": "a.csv"}], tmp_path)
+    assert "redirected to a ftp:// address, which is not followed" in moved
+    (loop,) = data.fetch([{"url": f"{data_server.url}/loop.csv", "sha256": sha, "path": "b.csv"}], tmp_path)
+    assert "HTTP 30" in loop
+    assert data_server.requests.count("/loop.csv") <= data.MAX_REDIRECTS + 1
+
+
+def test_a_large_local_data_file_is_hashed_once(coursekit, repo, tmp_path, monkeypatch):
+    from coursekit import data as data_module
+    from coursekit.config import load_course
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    big = repo / "data" / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(64 * 2**20)  # 64 MiB of zeros, streamed, never in memory at once
+    sha = "3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351"
+    _edit(repo, lambda d: d["data"].append({"url": "data/big.bin", "sha256": sha, "path": "big.bin"}))
+    reads = []
+    real = data_module.sha256_file
+    monkeypatch.setattr("coursekit.filehash.sha256_file", lambda p: reads.append(p) or real(p))
+    load_course(repo / "course.yaml")
+    load_course(repo / "course.yaml")
+    assert [p.name for p in reads] == ["brain_volumes.csv", "big.bin"]  # the second run read nothing
+    os.utime(big, ns=(1, 1))
+    load_course(repo / "course.yaml")
+    assert [p.name for p in reads][-1] == "big.bin"  # a changed mtime is read again
+
+
+@pytest.mark.parametrize("answers,message", [
+    ({"course_date": "2026-13-45"}, "ERROR: course_date: '2026-13-45' is not a date; write it as YYYY-MM-DD"),
+    ({"course_date": "2027-02-30"}, "ERROR: course_date: '2027-02-30' is not a date"),
+    ({"course_name": "Data " * 41}, "ERROR: course_name: give the course a name of 1 to 200 characters"),
+])
+def test_the_answers_are_checked_as_strictly_as_course_yaml(tmp_path, capfd, answers, message):
+    with pytest.raises(FailedHookException):
+        cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(tmp_path), default_config=True)
+    assert message in capfd.readouterr().err
