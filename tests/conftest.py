@@ -57,3 +57,35 @@ def coursekit(course_repo: Path):
 def cookiecutter_json() -> dict:
     """The template's own prompts and choices."""
     return json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+
+@pytest.fixture
+def fleet_factory(course_repo, tmp_path, docker_client):
+    """Makes committed course copies with a given slug and seats (no instructors, no spares by default);
+    everything labelled with those slugs is removed afterwards, and nothing of any other course."""
+    from helpers import commit, copy_course, edit_course
+
+    slugs = []
+
+    def make(slug: str, students: list[str] | None = None, **seats) -> Path:
+        repo = copy_course(course_repo, tmp_path / f"course-{len(slugs)}")
+
+        def change(data: dict) -> None:
+            data["course"]["slug"] = slug
+            data["seats"].update(instructors=[], spares=0, **seats)
+            if students is not None:
+                data["seats"]["students"] = [{"id": s, "name": s.title()} for s in students]
+        edit_course(repo, change)
+        commit(repo, "course")
+        slugs.append(slug)
+        return repo
+
+    yield make
+    for slug in slugs:
+        label = {"label": f"org.coursekit.course={slug}"}
+        for container in docker_client.containers.list(all=True, filters=label):
+            container.remove(force=True)
+        for volume in docker_client.volumes.list(filters=label):
+            volume.remove(force=True)
+        for network in docker_client.networks.list(filters=label):
+            network.remove()

@@ -71,7 +71,7 @@ def test_duplicates_keep_the_running_one(plan):
     observed = [_obs(plan, "alice", state="stopped", name="a-old"), _obs(plan, "alice", name="a-new")]
     actions = plan.plan(desired, observed)
     assert _kinds(actions) == [("alice", "keep", "up to date"), ("alice", "remove", "duplicate instance")]
-    assert actions[0].observed.name == "a-new" and actions[1].observed.name == "a-old"
+    assert actions[0].observed.instance_id == "a-new" and actions[1].observed.instance_id == "a-old"
 
 
 def test_mixed_plan_in_roster_order(plan):

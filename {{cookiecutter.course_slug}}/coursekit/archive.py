@@ -1,25 +1,42 @@
-"""Archive a seat's home: one <seat>.tar.gz with a sha256 manifest, verified before anything is deleted."""
+"""Archive a seat's home as <seat>.tar.gz, verified path by path before anything may be deleted.
+
+The archive is a PAX tar: any name Linux allows (not UTF-8, newlines, U+2028, any length), hard links
+(every path present), symlinks stored as links and never followed, empty and unreadable files, hidden
+files. Inside it, first, before the home's files:
+
+    MANIFEST.sha256   every regular file (hard links too) in GNU sha256sum format, so after
+                      extracting, `sha256sum -c MANIFEST.sha256` checks it; names with a backslash,
+                      newline or CR are escaped as sha256sum escapes them
+    MANIFEST.json     every entry (type, mode, size, sha256, link target) and what was skipped
+
+The home is read twice (once to list it, once to write it) and the written archive once more; the three
+listings must agree entry by entry, so a path that is missing, changed or added fails the archive. The
+manifests are the archive's first two members, so a student's own file of the same name (later in the
+archive) is never mistaken for them.
+"""
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
-from coursekit.errors import CoursekitError
+from coursekit.errors import ArchiveError
 
 MANIFEST = "MANIFEST.sha256"
+LISTING = "MANIFEST.json"
+CHUNK = 1 << 20
 # Not the student's work: caches, Jupyter's runtime files, and the git metadata of the course notebooks.
 SKIP = (".cache", ".local/share/jupyter/runtime", "notebooks/.git", "data/.coursekit-verified")
 
-TarSource = Callable[[], Iterable[bytes]]  # each call streams the home folder again as a tar
+TarSource = Callable[[], Iterable[bytes]]  # each call streams the home folder again as a tar (one top folder)
 
-
-class ArchiveError(CoursekitError):
-    """An archive could not be written or does not match its source."""
+__all__ = ["ArchiveError", "Archived", "Entry", "TarSource", "archive_seat", "course_checksums", "read_archive"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,18 @@ class Archived:
     path: Path
     files: int
     size: int
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path of a home, as the archive must hold it."""
+
+    kind: str  # file | dir | symlink | hardlink
+    mode: int
+    size: int = 0
+    sha256: str | None = None  # files and hard links: the bytes
+    target: str | None = None  # symlinks: where they point; hard links: the path they share bytes with
 
 
 class _ChunkReader(io.RawIOBase):
@@ -51,10 +80,37 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+class _Hashing(io.RawIOBase):
+    """Reads through to a file object, hashing what passes (so a file is hashed while it is copied)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw, self.digest = raw, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
 def _relative(name: str) -> str:
     """Member name without the top folder (jovyan/notebooks/a.ipynb → notebooks/a.ipynb)."""
     parts = PurePosixPath(name).parts
     return str(PurePosixPath(*parts[1:])) if len(parts) > 1 else ""
+
+
+def _sha256(fileobj: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := fileobj.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def course_checksums(data_files: Iterable) -> dict[str, str]:
@@ -62,72 +118,196 @@ def course_checksums(data_files: Iterable) -> dict[str, str]:
     return {entry.path: entry.sha256 for entry in data_files}
 
 
-def _wanted(rel: str, member: tarfile.TarInfo, course_data: dict[str, str], digest: str | None) -> bool:
-    if not rel or any(rel == s or rel.startswith(s + "/") for s in SKIP):
-        return False
-    if member.isfile() and rel.startswith("data/") and course_data.get(rel[5:]) == digest:
-        return False  # course data, unchanged: the image fetches it again
-    return member.isfile() or member.isdir() or member.issym()
+def _kind(member: tarfile.TarInfo) -> str | None:
+    if member.isreg():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    return None  # FIFOs, sockets, devices: not work a student can lose, and not portable
 
 
-def _members(source: TarSource, course_data: dict[str, str]) -> Iterator[tuple[str, tarfile.TarInfo, bytes]]:
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(source())), mode="r|") as tar:
+def _stream(source: TarSource) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(source())), mode="r|", errors="surrogateescape") as tar:
         for member in tar:
             rel = _relative(member.name)
-            content = tar.extractfile(member).read() if member.isfile() else b""
-            digest = hashlib.sha256(content).hexdigest() if member.isfile() else None
-            if _wanted(rel, member, course_data, digest):
-                yield rel, member, content
+            if rel:
+                yield tar, member, rel
 
 
-def _source_digests(source: TarSource, course_data: dict[str, str]) -> dict[str, str]:
-    return {rel: hashlib.sha256(content).hexdigest() for rel, m, content in _members(source, course_data) if m.isfile()}
-
-
-def read_manifest(archive: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(the manifest's sums, the sums of the files actually in the archive)."""
-    listed, actual = {}, {}
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            if not member.isfile():
+def _scan(source: TarSource) -> tuple[dict[str, Entry], list[str]]:
+    """Every entry of the home (hard links resolved to their bytes) and the paths of other kinds of file."""
+    entries: dict[str, Entry] = {}
+    others = []
+    for tar, member, rel in _stream(source):
+        kind = _kind(member)
+        if kind is None:
+            others.append(rel)
+        elif kind == "file":
+            entries[rel] = Entry("file", member.mode & 0o7777, member.size, _sha256(tar.extractfile(member)))
+        elif kind == "hardlink":
+            shared = entries.get(_relative(member.linkname))
+            if shared is None or shared.kind != "file":  # a hard link to a FIFO or device
+                others.append(rel)
                 continue
-            content = tar.extractfile(member).read()
-            if member.name == MANIFEST:
-                listed = {name: digest for digest, name in (line.split("  ", 1) for line in content.decode().splitlines())}
-            else:
-                actual[member.name] = hashlib.sha256(content).hexdigest()
-    return listed, actual
+            entries[rel] = Entry("hardlink", member.mode & 0o7777, shared.size, shared.sha256, _relative(member.linkname))
+        else:
+            entries[rel] = Entry(kind, member.mode & 0o7777, target=member.linkname if kind == "symlink" else None)
+    return entries, others
+
+
+def _kept(entries: dict[str, Entry], course_data: dict[str, str]) -> dict[str, Entry]:
+    """What the archive must hold: all but caches and unchanged course data; a hard link's target always stays."""
+    link_targets = {e.target for e in entries.values() if e.kind == "hardlink"}
+
+    def wanted(rel: str, entry: Entry) -> bool:
+        if rel in link_targets:
+            return True
+        if any(rel == s or rel.startswith(s + "/") for s in SKIP):
+            return False
+        return not (entry.kind == "file" and rel.startswith("data/") and course_data.get(rel[5:]) == entry.sha256)
+
+    return {rel: entry for rel, entry in entries.items() if wanted(rel, entry)}
+
+
+def _name_bytes(name: str) -> bytes:
+    return os.fsencode(name)  # surrogate-escaped bytes back to the bytes the file system holds
+
+
+def _sha256sum_line(name: str, digest: str) -> bytes:
+    """One line as GNU sha256sum writes it; names with \\ \\n or \\r are escaped and the line starts with \\."""
+    raw = _name_bytes(name)
+    if any(c in raw for c in b"\\\n\r"):
+        raw = raw.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        return b"\\" + digest.encode() + b"  " + raw + b"\n"
+    return digest.encode() + b"  " + raw + b"\n"
+
+
+def _parse_sha256sum(text: bytes) -> dict[str, str]:
+    sums = {}
+    for line in text.split(b"\n"):
+        if not line:
+            continue
+        escaped = line.startswith(b"\\")
+        digest, _, raw = (line[1:] if escaped else line).partition(b"  ")
+        if escaped:
+            raw = raw.replace(b"\\\\", b"\0").replace(b"\\n", b"\n").replace(b"\\r", b"\r").replace(b"\0", b"\\")
+        sums[os.fsdecode(raw)] = digest.decode()
+    return sums
+
+
+def _json_path(name: str) -> dict:
+    try:
+        return {"path": name.encode("utf-8").decode("utf-8")}
+    except UnicodeEncodeError:  # not UTF-8 on disk: keep the exact bytes
+        return {"path_base64": base64.b64encode(_name_bytes(name)).decode()}
+
+
+def _listing_json(entries: dict[str, Entry], skipped: list[str]) -> bytes:
+    rows = [{**_json_path(rel), **{k: v for k, v in asdict(e).items() if v is not None}} for rel, e in sorted(entries.items())]
+    return json.dumps({"entries": rows, "skipped": [_json_path(s) for s in skipped]}, indent=1).encode()
+
+
+def _parse_listing(text: bytes) -> dict[str, Entry]:
+    rows = json.loads(text)["entries"]
+    return {
+        (row.pop("path") if "path" in row else os.fsdecode(base64.b64decode(row.pop("path_base64")))): Entry(**row)
+        for row in rows
+    }
+
+
+def read_archive(path: Path) -> tuple[dict[str, Entry], dict[str, str], dict[str, Entry]]:
+    """(what the archive holds, its MANIFEST.sha256, its MANIFEST.json), each read from the file itself."""
+    held: dict[str, Entry] = {}
+    sums: dict[str, str] = {}
+    listed: dict[str, Entry] = {}
+    with tarfile.open(path, "r:gz", errors="surrogateescape") as tar:
+        for index, member in enumerate(tar):
+            kind = _kind(member)
+            if index == 0 and member.name == MANIFEST:
+                sums = _parse_sha256sum(tar.extractfile(member).read())
+            elif index == 1 and member.name == LISTING:
+                listed = _parse_listing(tar.extractfile(member).read())
+            elif kind == "file":
+                held[member.name] = Entry("file", member.mode & 0o7777, member.size, _sha256(tar.extractfile(member)))
+            elif kind == "hardlink":
+                shared = held.get(member.linkname)
+                held[member.name] = Entry("hardlink", member.mode & 0o7777, shared.size if shared else 0,
+                                          shared.sha256 if shared else None, member.linkname)
+            elif kind is not None:
+                held[member.name] = Entry(kind, member.mode & 0o7777, target=member.linkname if kind == "symlink" else None)
+    return held, sums, listed
+
+
+def _differences(want: dict[str, Entry], have: dict[str, Entry], limit: int = 5) -> list[str]:
+    lines = []
+    for rel in sorted(set(want) | set(have)):
+        if want.get(rel) != have.get(rel):
+            what = "missing" if rel not in have else ("unexpected" if rel not in want else "differs")
+            lines.append(f"{rel!r} {what}")
+    return lines[:limit]
+
+
+def _manifests(kept: dict[str, Entry], skipped: list[str]) -> list[tuple[str, bytes]]:
+    sums = b"".join(_sha256sum_line(rel, e.sha256 or "") for rel, e in sorted(kept.items()) if e.kind in ("file", "hardlink"))
+    return [(MANIFEST, sums), (LISTING, _listing_json(kept, skipped))]
+
+
+def _write(partial: Path, source: TarSource, kept: dict[str, Entry], skipped: list[str]) -> dict[str, Entry]:
+    """Write the manifests of kept, then the home from a second read of the source; returns what that read saw."""
+    written: dict[str, Entry] = {}
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT,
+                                                   errors="surrogateescape") as out:
+        for name, data in _manifests(kept, skipped):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            out.addfile(info, io.BytesIO(data))
+        for tar, member, rel in _stream(source):
+            kind = _kind(member)
+            if rel not in kept or kind is None:
+                continue
+            member.name = rel
+            # The source's PAX records would name the old path (top folder included) and win over .name.
+            member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
+            if kind == "file":
+                reader = _Hashing(tar.extractfile(member))
+                out.addfile(member, reader)
+                written[rel] = Entry("file", member.mode & 0o7777, member.size, reader.digest.hexdigest())
+                continue
+            if kind == "hardlink":
+                member.linkname = _relative(member.linkname)
+            out.addfile(member)
+            shared = written.get(member.linkname) if kind == "hardlink" else None
+            written[rel] = Entry(kind, member.mode & 0o7777, shared.size if shared else 0, shared.sha256 if shared else None,
+                                 member.linkname if kind in ("symlink", "hardlink") else None)
+    return written
 
 
 def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict[str, str]) -> Archived:
-    """Write dest_dir/<seat>.tar.gz from source, then check it against its manifest and a second read of the source."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    """Write dest_dir/<seat>.tar.gz (0600, folder 0700) from source and verify it path by path against the source."""
     final = dest_dir / f"{seat}.tar.gz"
     partial = dest_dir / f".{seat}.tar.gz.part"
-    sums: dict[str, str] = {}
-    size = 0
     try:
-        with tarfile.open(partial, "w:gz") as out:
-            for rel, member, content in _members(source, course_data):
-                member.name = rel
-                out.addfile(member, io.BytesIO(content) if member.isfile() else None)
-                if member.isfile():
-                    sums[rel] = hashlib.sha256(content).hexdigest()
-                    size += len(content)
-            manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size, info.mode = len(manifest), 0o644
-            out.addfile(info, io.BytesIO(manifest))
-        listed, actual = read_manifest(partial)
-        if listed != sums or actual != sums:
-            raise ArchiveError("the archive does not match its own manifest")
-        again = _source_digests(source, course_data)
-        if again != sums:
-            changed = sorted(set(again.items()) ^ set(sums.items()))[:5]
-            raise ArchiveError(f"the home changed while it was archived ({changed}); archive again")
+        dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(dest_dir, 0o700)  # it holds every student's work: owner only, also when it existed
+        entries, skipped = _scan(source)
+        kept = _kept(entries, course_data)
+        written = _write(partial, source, kept, skipped)
+        if written != kept:
+            raise ArchiveError(f"the home changed while it was archived ({'; '.join(_differences(kept, written))}); archive again")
+        held, sums, listed = read_archive(partial)
+        file_sums = {rel: e.sha256 for rel, e in kept.items() if e.kind in ("file", "hardlink")}
+        if held != kept or listed != kept or sums != file_sums:
+            problems = _differences(kept, held) or _differences(kept, listed) or ["MANIFEST.sha256 differs"]
+            raise ArchiveError(f"the archive does not match the home ({'; '.join(problems)})")
         os.replace(partial, final)
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, tarfile.TarError, ValueError) as exc:
         raise ArchiveError(f"archiving failed: {exc}") from None
     finally:
         partial.unlink(missing_ok=True)
-    return Archived(seat, final, len(sums), size)
+    files = sum(1 for e in kept.values() if e.kind in ("file", "hardlink"))
+    return Archived(seat, final, files, sum(e.size for e in kept.values() if e.kind == "file"), tuple(skipped))

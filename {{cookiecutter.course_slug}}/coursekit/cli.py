@@ -213,10 +213,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         return 0
     table = Table(title=f"{course.course.name}: status")
-    for column in ("seat", "state", "url", "image", "health", "last activity"):
+    for column in ("seat", "state", "url", "image", "health", "last activity", "home"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity)
+        table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity, r.home)
     out.print(table)
     return 0
 

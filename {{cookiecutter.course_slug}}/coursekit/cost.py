@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coursekit.config import Course
-from coursekit.errors import CoursekitError
+from coursekit.errors import BudgetError, CoursekitError
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,6 @@ FLAVORS = {
         Flavor("g3.xl", 32, 120, 4),
     )
 }
-
-
-class BudgetError(CoursekitError):
-    """The course needs more SUs than the allocation holds."""
 
 
 @dataclass(frozen=True)

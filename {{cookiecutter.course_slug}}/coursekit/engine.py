@@ -1,7 +1,9 @@
 """The Docker engine behind a small interface; SDK exceptions stop here."""
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from collections import deque
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -167,7 +169,7 @@ def exec_run(container: Container, command: list[str], timeout: float | None = N
 def stopped_reason(container: Container) -> str | None:
     """Why a container that should be serving has stopped (with its last output), or None while it runs."""
     container.reload()
-    if container.status in ("exited", "dead"):
+    if container.status in ("exited", "dead", "restarting"):
         return f"the container stopped before Jupyter answered:\n{logs_tail(container)}"
     return None
 
@@ -178,3 +180,48 @@ def logs_tail(container: Container, lines: int = 20) -> str:
         return container.logs(tail=lines).decode("utf-8", "replace")
     except docker.errors.APIError:
         return ""
+
+
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Turn any Docker SDK failure inside the block into a DockerError that says what was being done."""
+    try:
+        yield
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"{what} failed: {getattr(exc, 'explanation', None) or exc}") from None
+
+
+SCRATCH = "coursekit/scratch:1"
+
+
+def scratch_image(client: docker.DockerClient) -> str:
+    """An empty image made here (no registry): the root of helper containers that are never started."""
+    with guarded("preparing the archive helper image"):
+        try:
+            return client.images.get(SCRATCH).id
+        except docker.errors.ImageNotFound:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                info = tarfile.TarInfo("home")
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            repository, tag = SCRATCH.split(":")
+            client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
+            return client.images.get(SCRATCH).id
+
+
+def volume_tar(client: docker.DockerClient, volume: str, mount: str, labels: dict[str, str]) -> Iterator[bytes]:
+    """Stream a volume's content as a tar (top folder: mount's last part) through a helper container that is
+    created but never started: no process, no network, the volume read-only. The helper is always removed."""
+    with guarded(f"reading volume {volume}"):
+        helper = client.containers.create(
+            scratch_image(client), command=["none"], volumes={volume: {"bind": mount, "mode": "ro"}},
+            network_disabled=True, labels=labels,
+        )
+    try:
+        with guarded(f"reading volume {volume}"):
+            chunks, _ = helper.get_archive(mount)
+            yield from chunks
+    finally:
+        with suppress(docker.errors.DockerException):
+            helper.remove(force=True)

@@ -50,3 +50,11 @@ class PublishError(CoursekitError):
 
 class ImageTestError(CoursekitError):
     """One or more checks of `coursekit test` failed."""
+
+
+class ArchiveError(CoursekitError):
+    """A seat's home could not be archived, or its archive does not match the home."""
+
+
+class BudgetError(CoursekitError):
+    """The course needs more SUs than the allocation holds."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from coursekit import engine, history
+from coursekit import engine, history, labels
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.ui import err
@@ -20,8 +20,8 @@ STAGE = ".coursekit"
 IN_IMAGE = "/opt/course"
 SHARE = "/usr/local/share/coursekit"
 PACKAGE = Path(__file__).parent
-COURSE_LABEL = "org.coursekit.course"
-REVISION_LABEL = "org.opencontainers.image.revision"
+COURSE_LABEL = labels.COURSE
+REVISION_LABEL = labels.REVISION
 
 
 def git_revision(root: Path) -> str | None:
@@ -106,7 +106,7 @@ def build(
         "COURSE_SLUG": course.course.slug,
     }
     # The legacy builder adds API labels as the last step, so the per-commit label costs one step.
-    labels = {REVISION_LABEL: git_revision(course.root) or ""}
+    api_labels = {REVISION_LABEL: git_revision(course.root) or ""}
     err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
     sources = pull_cache_sources(client, course, cache_from)
     with err.status("starting the build") as status:
@@ -118,7 +118,7 @@ def build(
             status.update(f"{line[-100:]}")
 
         image_id = engine.build(
-            client, course.root, ref, buildargs, labels, on_step, on_output,
+            client, course.root, ref, buildargs, api_labels, on_step, on_output,
             network=network, nocache=nocache, cache_from=sources,
         )
     err.print(f"built {ref} ({image_id[:19]})")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import docker
 
-from coursekit import engine, probe
+from coursekit import engine, labels, probe
 from coursekit.config import Course
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.seats import credential
@@ -94,7 +94,7 @@ def run_checks(
     token = credential(secret or secrets.token_urlsafe(32), course.course.slug, "image-test")
     options: dict = {
         "environment": {"JUPYTER_TOKEN": token},
-        "labels": {COURSE_LABEL: course.course.slug, "org.coursekit.role": "image-test"},
+        "labels": {COURSE_LABEL: course.course.slug, labels.ROLE: "image-test"},
     }
     if network == "host":  # for data served on this machine's loopback, as the tests do
         port = _free_port()

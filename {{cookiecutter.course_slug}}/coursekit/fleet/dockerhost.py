@@ -1,11 +1,15 @@
-"""The docker provider: one container per seat on one Docker host, found by the course's labels."""
+"""The docker provider: one container per seat on one Docker host, found by the course's labels.
+
+Names are `coursekit-<slug>.<seat>` (container) and `coursekit-<slug>.<seat>.home` (volume): '.' occurs in
+neither a slug nor a seat id, so two courses never share a name. Lookups go by exact label values, so a
+fleet made by an earlier release (named `coursekit-<slug>-<seat>`) is still found, and its volume reused.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,21 +18,19 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from coursekit import archive, engine, probe
+from coursekit import archive, engine, labels, probe
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
+from coursekit.fleet.parallel import Interrupted, Stop, run_all
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.image import COURSE_LABEL
 from coursekit.seats import credential, seats, status_order
 
-SEAT_LABEL = "org.coursekit.seat"
-ROLE_LABEL = "org.coursekit.role"
-SETTINGS_LABEL = "org.coursekit.settings"
-PORT_LABEL = "org.coursekit.port"
 HOME = "/home/jovyan"
 MAX_PORT = 65535
 START_GRACE = 120  # seconds a new container may take before a failing probe counts as unhealthy
+HARDENING = 2  # bump when the container options below change, so deploy replaces older seats (safely)
+TMP_SIZE = "1g"  # /tmp is memory-backed and counted in the seat's memory limit
 
 
 class DockerHost:
@@ -40,34 +42,33 @@ class DockerHost:
         self.settings = course.fleet.docker
         self.ready_timeout = ready_timeout
         self.network = f"coursekit-{self.slug}"
+        self.stop = Stop()
 
     # Names, labels and addresses -------------------------------------------------------------
 
     def container_name(self, seat: str) -> str:
-        return f"coursekit-{self.slug}-{seat}"
+        return f"coursekit-{self.slug}.{seat}"
 
     def volume_name(self, seat: str) -> str:
-        return f"coursekit-{self.slug}-{seat}-home"
+        return f"coursekit-{self.slug}.{seat}.home"
 
     def labels(self, seat: str | None = None, **extra: str) -> dict[str, str]:
-        base = {COURSE_LABEL: self.slug, ROLE_LABEL: "seat"}
-        return {**base, **({SEAT_LABEL: seat} if seat else {}), **extra}
-
-    def _filters(self) -> dict:
-        return {"label": [f"{COURSE_LABEL}={self.slug}", f"{ROLE_LABEL}=seat"]}
+        base = {labels.COURSE: self.slug, labels.ROLE: "seat"}
+        return {**base, **({labels.SEAT: seat} if seat else {}), **extra}
 
     def fingerprint(self) -> str:
         """What a container's settings hash to; a change means replace."""
         s = self.settings
-        text = json.dumps({"cpus": s.cpus, "memory": s.memory, "bind": s.bind, "network": self.network}, sort_keys=True)
+        text = json.dumps({"cpus": s.cpus, "memory": s.memory, "bind": s.bind, "network": self.network,
+                           "hardening": HARDENING}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def url(self, port: int) -> str:
         return f"http://{self.settings.public_host}:{port}/"
 
     def _probe_url(self, port: int) -> str:
-        host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1") else self.settings.bind
-        return f"http://{host}:{port}/api/status"
+        host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1", "::") else self.settings.bind
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/status"
 
     def token(self, seat: str) -> str:
         return credential(self.secret, self.slug, seat)
@@ -76,16 +77,20 @@ class DockerHost:
 
     def containers(self) -> list[Container]:
         """Every seat container of this course, running or not."""
-        try:
-            return self.client.containers.list(all=True, filters=self._filters())
-        except docker.errors.APIError as exc:
-            raise DockerError(f"cannot list containers: {exc.explanation or exc}") from None
+        with engine.guarded("listing the course's containers"):
+            return self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "seat"))
+
+    def _volumes(self) -> dict[str, str]:
+        """seat → name of its home volume, found by exact labels."""
+        with engine.guarded("listing the course's volumes"):
+            found = self.client.volumes.list(filters=labels.course_filter(self.slug, "seat"))
+        return {v.attrs["Labels"][labels.SEAT]: v.name for v in found if labels.SEAT in (v.attrs["Labels"] or {})}
 
     def _observe(self, container: Container) -> Observed:
-        seat = container.labels[SEAT_LABEL]
+        seat = container.labels[labels.SEAT]
         state, detail = container.status, ""
         if state == "running":
-            status, _ = probe.get(self._probe_url(int(container.labels[PORT_LABEL])), self.token(seat), timeout=3)
+            status, _ = probe.get(self._probe_url(int(container.labels[labels.PORT])), self.token(seat), timeout=3)
             started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
             age = (datetime.now(timezone.utc) - started).total_seconds()
             if status == 200:
@@ -97,11 +102,12 @@ class DockerHost:
         else:
             code = container.attrs["State"].get("ExitCode")
             state, detail = "stopped", f"container {container.status}, exit code {code}"
-        return Observed(seat, container.name, container.image.id, container.labels.get(SETTINGS_LABEL, ""), state, detail)
+        return Observed(seat, container.name, container.image.id, container.labels.get(labels.SETTINGS, ""), state, detail)
 
     def observe(self) -> list[Observed]:
         """The course's seats as they are."""
-        return [self._observe(c) for c in self.containers()]
+        with engine.guarded("reading the course's containers"):
+            return [self._observe(c) for c in self.containers()]
 
     def resolve_image(self, ref: str) -> str:
         """The local image id of ref, pulled first if it is not here."""
@@ -109,6 +115,8 @@ class DockerHost:
             return self.client.images.get(ref).id
         except docker.errors.ImageNotFound:
             pass
+        except docker.errors.DockerException as exc:
+            raise DockerError(f"cannot look up image {ref}: {exc}") from None
         try:
             return engine.pull(self.client, ref)
         except DockerError as exc:
@@ -118,8 +126,7 @@ class DockerHost:
         """Refuse settings this host cannot honour before anything is created or removed."""
         s = self.settings
         if s.bind not in ("0.0.0.0", "::"):
-            family = socket.AF_INET6 if ":" in s.bind else socket.AF_INET
-            with socket.socket(family) as sock:
+            with socket.socket(socket.AF_INET6 if ":" in s.bind else socket.AF_INET) as sock:
                 try:
                     sock.bind((s.bind, 0))
                 except OSError as exc:
@@ -127,10 +134,8 @@ class DockerHost:
                         f"course.yaml: fleet.docker.bind: {s.bind} is not an address of this host ({exc.strerror}); "
                         "use 127.0.0.1, 0.0.0.0 or one of the addresses `ip -brief address` lists"
                     ) from None
-        try:
+        with engine.guarded("reading the Docker engine's resources"):
             host_cpus = self.client.info()["NCPU"]
-        except (docker.errors.DockerException, KeyError) as exc:
-            raise DockerError(f"cannot read the Docker engine's resources: {exc}") from None
         if s.cpus > host_cpus:
             raise CoursekitError(
                 f"course.yaml: fleet.docker.cpus: {s.cpus:g} CPUs per seat, but the Docker host has {host_cpus}; "
@@ -145,22 +150,25 @@ class DockerHost:
     # Applying ----------------------------------------------------------------------------------
 
     def _ensure_network(self) -> None:
-        if not self.client.networks.list(names=[self.network], filters={"label": f"{COURSE_LABEL}={self.slug}"}):
-            # No inter-container traffic: one student's environment cannot reach another's.
-            self.client.networks.create(
-                self.network, driver="bridge", labels=self.labels(), options={"com.docker.network.bridge.enable_icc": "false"}
-            )
+        with engine.guarded(f"creating network {self.network}"):
+            if not self.client.networks.list(names=[self.network], filters=labels.course_filter(self.slug)):
+                # No inter-container traffic: one student's environment cannot reach another's.
+                self.client.networks.create(
+                    self.network, driver="bridge", labels=self.labels(),
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )
 
     def _volume_ports(self) -> dict[str, int]:
         """seat → the port its home volume was created with: a healed seat keeps its link."""
-        volumes = self.client.volumes.list(filters={"label": f"{COURSE_LABEL}={self.slug}"})
-        return {v.attrs["Labels"][SEAT_LABEL]: int(v.attrs["Labels"][PORT_LABEL]) for v in volumes
-                if PORT_LABEL in (v.attrs["Labels"] or {})}
+        with engine.guarded("listing the course's volumes"):
+            volumes = self.client.volumes.list(filters=labels.course_filter(self.slug))
+        return {v.attrs["Labels"][labels.SEAT]: int(v.attrs["Labels"][labels.PORT]) for v in volumes
+                if labels.PORT in (v.attrs["Labels"] or {}) and labels.SEAT in v.attrs["Labels"]}
 
     def _allocate_ports(self, actions: list[Action]) -> dict[str, int]:
         """Every acting seat's port: its container's, else its volume's, else the lowest free one."""
         ports = self._volume_ports()
-        ports.update({c.labels[SEAT_LABEL]: int(c.labels[PORT_LABEL]) for c in self.containers() if PORT_LABEL in c.labels})
+        ports.update({c.labels[labels.SEAT]: int(c.labels[labels.PORT]) for c in self.containers() if labels.PORT in c.labels})
         taken = set(ports.values())
         port = self.settings.port_base
         for action in actions:
@@ -176,135 +184,188 @@ class DockerHost:
                 taken.add(port)
         return ports
 
-    def _start(self, seat: str, image: str, port: int) -> None:
-        volume = self.volume_name(seat)
-        if not self.client.volumes.list(filters={"name": volume}):
-            self.client.volumes.create(volume, labels=self.labels(seat, **{PORT_LABEL: str(port)}))
+    def _home_volume(self, seat: str, port: int) -> str:
+        """The seat's home volume (found by its labels), created when it has none."""
+        existing = self._volumes().get(seat)
+        if existing:
+            return existing
+        with engine.guarded(f"creating the home volume of {seat}"):
+            return self.client.volumes.create(self.volume_name(seat), labels=self.labels(seat, **{labels.PORT: str(port)})).name
+
+    def _create(self, seat: str, image: str, port: int, name: str) -> Container:
+        """A seat container, created but not started: the engine checks every setting here, before anything stops."""
         s = self.settings
-        self.client.containers.run(
-            image, detach=True, name=self.container_name(seat), hostname=seat,
-            environment={"JUPYTER_TOKEN": self.token(seat)},
-            labels=self.labels(seat, **{SETTINGS_LABEL: self.fingerprint(), PORT_LABEL: str(port)}),
-            volumes={volume: {"bind": HOME, "mode": "rw"}},
-            ports={"8888/tcp": (s.bind, port)}, network=self.network,
-            nano_cpus=int(s.cpus * 1e9), mem_limit=s.memory, pids_limit=2048,
-            restart_policy={"Name": "unless-stopped"}, security_opt=["no-new-privileges"],
-        )
+        volume = self._home_volume(seat, port)
+        with engine.guarded(f"creating the container of {seat}"):
+            return self.client.containers.create(
+                image, name=name, hostname=seat,
+                environment={"JUPYTER_TOKEN": self.token(seat)},
+                labels=self.labels(seat, **{labels.SETTINGS: self.fingerprint(), labels.PORT: str(port)}),
+                volumes={volume: {"bind": HOME, "mode": "rw"}},
+                ports={"8888/tcp": (s.bind, port)}, network=self.network,
+                nano_cpus=int(s.cpus * 1e9), mem_limit=s.memory, memswap_limit=s.memory, pids_limit=2048,
+                restart_policy={"Name": "unless-stopped"},
+                # Jupyter runs as the notebook user and needs no capability; /tmp is a capped tmpfs. The root
+                # filesystem stays writable: students `pip install` into the image's environment during class.
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], tmpfs={"/tmp": f"size={TMP_SIZE},mode=1777"},
+            )
 
-    def _wait_ready(self, seat: str, port: int) -> None:
-        container = self.client.containers.get(self.container_name(seat))
-        probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(container))
+    def _wait_ready(self, container: Container, seat: str, port: int) -> None:
+        def gone() -> str | None:
+            return self.stop.reason() or engine.stopped_reason(container)
+        probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, gone)
 
-    def _remove_container(self, name: str) -> None:
-        with suppress(docker.errors.NotFound):
-            self.client.containers.get(name).remove(force=True)
+    def _start_new(self, seat: str, image: str, port: int) -> None:
+        container = self._create(seat, image, port, self.container_name(seat))
+        with engine.guarded(f"starting the container of {seat}"):
+            container.start()
+        self._wait_ready(container, seat, port)
+
+    def _swap(self, seat: str, old: Container, image: str, port: int) -> None:
+        """Replace old by a new container; the old one stops only once the new one exists, and comes back if
+        the new one does not answer. The home volume is the same either way."""
+        new = self._create(seat, image, port, f"{self.container_name(seat)}.next")
+        try:
+            with engine.guarded(f"stopping the old container of {seat}"):
+                old.stop(timeout=10)
+            with engine.guarded(f"starting the new container of {seat}"):
+                new.start()
+            self._wait_ready(new, seat, port)
+        except (CoursekitError, TimeoutError, RuntimeError) as exc:
+            with suppress(docker.errors.DockerException):
+                new.remove(force=True)
+            with suppress(docker.errors.DockerException, TimeoutError, RuntimeError):
+                old.start()
+                probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(old))
+            raise CoursekitError(f"the new container did not start ({exc}); the old one is back, with its home") from None
+        with engine.guarded(f"retiring the old container of {seat}"):
+            old.remove(force=True)
+            new.rename(self.container_name(seat))
 
     def _tar_source(self, seat: str) -> archive.TarSource:
-        def stream():
-            try:
-                chunks, _ = self.client.containers.get(self.container_name(seat)).get_archive(HOME)
-                yield from chunks
-            except docker.errors.DockerException as exc:
-                raise archive.ArchiveError(f"cannot read the home folder: {exc}") from None
-        return stream
+        volume = self._volumes().get(seat)
+        if volume is None:
+            raise archive.ArchiveError("it has no home volume")
+        helper_labels = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: seat}
+        return lambda: engine.volume_tar(self.client, volume, HOME, helper_labels)
 
     def archive(self, seat: str, archive_dir: Path) -> archive.Archived:
-        """Archive one seat's home and verify it."""
+        """Archive one seat's home from its volume (the container need not exist) and verify it."""
         return archive.archive_seat(seat, self._tar_source(seat), archive_dir, archive.course_checksums(self.course.data))
+
+    def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
+        with engine.guarded(f"removing the seat {seat}"):
+            for container in containers:
+                with suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+            volume = None if keep_volume else self._volumes().get(seat)
+            if volume:
+                with suppress(docker.errors.NotFound):
+                    self.client.volumes.get(volume).remove(force=True)
+
+    def _container(self, name: str) -> Container:
+        with engine.guarded(f"reading container {name}"):
+            return self.client.containers.get(name)
 
     def _apply_one(self, action: Action, image: str, port: int | None, archive_dir: Path, progress: SeatProgress) -> Outcome:
         started = time.monotonic()
         seat = action.seat
         try:
+            self.stop.check()
             if action.kind is Kind.REMOVE:
-                if action.reason == "duplicate instance":
-                    self._remove_container(action.observed.name)
+                if action.duplicate:
+                    self._remove_seat(seat, [self._container(action.observed.instance_id)], keep_volume=True)
                     return Outcome(seat, "remove", True, "duplicate removed", time.monotonic() - started)
                 progress.update(seat, "archiving")
                 done = self.archive(seat, archive_dir)
-                self._remove_container(action.observed.name)
-                self._remove_volume(seat)
+                self._remove_seat(seat, [self._container(action.observed.instance_id)])
                 progress.update(seat, "removed", f"archived {done.files} files to {done.path}")
                 return Outcome(seat, "remove", True, f"archived to {done.path}, then removed", time.monotonic() - started)
             if action.kind in (Kind.REPLACE, Kind.UPDATE):  # the home volume stays either way
                 progress.update(seat, "updating" if action.kind is Kind.UPDATE else "replacing", action.reason)
-                self._remove_container(action.observed.name)
-            if action.kind in (Kind.CREATE, Kind.REPLACE, Kind.UPDATE):
+                self._swap(seat, self._container(action.observed.instance_id), image, port)
+            elif action.kind is Kind.CREATE:
                 progress.update(seat, "starting", f"port {port}")
-                self._start(seat, image, port)
-            if action.kind is not Kind.KEEP or action.observed.state == "starting":
-                self._wait_ready(seat, port)
+                self._start_new(seat, image, port)
+            elif action.observed.state == "starting":
+                self._wait_ready(self._container(action.observed.instance_id), seat, port)
             progress.update(seat, "ready", self.url(port))
             return Outcome(seat, action.kind.value, True, self.url(port), time.monotonic() - started)
-        except (CoursekitError, docker.errors.DockerException, TimeoutError, RuntimeError) as exc:
-            detail = str(getattr(exc, "explanation", None) or exc)
+        except (CoursekitError, Interrupted, TimeoutError, RuntimeError) as exc:
+            detail = str(exc)
             progress.update(seat, "FAILED", detail.splitlines()[0][:120])
             return Outcome(seat, action.kind.value, False, detail, time.monotonic() - started)
-
-    def _remove_volume(self, seat: str) -> None:
-        with suppress(docker.errors.NotFound):
-            self.client.volumes.get(self.volume_name(seat)).remove(force=True)
 
     def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
         """Carry out the plan with bounded concurrency; one seat's failure does not stop the others."""
         ports = self._allocate_ports(actions)  # before anything is created: a port shortage leaves nothing behind
         self._ensure_network()
-        with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress, \
-                ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            futures = [pool.submit(self._apply_one, a, image, ports.get(a.seat), archive_dir, progress) for a in actions]
-            return [f.result() for f in futures]
+        with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
+            return run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), archive_dir, progress),
+                           actions, self.settings.concurrency, self.stop)
 
     # Reading and removing -----------------------------------------------------------------------
 
     def urls(self) -> dict[str, str]:
         """seat → URL for every seat that has a container."""
-        return {c.labels[SEAT_LABEL]: self.url(int(c.labels[PORT_LABEL])) for c in self.containers()}
+        return {c.labels[labels.SEAT]: self.url(int(c.labels[labels.PORT])) for c in self.containers()}
+
+    def _home_usage(self) -> dict[str, int]:
+        """volume name → bytes used (the engine's own accounting; empty when it cannot tell)."""
+        try:
+            return {v["Name"]: v.get("UsageData", {}).get("Size", -1) for v in self.client.df().get("Volumes") or []}
+        except docker.errors.DockerException:
+            return {}
 
     def status(self) -> list[SeatStatus]:
-        """Per seat: state, URL, image, health and last activity."""
-        found = {c.labels[SEAT_LABEL]: c for c in self.containers()}
+        """Per seat: state, URL, image, health, last activity and home usage."""
+        found = {c.labels[labels.SEAT]: c for c in self.containers()}
+        volumes, usage = self._volumes(), self._home_usage()
         rows = []
-        for seat in status_order(self.course, found):
+        for seat in status_order(self.course, set(found) | set(volumes)):
+            used = usage.get(volumes.get(seat, ""), -1)
+            home = f"{used / 2**20:,.1f} MiB" if used >= 0 else "-"
             container = found.get(seat)
             if container is None:
-                rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
+                rows.append(SeatStatus(seat, "missing" if seat not in volumes else "home only", "", "", "-", "-", home))
                 continue
-            port = int(container.labels[PORT_LABEL])
+            port = int(container.labels[labels.PORT])
             code, body = probe.get(self._probe_url(port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
             health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
             image = (container.image.tags or [container.image.id[:19]])[0]
-            rows.append(SeatStatus(seat, container.status, self.url(port), image, health, (body or {}).get("last_activity", "-")))
+            rows.append(SeatStatus(seat, container.status, self.url(port), image, health,
+                                   (body or {}).get("last_activity", "-"), home))
         return rows
 
     def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
-        """Archive every seat, verify, then remove what the course created; seats that fail to archive stay."""
+        """Archive every seat from its volume, verify, then remove it; a seat that fails stays, the others go on."""
+        by_seat: dict[str, list[Container]] = {}
+        for container in self.containers():
+            by_seat.setdefault(container.labels[labels.SEAT], []).append(container)
         outcomes = []
-        by_seat = {c.labels[SEAT_LABEL]: c for c in self.containers()}
-        volumes = self.client.volumes.list(filters={"label": f"{COURSE_LABEL}={self.slug}"})
-        for seat in sorted(set(by_seat) | {v.attrs["Labels"].get(SEAT_LABEL, "") for v in volumes} - {""}):
-            if seat not in by_seat:
-                outcomes.append(Outcome(seat, "teardown", False, "its volume has no container to read it through; left in place"))
-                continue
+        for seat in sorted(set(by_seat) | set(self._volumes())):
             try:
                 done = self.archive(seat, archive_dir)
-            except archive.ArchiveError as exc:
-                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the seat is left running"))
+                self._remove_seat(seat, by_seat.get(seat, []), keep_volume=keep_volumes)
+            except CoursekitError as exc:
+                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the seat is left in place"))
                 continue
-            self._remove_container(by_seat[seat].name)
-            if not keep_volumes:
-                self._remove_volume(seat)
-            outcomes.append(Outcome(seat, "teardown", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}"))
+            skipped = f"; skipped {len(done.skipped)} special files" if done.skipped else ""
+            outcomes.append(Outcome(seat, "teardown", True,
+                                    f"archived {done.files} files ({done.size:,} bytes) to {done.path}{skipped}"))
         if all(o.ok for o in outcomes):
-            for network in self.client.networks.list(filters={"label": f"{COURSE_LABEL}={self.slug}"}):
-                network.remove()
+            with engine.guarded("removing the course's network"):
+                for network in self.client.networks.list(filters=labels.course_filter(self.slug)):
+                    network.remove()
         return outcomes
 
     def leftovers(self) -> list[str]:
         """Everything still labelled with this course (for teardown's final check)."""
-        label = {"label": f"{COURSE_LABEL}={self.slug}"}
-        found = [f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
-        found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
-        found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
+        label = labels.course_filter(self.slug)
+        with engine.guarded("listing what the course left"):
+            found = [f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
+            found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
+            found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
         return found
 
 

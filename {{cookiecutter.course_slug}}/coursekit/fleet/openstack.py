@@ -270,7 +270,7 @@ class OpenStackFleet:
                 if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
                     done = self.archive(seat, fips[seat].floating_ip_address, archive_dir)
                     progress.update(seat, "replacing", f"work archived to {done.path}")
-                self._call("deleting the old VM", self.conn.compute.delete_server, item.action.observed.name)
+                self._call("deleting the old VM", self.conn.compute.delete_server, item.action.observed.instance_id)
             item.fip = self._floating_ip(seat, fips, found)
             progress.update(seat, "creating", item.fip.floating_ip_address)
             self._create_server(item, image, found, group)
@@ -283,7 +283,7 @@ class OpenStackFleet:
         """Ask the VM for the new image through its metadata; its updater swaps the container and keeps
         the home folder. The seat is done when the VM reports the new image and Jupyter answers."""
         seat = action.seat
-        item = _Seat(action, fip=fips.get(seat), server_id=action.observed.name, attached=True)
+        item = _Seat(action, fip=fips.get(seat), server_id=action.observed.instance_id, attached=True)
         try:
             self._retrying("asking the VM for the new image", self.conn.compute.set_server_metadata,
                            item.server_id, **{"coursekit-image": image})
@@ -318,7 +318,7 @@ class OpenStackFleet:
                 updates = [a for a in actions if a.kind is Kind.UPDATE]
                 updating = list(pool.map(lambda a: self._update(a, image, fips, progress), updates))
             waiting = [i for i in items if i.outcome is None] + updating
-            waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.name)
+            waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.instance_id)
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
             self._wait(waiting, image, found, group, progress)
             for item in items + waiting:
@@ -426,17 +426,17 @@ class OpenStackFleet:
     def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
         seat = action.seat
         try:
-            if action.reason != "duplicate instance":
+            if not action.duplicate:
                 fip = fips.get(seat)
                 if fip is None:
                     raise archive.ArchiveError("no floating IP to reach its Jupyter through")
                 progress.update(seat, "archiving")
                 done = self.archive(seat, fip.floating_ip_address, archive_dir)
-                self._call("deleting the VM", self.conn.compute.delete_server, action.observed.name)
+                self._call("deleting the VM", self.conn.compute.delete_server, action.observed.instance_id)
                 self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
                 progress.update(seat, "removed", str(done.path))
                 return Outcome(seat, "remove", True, f"archived to {done.path}, then removed")
-            self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.name)
+            self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.instance_id)
             return Outcome(seat, "remove", True, "duplicate removed")
         except CoursekitError as exc:
             progress.update(seat, "FAILED", str(exc)[:120])

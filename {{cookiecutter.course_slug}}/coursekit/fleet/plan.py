@@ -27,7 +27,7 @@ class Observed:
     """An instance the provider found by the course's labels."""
 
     seat: str
-    name: str
+    instance_id: str  # what the provider addresses it by: a container name, a server id
     image: str
     settings: str
     state: str  # running | starting | stopped | failed: the provider's reading of it
@@ -41,6 +41,7 @@ class Action:
     reason: str
     desired: Desired | None = None
     observed: Observed | None = None
+    duplicate: bool = False  # a second instance of a seat that has one: removing it loses nothing
 
 
 def _change(want: Desired, have: Observed) -> tuple[Kind, str] | None:
@@ -61,7 +62,7 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
         by_seat.setdefault(instance.seat, []).append(instance)
     actions = []
     for want in desired:
-        instances = sorted(by_seat.pop(want.seat, []), key=lambda o: (o.state != "running", o.name))
+        instances = sorted(by_seat.pop(want.seat, []), key=lambda o: (o.state != "running", o.instance_id))
         if not instances:
             actions.append(Action(Kind.CREATE, want.seat, "new seat", want))
             continue
@@ -70,7 +71,7 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
             actions.append(Action(change[0], want.seat, change[1], want, have))
         else:
             actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == "running" else "starting", want, have))
-        actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o) for o in extra]
+        actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o, duplicate=True) for o in extra]
     for seat, instances in by_seat.items():
         actions += [Action(Kind.REMOVE, seat, "no longer in the roster", None, o) for o in instances]
     return actions
@@ -97,3 +98,4 @@ class SeatStatus:
     image: str
     health: str
     last_activity: str
+    home: str = "-"  # how much the seat's home holds, where the provider can tell

@@ -1,0 +1,90 @@
+"""Helpers the tests share: course copies, git, builds, and HTTP(S) calls to a seat."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+import subprocess
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from conftest import run_coursekit
+
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def copy_course(course_repo: Path, dest: Path) -> Path:
+    """A private, writable copy of a baked course."""
+    return shutil.copytree(course_repo, dest, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def edit_course(repo: Path, change: Callable[[dict], object]) -> None:
+    """Apply change to course.yaml's data and write it back."""
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    change(data)
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit everything (a new repository on main if there is none); returns the short sha."""
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
+    return git(repo, "rev-parse", "--short", "HEAD")
+
+
+def build(repo: Path, base_image: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA), *extra)
+
+
+def insecure_tls() -> ssl.SSLContext:
+    """For stand-ins that serve Caddy's internal certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def http(url: str, token: str | None = None, data: bytes | None = None, method: str = "GET",
+         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """(status, body) of one request, with `Authorization: token ...` when given; errors are statuses too."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_status(url: str, token: str | None) -> int:
+    return http(url, token)[0]
+
+
+def put_file(url: str, token: str, name: str, content: bytes) -> None:
+    """Save a file into a seat through Jupyter's contents API, as the student's browser does."""
+    body = json.dumps({"type": "file", "format": "base64", "content": base64.b64encode(content).decode()})
+    code, _ = http(f"{url}api/contents/{name}", token, body.encode(), "PUT")
+    assert code in (200, 201), code
+
+
+def read_contents(url: str, token: str, path: str) -> dict:
+    code, body = http(f"{url}api/contents/{path}", token)
+    assert code == 200, code
+    return json.loads(body)
+
+
+def archive_file(archive: Path, name: str) -> bytes:
+    with tarfile.open(archive) as tar:
+        return tar.extractfile(name).read()

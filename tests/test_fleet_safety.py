@@ -1,0 +1,142 @@
+"""Student work on a Docker host is never lost, mixed up or exposed: colliding names, lost containers,
+failed replacements, interrupts, file modes, limits."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_coursekit
+from helpers import archive_file, build, edit_course, http_status, put_file, read_contents
+
+pytestmark = pytest.mark.docker
+
+ENV = {"COURSEKIT_SECRET": "safety-tests-7Qx2Lm9Kp4Zt"}
+
+
+def _roster(repo: Path) -> dict[str, dict]:
+    result = run_coursekit(repo, "roster", env=ENV)
+    assert result.returncode == 0, result.stderr
+    return {row["seat"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+
+
+def _ready(repo: Path, base_image: str) -> None:
+    built = build(repo, base_image)
+    assert built.returncode == 0, built.stderr
+    deployed = run_coursekit(repo, "deploy", env=ENV)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+
+def test_courses_whose_names_collide_share_nothing(fleet_factory, base_image, docker_client, tmp_path):
+    # Once, slug a-b with seat c and slug a with seat b-c got the same container and home volume.
+    one = fleet_factory("safe-a-b", students=["c"])
+    two = fleet_factory("safe-a", students=["b-c"])
+    edit_course(two, lambda d: d["fleet"]["docker"].update(port_base=9400))
+    _ready(one, base_image)
+    _ready(two, base_image)
+    seat_one, seat_two = _roster(one)["c"], _roster(two)["b-c"]
+    assert seat_one["url"] != seat_two["url"]
+    put_file(seat_one["url"], seat_one["credential"], "mine.txt", b"course a-b, seat c")
+    assert http_status(f"{seat_two['url']}api/contents/mine.txt", seat_two["credential"]) == 404
+
+    torn = run_coursekit(two, "teardown", "--yes", "--archive-dir", str(tmp_path / "two"), env=ENV)
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    with tarfile.open(tmp_path / "two" / "b-c.tar.gz") as tar:
+        assert "mine.txt" not in tar.getnames()
+    assert read_contents(seat_one["url"], seat_one["credential"], "mine.txt")["content"] == "course a-b, seat c"
+    names = {v.name for v in docker_client.volumes.list(filters={"label": "org.coursekit.course=safe-a-b"})}
+    assert names == {"coursekit-safe-a-b.c.home"}
+
+
+def test_a_seat_whose_container_is_gone_is_archived_from_its_volume(fleet_factory, base_image, docker_client, tmp_path):
+    repo = fleet_factory("safe-gone", students=["dana", "eli"])
+    _ready(repo, base_image)
+    dana = _roster(repo)["dana"]
+    put_file(dana["url"], dana["credential"], "answer.txt", b"dana's answer")
+    container = docker_client.containers.get("coursekit-safe-gone.dana")
+    assert container.exec_run(["sh", "-c", "mkdir -p ~/work/.git && echo ref > ~/work/.git/HEAD"]).exit_code == 0
+    container.remove(force=True)
+
+    shown = json.loads(run_coursekit(repo, "status", "--json", env=ENV).stdout)
+    assert [(r["seat"], r["state"]) for r in shown] == [("dana", "home only"), ("eli", "running")]
+    assert all(r["home"].endswith("MiB") for r in shown)
+
+    torn = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV)
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    assert archive_file(tmp_path / "arch" / "dana.tar.gz", "answer.txt") == b"dana's answer"
+    assert archive_file(tmp_path / "arch" / "dana.tar.gz", "work/.git/HEAD") == b"ref\n"
+    assert stat.S_IMODE(os.stat(tmp_path / "arch").st_mode) == 0o700
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "arch").iterdir()} == {0o600}
+    assert docker_client.volumes.list(filters={"label": "org.coursekit.course=safe-gone"}) == []
+    assert docker_client.containers.list(all=True, filters={"label": "org.coursekit.course=safe-gone"}) == []
+
+
+def test_a_replacement_that_cannot_start_leaves_the_old_seat_serving(fleet_factory, base_image, docker_client):
+    repo = fleet_factory("safe-swap", students=["fay"])
+    _ready(repo, base_image)
+    fay = _roster(repo)["fay"]
+    put_file(fay["url"], fay["credential"], "draft.txt", b"fay's draft")
+    before = docker_client.containers.get("coursekit-safe-swap.fay").id
+    # The engine accepts 7m, but Jupyter cannot start in it: the new container dies, the old one must come back.
+    edit_course(repo, lambda d: d["fleet"]["docker"].update(memory="7m"))
+    changed = run_coursekit(repo, "deploy", env=ENV)
+    assert changed.returncode == 1
+    assert "the old one is back, with its home" in changed.stderr
+    assert docker_client.containers.get("coursekit-safe-swap.fay").id == before
+    assert read_contents(fay["url"], fay["credential"], "draft.txt")["content"] == "fay's draft"
+    assert [c.name for c in docker_client.containers.list(all=True, filters={"label": "org.coursekit.course=safe-swap"})] \
+        == ["coursekit-safe-swap.fay"]
+
+
+def test_settings_the_engine_refuses_are_refused_before_anything_stops(fleet_factory, base_image, docker_client):
+    repo = fleet_factory("safe-cpus", students=["gus"])
+    _ready(repo, base_image)
+    edit_course(repo, lambda d: d["fleet"]["docker"].update(cpus=os.cpu_count() + 8))
+    refused = run_coursekit(repo, "deploy", env=ENV)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"fleet.docker.cpus: {os.cpu_count() + 8} CPUs per seat, but the Docker host has" in refused.stderr
+    assert docker_client.containers.get("coursekit-safe-cpus.gus").status == "running"
+
+
+def test_sigint_stops_deploy_within_seconds_and_a_rerun_converges(fleet_factory, base_image, docker_client):
+    repo = fleet_factory("safe-sigint", students=["ann", "ben", "cat", "dov"])
+    edit_course(repo, lambda d: d["fleet"]["docker"].update(concurrency=1))
+    built = build(repo, base_image)
+    assert built.returncode == 0, built.stderr
+    env = {**{k: v for k, v in os.environ.items() if k != "CI"}, **ENV}
+    process = subprocess.Popen([sys.executable, "-m", "coursekit", "deploy"], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not docker_client.containers.list(
+            all=True, filters={"label": "org.coursekit.course=safe-sigint"}):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - started < 8, "deploy took too long to stop"
+    assert process.returncode == 130 and "interrupted" in err
+    seats = docker_client.containers.list(all=True, filters={"label": "org.coursekit.course=safe-sigint"})
+    assert len(seats) < 4  # the queued seats never started
+    again = run_coursekit(repo, "deploy", env=ENV)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(docker_client.containers.list(filters={"label": "org.coursekit.course=safe-sigint"})) == 4
+
+
+def test_a_seat_runs_without_capabilities_and_with_a_capped_tmp(fleet_factory, base_image, docker_client):
+    repo = fleet_factory("safe-caps", students=["ida"])
+    _ready(repo, base_image)
+    container = docker_client.containers.get("coursekit-safe-caps.ida")
+    host = container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"][0]
+    assert host["Tmpfs"] == {"/tmp": "size=1g,mode=1777"}
+    code, out = container.exec_run(["df", "-B1", "--output=size", "/tmp"])
+    assert code == 0 and int(out.split()[-1]) == 2**30

@@ -1,0 +1,27 @@
+"""Every label, tag and metadata key coursekit puts on what it creates, in one place.
+
+Resources are found by exact values of these keys (never by name prefix or substring): a course's
+slug and a seat's id each sit in a value of their own, so no two (course, seat) pairs can match.
+"""
+from __future__ import annotations
+
+# Docker labels (images, containers, volumes, networks).
+COURSE = "org.coursekit.course"
+SEAT = "org.coursekit.seat"
+ROLE = "org.coursekit.role"  # seat | image-test | archive-helper
+SETTINGS = "org.coursekit.settings"
+PORT = "org.coursekit.port"
+REVISION = "org.opencontainers.image.revision"
+
+# OpenStack tags and server metadata.
+COURSE_TAG_PREFIX = "coursekit-course-"
+SEAT_TAG_PREFIX = "coursekit-seat-"
+META_SEAT = "coursekit-seat"
+META_IMAGE = "coursekit-image"
+META_SETTINGS = "coursekit-settings"
+
+
+def course_filter(slug: str, role: str | None = None, seat: str | None = None) -> dict[str, list[str]]:
+    """A Docker label filter matching exactly this course (and role, and seat, when given)."""
+    wanted = [f"{COURSE}={slug}"] + ([f"{ROLE}={role}"] if role else []) + ([f"{SEAT}={seat}"] if seat else [])
+    return {"label": wanted}
