@@ -3,8 +3,9 @@
 Keystone v3 (application credentials, service catalog), Nova (flavors, servers with tags and metadata,
 keypairs, limits), Neutron (networks, ports, floating IPs with tags, security groups and rules, quotas)
 and Glance (images), served over HTTP on 127.0.0.1 for the real openstacksdk. Responses follow the
-published API references. State is kept in memory. Every fixed address is in 127.66.0.0/16 and every
-floating address in 127.77.0.0/16, so whatever probes a seat stays on this machine.
+published API references. State is kept in memory. Every address it hands out lies in 127.0.0.0/8, so
+whatever probes a seat stays on this machine; each emulator picks its own /16s for fixed and floating
+addresses, so test runs side by side on one machine never collide.
 
 Faults (attributes of Emulator, switchable while it runs):
     boot_seconds       BUILD lasts this long before ACTIVE
@@ -16,14 +17,22 @@ Faults (attributes of Emulator, switchable while it runs):
     delete_seconds     deletes take this long (the server shows task_state "deleting" meanwhile)
     floating_ip_quota  floating IPs allowed; more gives 409 OverQuota
     fip_conflicts      the next N floating-IP creates get 409 OverQuota, then they succeed
+    power_seconds      os-stop / os-start take this long; shelve_seconds: shelving; unshelving boots anew
+    wrong_cert         server names whose VM presents another certificate than its user data gave it
+Servers take the actions os-stop, os-start, shelve and unshelve (POST /servers/{id}/action) through
+ACTIVE, SHUTOFF and SHELVED_OFFLOADED, and tests can power off, shelve or break a VM behind the API's back.
 When a server turns ACTIVE with a floating IP, the emulated VM answers like the seat's Jupyter
-(SeatStandIn): HTTPS on the floating address, guarded by the JUPYTER_TOKEN from its user data.
+(SeatStandIn): HTTPS on the floating address with the certificate from its user data, guarded by the
+JUPYTER_TOKEN from it; its home folder is a real folder on this machine that survives power-offs and
+shelving, served as a tar at /coursekit/home.tar by the VM's own streamer (fleet/homestream.py).
 """
 from __future__ import annotations
 
 import base64
+import importlib.util
 import itertools
 import json
+import random
 import re
 import shlex
 import ssl
@@ -40,6 +49,11 @@ from urllib.parse import parse_qs, urlparse
 import yaml
 
 PROJECT = {"id": "f1a2b3c4d5e6", "name": "TRA160003", "domain": {"id": "default", "name": "Default"}}
+_HOMESTREAM = Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "homestream.py"
+_spec = importlib.util.spec_from_file_location("coursekit_homestream", _HOMESTREAM)
+homestream = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(homestream)
+WELCOME = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 FLAVORS = [
     ("1", "m3.tiny", 1, 3), ("2", "m3.small", 2, 6), ("3", "m3.quad", 4, 15),
     ("4", "m3.medium", 8, 30), ("5", "m3.large", 16, 60), ("7", "m3.xl", 32, 125),
@@ -66,20 +80,23 @@ def _neutron_error(status: int, kind: str, message: str) -> HttpError:
 
 class SeatStandIn:
     """What a booted seat VM shows the world: HTTPS on its floating address, with Jupyter Server's
-    /api/status and a small contents API (a home folder in memory), and the bootstrap's report of the
-    image it runs, all guarded by the seat's token."""
+    /api/status and contents API over a real home folder (hidden files hidden, as Jupyter does), the
+    bootstrap's report of the image it runs, and the home streamer, all guarded by the seat's token."""
 
-    def __init__(self, address: str, port: int, token: str, image: str, cert: tuple[str, str]):
-        self.files: dict[str, bytes] = {"notebooks/01-welcome.ipynb": b'{"cells": [], "nbformat": 4, "nbformat_minor": 5}\n'}
-        self.broken = False  # when set, the contents API answers 500, as a wedged server would
+    def __init__(self, address: str, port: int, token: str, image: str, cert: tuple[str, str], home: Path):
+        self.home = home
+        self.broken = False  # when set, the contents API and the home streamer answer 500, as a wedged server would
         self.image = image  # what the bootstrap reports at /coursekit/seat.json
         self.started = _now()
+        self.token_requests = 0  # requests that carried a token: a VM with the wrong certificate must see none
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             def _authorized(self) -> bool:
                 given = self.headers.get("Authorization", "").removeprefix("token ")
                 query = parse_qs(urlparse(self.path).query).get("token", [""])[0]
+                if given or query:
+                    stand_in.token_requests += 1
                 return bool(token) and token in (given, query)
 
             def _reply(self, status: int, payload: dict) -> None:
@@ -98,6 +115,13 @@ class SeatStandIn:
                     return self._reply(200, {"started": stand_in.started, "last_activity": _now(), "connections": 0, "kernels": 0})
                 if url.path == "/coursekit/seat.json":
                     return self._reply(200, {"image": stand_in.image})
+                if url.path == homestream.PATH and stand_in.broken:
+                    return self._reply(500, {"message": "Internal Server Error"})
+                if url.path == homestream.PATH:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/x-tar")
+                    self.end_headers()
+                    return homestream.write_tar(str(stand_in.home), self.wfile)
                 if url.path.startswith("/api/contents") and not stand_in.broken:
                     return self._reply(*stand_in.get(url.path.removeprefix("/api/contents").strip("/")))
                 self._reply(500 if stand_in.broken else 404, {"message": "not here"})
@@ -110,35 +134,36 @@ class SeatStandIn:
                 content = model["content"]
                 data = base64.b64decode(content) if model.get("format") == "base64" else content.encode()
                 path = url.path.removeprefix("/api/contents").strip("/")
-                stand_in.files[path] = data
+                if any(part.startswith(".") for part in path.split("/")):
+                    return self._reply(400, {"message": f"Cannot create file or directory {path!r}: it is hidden"})
+                target = stand_in.home / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
                 self._reply(201, {"name": path.rsplit("/", 1)[-1], "path": path, "type": "file"})
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer((address, port), Handler)
+        self.httpd.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*cert)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def get(self, path: str) -> tuple[int, dict]:
-        """A contents-API model of path: a directory listing or a file in base64."""
-        if path in self.files:
-            name = path.rsplit("/", 1)[-1]
-            return 200, {"name": name, "path": path, "type": "file", "format": "base64",
-                         "content": base64.b64encode(self.files[path]).decode()}
-        prefix = f"{path}/" if path else ""
-        children = {}
-        for file in self.files:
-            if file.startswith(prefix):
-                head = file[len(prefix):].split("/", 1)
-                kind = "directory" if len(head) > 1 else ("notebook" if head[0].endswith(".ipynb") else "file")
-                children[head[0]] = {"name": head[0], "path": prefix + head[0], "type": kind, "content": None}
-        if not children and path:
+        """A contents-API model of path: a directory listing or a file in base64; hidden paths do not exist."""
+        target = self.home / path
+        if any(part.startswith(".") for part in Path(path).parts) or not target.exists():
             return 404, {"message": f"No such file or directory: {path}"}
-        return 200, {"name": path.rsplit("/", 1)[-1], "path": path, "type": "directory", "format": "json",
-                     "content": list(children.values())}
+        name = path.rsplit("/", 1)[-1]
+        if target.is_file():
+            return 200, {"name": name, "path": path, "type": "file", "format": "base64",
+                         "content": base64.b64encode(target.read_bytes()).decode()}
+        children = [{"name": child.name, "path": f"{path}/{child.name}".strip("/"), "content": None,
+                     "type": "directory" if child.is_dir() else ("notebook" if child.suffix == ".ipynb" else "file")}
+                    for child in sorted(target.iterdir()) if not child.name.startswith(".")]
+        return 200, {"name": name, "path": path, "type": "directory", "format": "json", "content": children}
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -158,6 +183,9 @@ class Emulator:
         self.delete_seconds = 0.0
         self.update_seconds = 0.5  # a VM's updater notices new metadata, pulls and restarts in this time
         self.updates_fail: set[str] = set()  # servers (by name) whose updater never switches images
+        self.power_seconds = 0.2
+        self.shelve_seconds = 0.3
+        self.wrong_cert: set[str] = set()
         self.floating_ip_quota = 25
         self.fip_conflicts = 0  # the next N floating-IP creates get 409 OverQuota (another project's race)
         self.max_instances, self.max_cores, self.max_ram_mb = 100, 800, 3_200_000
@@ -167,6 +195,7 @@ class Emulator:
         self._lock = threading.RLock()
         self._ids = itertools.count(2)
         self._fip_numbers = itertools.count(2)
+        self.fixed_net, self.floating_net = random.sample(range(32, 255), 2)  # 127.X.0.0/16 each, per emulator
         self._creates = 0
         self._errored: set[str] = set()
         self.servers: dict[str, dict] = {}
@@ -260,8 +289,8 @@ class Emulator:
         path, query = url.path.rstrip("/") or "/", parse_qs(url.query)
         with self._lock:
             self.calls.append(f"{method} {path}")
-            self._advance()
             try:
+                self._advance()
                 public = path.startswith("/identity") or re.fullmatch(r"/(compute(/v2\.1)?|network|image)", path)
                 if not public and headers.get("X-Auth-Token") != "tok-" + self.credential["id"]:
                     raise HttpError(401, {"error": {"code": 401, "message": "The request you have made requires authentication."}})
@@ -291,6 +320,7 @@ class Emulator:
             (r"/compute/v2\.1/servers/([^/]+)", "GET", self._get_server),
             (r"/compute/v2\.1/servers/([^/]+)", "DELETE", self._delete_server),
             (r"/compute/v2\.1/servers/([^/]+)/metadata", "POST", self._update_metadata),
+            (r"/compute/v2\.1/servers/([^/]+)/action", "POST", self._server_action),
             (r"/network", "GET", self._network_versions),
             (r"/network/v2\.0/networks", "GET", self._list_networks),
             (r"/network/v2\.0/networks/([^/]+)", "GET", self._get_network),
@@ -390,7 +420,7 @@ class Emulator:
         networks = spec.get("networks") or []
         port_id = f"port-{server_id[:8]}"
         n = next(self._ids)
-        fixed = f"127.66.{n // 250}.{n % 250 + 2}"
+        fixed = f"127.{self.fixed_net}.{n // 250}.{n % 250 + 2}"
         self.ports[port_id] = {"id": port_id, "network_id": networks[0]["uuid"] if networks else "net-auto",
                                "device_id": server_id, "device_owner": "compute:nova", "status": "ACTIVE",
                                "fixed_ips": [{"subnet_id": "subnet-auto", "ip_address": fixed}], "tags": []}
@@ -405,6 +435,7 @@ class Emulator:
             "addresses": {"auto_allocated_network": [{"addr": fixed, "version": 4, "OS-EXT-IPS:type": "fixed"}]},
             "accessIPv4": "", "accessIPv6": "", "hostId": "", "progress": 0, "links": [],
             "_ready_at": time.monotonic() + self.boot_seconds, "_fail": fail, "_user_data": user_data,
+            "_home": self._new_home(server_id),
         }
         if fail:
             self._errored.add(name)
@@ -449,6 +480,41 @@ class Emulator:
             server["_image_at"] = time.monotonic() + self.update_seconds
         return 200, {}, {"metadata": server["metadata"]}
 
+    # (action, states it is allowed from, transitional task state, final status, seconds attribute)
+    _ACTIONS = {
+        "os-stop": ({"ACTIVE"}, "powering-off", "SHUTOFF", "power_seconds"),
+        "os-start": ({"SHUTOFF"}, "powering-on", "ACTIVE", "power_seconds"),
+        "shelve": ({"ACTIVE", "SHUTOFF"}, "shelving", "SHELVED_OFFLOADED", "shelve_seconds"),
+        "unshelve": ({"SHELVED", "SHELVED_OFFLOADED"}, "unshelving", "ACTIVE", "boot_seconds"),
+    }
+
+    def _server_action(self, body, query, server_id):
+        """POST /servers/{id}/action: os-stop, os-start, shelve, unshelve (202, no body), after a delay."""
+        server = self._live_server(server_id)
+        (name, _), = (body or {"?": None}).items()
+        if name not in self._ACTIONS:
+            raise _nova_error(400, "badRequest", f"Action {name!r} is not supported here")
+        allowed, task, final, delay = self._ACTIONS[name]
+        if server["status"] not in allowed or server.get("_transition"):
+            raise _nova_error(409, "conflictingRequest",
+                              f"Cannot '{name}' instance {server_id} while it is in vm_state {server['status'].lower()}")
+        server["OS-EXT-STS:task_state"] = task
+        server["_transition"] = (time.monotonic() + getattr(self, delay), final)
+        if final != "ACTIVE":
+            self._stop_stand_ins_of(server)
+        return 202, {}, None
+
+    def _new_home(self, server_id: str) -> Path:
+        home = Path(self._cert_dir.name, "homes", server_id)
+        (home / "notebooks").mkdir(parents=True)
+        (home / "notebooks" / "01-welcome.ipynb").write_bytes(WELCOME)
+        return home
+
+    def _stop_stand_ins_of(self, server: dict) -> None:
+        for fip in self.floating_ips.values():
+            if self._server_of_port(fip["port_id"]) is server:
+                self._stop_stand_in(fip["floating_ip_address"])
+
     def _advance(self) -> None:
         """Move time on: builds finish (or fail), deletes complete, seats boot."""
         now = time.monotonic()
@@ -461,6 +527,9 @@ class Emulator:
                             fip.update(port_id=None, fixed_ip_address=None, status="DOWN")
                             self._stop_stand_in(fip["floating_ip_address"])
                     del self.ports[port_id]
+            elif server.get("_transition") and now >= server["_transition"][0]:
+                server.update({"status": server["_transition"][1], "OS-EXT-STS:task_state": None, "_transition": None,
+                               "OS-EXT-STS:vm_state": server["_transition"][1].lower()})
             elif server["status"] == "BUILD" and server["name"] not in self.stuck and now >= server["_ready_at"]:
                 if server["_fail"]:
                     server.update({"status": "ERROR", "OS-EXT-STS:vm_state": "error", "OS-EXT-STS:task_state": None,
@@ -488,7 +557,20 @@ class Emulator:
                 key, _, value = word.partition("=")
                 settings[key] = value
         token, image = settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", "")
-        self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, image, self._cert)
+        cert = self._cert if server["name"] in self.wrong_cert else (self._user_data_cert(server) or self._cert)
+        self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, image, cert, server["_home"])
+
+    def _user_data_cert(self, server: dict) -> tuple[str, str] | None:
+        """The certificate and key cloud-init would write from the server's user data, if it carries them."""
+        files = {Path(f["path"]).name: f.get("content", "") for f in
+                 (yaml.safe_load(server["_user_data"]) or {}).get("write_files", [])} if server["_user_data"] else {}
+        if "seat.crt" not in files or "seat.key" not in files:
+            return None
+        folder = Path(self._cert_dir.name, "tls", server["id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "seat.crt").write_text(files["seat.crt"])
+        (folder / "seat.key").write_text(files["seat.key"])
+        return str(folder / "seat.crt"), str(folder / "seat.key")
 
     def _stop_stand_in(self, address: str) -> None:
         if stand_in := self.stand_ins.pop(address, None):
@@ -529,7 +611,7 @@ class Emulator:
         n = next(self._fip_numbers)
         fip_id = str(uuid.uuid4())
         self.floating_ips[fip_id] = {
-            "id": fip_id, "floating_ip_address": f"127.77.{n // 250}.{n % 250 + 2}", "floating_network_id": "net-public",
+            "id": fip_id, "floating_ip_address": f"127.{self.floating_net}.{n // 250}.{n % 250 + 2}", "floating_network_id": "net-public",
             "port_id": None, "fixed_ip_address": None, "router_id": None, "status": "DOWN", "tags": [],
             "description": spec.get("description", ""), "project_id": PROJECT["id"], "tenant_id": PROJECT["id"],
             "created_at": _now(), "updated_at": _now(), "revision_number": 0,
@@ -624,6 +706,26 @@ class Emulator:
         return 200, {}, self.images[image_id]
 
     # Inspection for tests --------------------------------------------------------------------------
+
+    def server_named(self, name: str) -> dict:
+        with self._lock:
+            self._advance()
+            return next(s for s in self.servers.values() if s["name"] == name and s["status"] != "DELETED")
+
+    def home(self, name: str) -> Path:
+        """The home folder of the live server called name (real files on this machine)."""
+        return self.server_named(name)["_home"]
+
+    def force(self, name: str, status: str, fault: str | None = None) -> None:
+        """Put a server into status behind the API's back (a power cut, an Exosphere shelve, a host failure)."""
+        with self._lock:
+            server = self.server_named(name)
+            server.update({"status": status, "OS-EXT-STS:vm_state": status.lower(), "OS-EXT-STS:task_state": None,
+                           "_transition": None})
+            if fault:
+                server["fault"] = {"code": 500, "message": fault, "created": _now()}
+            if status != "ACTIVE":
+                self._stop_stand_ins_of(server)
 
     def live_servers(self) -> list[dict]:
         with self._lock:

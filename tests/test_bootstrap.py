@@ -7,6 +7,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import tarfile
 import time
 import urllib.request
 
@@ -95,20 +96,31 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     image = _publish_commit(repo, base_image, docker_client, "course")
 
-    https_port, http_port, jupyter_port = free_port(), free_port(), free_port()
+    from coursekit.fleet import seattls
+    from coursekit.seatclient import SeatClient, UntrustedSeat
+
+    https_port, http_port, jupyter_port, stream_port = free_port(), free_port(), free_port(), free_port()
     work = tmp_path / "vm"
     work.mkdir()
+    key = seattls.seat_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "bootstrap-test")
+    cert_pem, key_pem = seattls.seat_certificate(key, "bootstrap-test", "127.0.0.1")
+    (work / "seat.crt").write_text(cert_pem)
+    (work / "seat.key").write_text(key_pem)
     (work / "seat.env").write_text(cloudinit.seat_env(
         "bootstrap-test", image, TOKEN, "127.0.0.1", HTTPS_PORT=https_port, HTTP_PORT=http_port,
         JUPYTER_PORT=jupyter_port, CADDY_CONFIG="/tmp/Caddyfile", READY_TIMEOUT=300,
+        TLS_CERT="/vm/seat.crt", TLS_KEY="/vm/seat.key", HOMESTREAM="/vm/homestream.py", HOMESTREAM_PORT=stream_port,
     ))
-    for source, name in ((cloudinit.BOOTSTRAP, "bootstrap.sh"), (cloudinit.UPDATER, "update.sh")):
+    for source, name in ((cloudinit.BOOTSTRAP, "bootstrap.sh"), (cloudinit.UPDATER, "update.sh"),
+                         (cloudinit.HOMESTREAM, "homestream.py")):
         shutil.copyfile(source, work / name)
         (work / name).chmod(0o755)  # as cloud-init writes them
+    # A VM runs its own engine, so a volume's files are on its disk; here the host's engine keeps them.
     vm = docker_client.containers.run(
         ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/bootstrap.sh /vm/seat.env && sleep infinity"],
         detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"},
-        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}, str(work): {"bind": "/vm"}},
+        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}, str(work): {"bind": "/vm"},
+                 "/var/lib/docker/volumes": {"bind": "/var/lib/docker/volumes", "mode": "ro"}},
     )
     try:
         deadline = time.monotonic() + 900
@@ -118,6 +130,13 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
             assert time.monotonic() < deadline, logs
             time.sleep(2)
         status = f"https://127.0.0.1:{https_port}/api/status"
+        # The VM serves the seat's own key: the pinned client trusts it, and a client pinned to another seat's
+        # key refuses before sending its token.
+        pinned = SeatClient("bootstrap-test", f"https://127.0.0.1:{https_port}", TOKEN, seattls.public_key_der(key))
+        assert pinned.get("/api/status")[0] == 200
+        other = seattls.public_key_der(seattls.seat_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "someone-else"))
+        with pytest.raises(UntrustedSeat):
+            SeatClient("bootstrap-test", f"https://127.0.0.1:{https_port}", TOKEN, other).get("/api/status")
         assert _https(status, TOKEN) == 200
         assert _https(status, None) == 403
         assert _https(status, "x" + TOKEN[1:]) == 403
@@ -134,6 +153,15 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
 
         # Class is on: the student works, the instructor fixes a notebook and deploys the new image.
         assert seat.exec_run(["sh", "-c", "echo 'morning work' > /home/jovyan/work/answer.txt"]).exit_code == 0
+        assert seat.exec_run(["sh", "-c", "mkdir -p ~/.config && echo hidden > ~/.config/x"]).exit_code == 0
+        # The home streamer behind Caddy: only with the token, hidden files included, verified by the archive.
+        assert _https(f"https://127.0.0.1:{https_port}/coursekit/home.tar", None) != 200
+        from coursekit import archive
+
+        done = archive.archive_seat("bootstrap-test", lambda: pinned.stream("/coursekit/home.tar"), tmp_path / "arch", {})
+        with tarfile.open(done.path) as tar:
+            assert tar.extractfile(".config/x").read() == b"hidden\n"
+            assert tar.extractfile("work/answer.txt").read() == b"morning work\n"
         notebook = repo / "notebooks" / "01-welcome.ipynb"
         nb = json.loads(notebook.read_text())
         nb["cells"][0]["source"].append("\nFixed during class.")

@@ -161,3 +161,12 @@ def test_the_answers_are_checked_as_strictly_as_course_yaml(tmp_path, capfd, ans
     with pytest.raises(FailedHookException):
         cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(tmp_path), default_config=True)
     assert message in capfd.readouterr().err
+
+
+def test_instance_names_never_collide_and_stay_dns_labels(coursekit):
+    from coursekit import names
+
+    pairs = [("a-b", "c"), ("a", "b-c"), ("x" * 32, "y" * 30), ("x" * 32, "y" * 29 + "z"), ("ab", "c"), ("a", "bc")]
+    made = [names.instance_name(slug, seat) for slug, seat in pairs]
+    assert len(set(made)) == len(made)
+    assert all(len(n) <= 63 and names.label_problem(n, "name", 63) is None for n in made)

@@ -41,6 +41,13 @@ def course(course_repo, tmp_path, cloud) -> Path:
     return repo
 
 
+def _vm(seat: str) -> str:
+    """The VM name the provider gives a seat of the default course (the emulator's faults are keyed by it)."""
+    import hashlib
+
+    return f"intro-to-data-science-{seat}-{hashlib.sha256(f'intro-to-data-science:{seat}'.encode()).hexdigest()[:6]}"
+
+
 def coursekit(course: Path, *args: str):
     env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(course.parent / "clouds.yaml")}
     return run_coursekit(course, *args, env=env)
@@ -77,14 +84,14 @@ def test_deploy_five_seats_and_converge(course, cloud):
         assert "coursekit-course-intro-to-data-science" in server["tags"]
         assert server["metadata"]["coursekit-image"] == IMAGE
         assert server["_user_data"].startswith("#cloud-config")  # sent base64-encoded, as Nova requires
-    assert all(f["floating_ip_address"].startswith("127.77.") and f["port_id"] for f in cloud.floating_ips.values())
+    assert all(f["floating_ip_address"].startswith(f"127.{cloud.floating_net}.") and f["port_id"] for f in cloud.floating_ips.values())
     assert len(cloud.floating_ips) == 5
     group = next(iter(cloud.security_groups.values()))
     ingress = sorted(r["port_range_min"] for r in group["security_group_rules"] if r["direction"] == "ingress")
     assert ingress == [80, 443]  # no ssh_cidrs: port 22 stays closed
     seats = roster(course)
     for seat, row in seats.items():
-        assert row["url"].startswith("https://127.77.")
+        assert row["url"].startswith(f"https://127.{cloud.floating_net}.")
         assert https(row["url"] + "api/status", row["credential"]) == 200
         assert https(row["url"] + "api/status", None) == 403
         other = seats["alice" if seat != "alice" else "bob"]["credential"]
@@ -113,7 +120,7 @@ def test_a_new_image_updates_each_vm_in_place_and_keeps_the_work(course, cloud):
     assert not [c for c in cloud.calls if c == "POST /compute/v2.1/servers" or c.startswith("DELETE")]
     assert all(cloud.stand_ins[a].image == newer for a in cloud.stand_ins)  # every VM reports the new image
     address = alice["url"].split("//")[1].rstrip("/")
-    assert cloud.stand_ins[address].files["answer.txt"] == b"morning work\n"
+    assert (cloud.stand_ins[address].home / "answer.txt").read_bytes() == b"morning work\n"
     status = coursekit(course, "status")
     assert status.stdout.count(":def5678") == 5
     assert coursekit(course, "deploy", "--image", newer).stdout.count(" keep ") == 5
@@ -121,7 +128,7 @@ def test_a_new_image_updates_each_vm_in_place_and_keeps_the_work(course, cloud):
 
 def test_a_vm_that_does_not_switch_images_fails_clearly_then_converges(course, cloud):
     assert deploy(course).returncode == 0
-    cloud.updates_fail = {"intro-to-data-science-carol"}
+    cloud.updates_fail = {_vm("carol")}
     newer = IMAGE.replace(":abc1234", ":def5678")
     result = coursekit(course, "deploy", "--image", newer)
     assert result.returncode == 1
@@ -136,7 +143,7 @@ def test_a_vm_that_does_not_switch_images_fails_clearly_then_converges(course, c
 
 
 def test_a_seat_in_error_is_deleted_and_recreated_once(course, cloud):
-    cloud.error_once = {"intro-to-data-science-bob"}
+    cloud.error_once = {_vm("bob")}
     result = deploy(course)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bob: recreating (No valid host was found" in result.stderr
@@ -144,7 +151,7 @@ def test_a_seat_in_error_is_deleted_and_recreated_once(course, cloud):
 
 
 def test_stuck_build_fails_the_seat_then_a_rerun_converges(course, cloud):
-    cloud.stuck = {"intro-to-data-science-carol"}
+    cloud.stuck = {_vm("carol")}
     result = deploy(course)
     assert result.returncode == 1
     assert "1 seat failed" in result.stderr and "carol: not answering after 0.25 minutes (VM BUILD)" in result.stderr
@@ -174,7 +181,7 @@ def test_409_over_quota_on_floating_ips_is_retried(course, cloud):
 
 
 def test_503_that_still_creates_makes_no_duplicate(course, cloud):
-    cloud.create_503 = {"intro-to-data-science-alice", "intro-to-data-science-bob"}
+    cloud.create_503 = {_vm("alice"), _vm("bob")}
     result = deploy(course)
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(s["name"] for s in cloud.live_servers())
@@ -222,6 +229,86 @@ def test_a_seat_that_cannot_be_archived_is_left_running(course, cloud, tmp_path)
     cloud.stand_ins[bob_address].broken = True
     result = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "archives"))
     assert result.returncode == 1
-    assert "bob: cannot read the home folder through Jupyter" in result.stderr and "the VM is left running" in result.stderr
+    assert "bob: cannot read the home folder through its VM" in result.stderr and "the VM is left running" in result.stderr
     assert [s["metadata"]["coursekit-seat"] for s in cloud.live_servers()] == ["bob"]
     assert len(cloud.floating_ips) == 1 and len(cloud.security_groups) == 1
+
+
+# Work safety: a VM's disk holds the student's work -------------------------------------------------
+
+def _plan_rows(course: Path) -> str:
+    result = coursekit(course, "plan", "--image", IMAGE)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_shut_off_and_a_shelved_seat_are_woken_not_replaced(course, cloud):
+    assert deploy(course).returncode == 0
+    name = {s["metadata"]["coursekit-seat"]: s["name"] for s in cloud.live_servers()}
+    ids = {s["name"]: s["id"] for s in cloud.live_servers()}
+    (cloud.home(name["alice"]) / "answer.txt").write_text("alice's answer\n")
+    cloud.force(name["alice"], "SHUTOFF")
+    cloud.force(name["bob"], "SHELVED_OFFLOADED")
+    plan = _plan_rows(course)
+    assert plan.count(" wake ") == 2 and "replace" not in plan
+    woken = deploy(course)
+    assert woken.returncode == 0, woken.stdout + woken.stderr
+    assert {s["name"]: s["id"] for s in cloud.live_servers()} == ids  # the same VMs: nothing was deleted
+    assert {s["status"] for s in cloud.live_servers()} == {"ACTIVE"}
+    alice = roster(course)["alice"]
+    assert https(alice["url"] + "api/contents/answer.txt", alice["credential"]) == 200
+    assert "POST /compute/v2.1/servers/" + ids[name["alice"]] + "/action" in cloud.calls
+
+
+def test_teardown_wakes_a_shelved_seat_and_archives_its_hidden_files(course, cloud, tmp_path):
+    assert deploy(course).returncode == 0
+    name = {s["metadata"]["coursekit-seat"]: s["name"] for s in cloud.live_servers()}
+    home = cloud.home(name["carol"])
+    (home / "work" / "project" / ".git").mkdir(parents=True)
+    (home / "work" / "project" / ".git" / "HEAD").write_bytes(b"ref: refs/heads/main\n")
+    (home / ".config").mkdir()
+    (home / ".config" / "settings.json").write_bytes(b"{}")
+    (home / "r\xe9sum\xe9.txt".encode("latin-1").decode("utf-8", "surrogateescape")).write_bytes(b"not utf-8 name")
+    (home / "link").symlink_to("/etc/passwd")
+    (home / "hard").hardlink_to(home / ".config" / "settings.json")
+    cloud.force(name["carol"], "SHELVED_OFFLOADED")
+    torn = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"))
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    with tarfile.open(tmp_path / "arch" / "carol.tar.gz", errors="surrogateescape") as tar:
+        names = tar.getnames()
+        assert tar.extractfile("work/project/.git/HEAD").read() == b"ref: refs/heads/main\n"
+        assert tar.getmember("link").issym() and tar.getmember("link").linkname == "/etc/passwd"
+        assert tar.extractfile("hard").read() == b"{}"
+        assert "r\udce9sum\udce9.txt" in names
+    assert cloud.live_servers() == []
+
+
+def test_a_broken_vm_that_served_is_left_in_place_until_discarded(course, cloud, tmp_path):
+    assert deploy(course).returncode == 0
+    name = {s["metadata"]["coursekit-seat"]: s["name"] for s in cloud.live_servers()}
+    before = cloud.server_named(name["bob"])["id"]
+    cloud.force(name["bob"], "ERROR", fault="host failure")
+    blocked = deploy(course)
+    assert blocked.returncode == 1
+    assert "bob: VM in ERROR: host failure; its disk holds the student's work, so it is left in place" in blocked.stderr
+    assert "deploy --discard bob" in blocked.stderr
+    assert cloud.server_named(name["bob"])["id"] == before
+    torn = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"))
+    assert torn.returncode == 1 and "bob: VM ERROR: its disk holds the student's work and cannot be read" in torn.stderr
+    assert [s["metadata"]["coursekit-seat"] for s in cloud.live_servers()] == ["bob"]
+    # The instructor has read what is lost and says so.
+    discarded = deploy(course, "--discard", "bob")
+    assert discarded.returncode == 0, discarded.stdout + discarded.stderr
+    assert cloud.server_named(name["bob"])["id"] != before
+
+
+def test_a_vm_with_the_wrong_certificate_never_sees_the_token(course, cloud):
+    cloud.wrong_cert.add(_vm("carol"))
+    result = deploy(course)
+    assert result.returncode == 1
+    assert "seat carol: https://" in result.stderr and "presents a certificate that is not this seat's" in result.stderr
+    address = next(f["floating_ip_address"] for f in cloud.floating_ips.values()
+                   if "coursekit-seat-carol" in f["tags"])
+    assert cloud.stand_ins[address].token_requests == 0
+    others = [a for a in cloud.stand_ins if a != address]
+    assert others and all(cloud.stand_ins[a].token_requests > 0 for a in others)

@@ -145,12 +145,13 @@ def _fleet_urls(course: Course, secret: str) -> dict[str, str]:
 def _fleet_and_plan(args: argparse.Namespace):
     from coursekit import image
     from coursekit.fleet import fleet_for
-    from coursekit.fleet.plan import plan
+    from coursekit.fleet.plan import discard, plan
 
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, read_secret())
     ref = args.image or image.image_ref(course)
-    return fleet, ref, plan(fleet.desired(fleet.resolve_image(ref)), fleet.observe())
+    actions = plan(fleet.desired(fleet.resolve_image(ref)), fleet.observe())
+    return fleet, ref, discard(actions, set(getattr(args, "discard", None) or ()))
 
 
 def _print_plan(actions) -> None:
@@ -279,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--image", help="image to run (default: this checkout's build)")
         if name == "deploy":
             sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
+            sub.add_argument("--discard", action="append", default=[], metavar="SEAT",
+                             help="replace this broken seat although its disk holds work that cannot be archived (lost)")
             sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where removed seats' work goes")
     sub = add("status", cmd_status)
     sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")

@@ -16,9 +16,11 @@ REVISION = "org.opencontainers.image.revision"
 # OpenStack tags and server metadata.
 COURSE_TAG_PREFIX = "coursekit-course-"
 SEAT_TAG_PREFIX = "coursekit-seat-"
+META_COURSE = "coursekit-course"
 META_SEAT = "coursekit-seat"
 META_IMAGE = "coursekit-image"
 META_SETTINGS = "coursekit-settings"
+META_SERVED = "coursekit-served"  # "yes" once the seat answered: from then on its disk may hold work
 
 
 def course_filter(slug: str, role: str | None = None, seat: str | None = None) -> dict[str, list[str]]:

@@ -4,6 +4,7 @@ Standard library only: the cookiecutter pre-generation hook imports this module 
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -131,3 +132,10 @@ def base_image_problem(ref: str) -> str | None:
     if image.tag == "latest":
         return f"{ref!r} uses 'latest', which changes under you; pin a dated tag, e.g. {image.name}:2026-05-31"
     return None
+
+
+def instance_name(slug: str, seat: str) -> str:
+    """A DNS label naming one seat of one course: readable, at most 63 characters, and distinct for every
+    (slug, seat) pair, also where "a-b" + "c" and "a" + "b-c" read alike (a short hash of the pair tells them apart)."""
+    tag = hashlib.sha256(f"{slug}:{seat}".encode()).hexdigest()[:6]
+    return f"{f'{slug}-{seat}'[:56].rstrip('-')}-{tag}"

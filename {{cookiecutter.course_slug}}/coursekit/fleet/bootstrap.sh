@@ -13,6 +13,8 @@ set +a
 HTTPS_PORT=${HTTPS_PORT:-443}
 HTTP_PORT=${HTTP_PORT:-80}
 JUPYTER_PORT=${JUPYTER_PORT:-8888}
+HOMESTREAM_PORT=${HOMESTREAM_PORT:-8890}
+HOMESTREAM=${HOMESTREAM:-/usr/local/sbin/coursekit-homestream}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
 CADDY_CONFIG=${CADDY_CONFIG:-/etc/caddy/Caddyfile}
 STATE_DIR=${STATE_DIR:-/var/lib/coursekit}
@@ -62,9 +64,21 @@ image_id=$(docker inspect -f '{{.Image}}' "coursekit-$SEAT")
 printf '{"seat": "%s", "image": "%s", "image_id": "%s"}\n' "$SEAT" "$IMAGE" "$image_id" > "$STATE_DIR/www/coursekit/seat.json.new"
 mv "$STATE_DIR/www/coursekit/seat.json.new" "$STATE_DIR/www/coursekit/seat.json"
 
-# A DNS name gets a real certificate from Let's Encrypt; a bare address gets Caddy's internal CA.
+# The home folder as one tar stream, for coursekit's archive (loopback only; Caddy asks for the token).
+if systemctl is-system-running > /dev/null 2>&1; then
+    systemctl enable --now coursekit-homestream > /dev/null 2>&1
+elif ! curl -s -o /dev/null "http://127.0.0.1:$HOMESTREAM_PORT/"; then
+    nohup python3 "$HOMESTREAM" "coursekit-$SEAT-home" "$HOMESTREAM_PORT" > /var/log/coursekit-homestream.log 2>&1 &
+fi
+
+# A DNS name gets a real certificate from Let's Encrypt; a bare address serves the seat's own key, which
+# coursekit derives from its secret and pins (TLS_CERT, TLS_KEY), or else Caddy's internal CA.
 tls=""
-[[ "$SITE" =~ ^[0-9.]+$ ]] && tls="tls internal"
+if [ -n "${TLS_CERT:-}" ] && [[ "$SITE" =~ ^[0-9.]+$ ]]; then
+    tls="tls $TLS_CERT $TLS_KEY"
+elif [[ "$SITE" =~ ^[0-9.]+$ ]]; then
+    tls="tls internal"
+fi
 mkdir -p "$(dirname "$CADDY_CONFIG")"
 umask 027  # the config holds the token: readable by root and Caddy's group only
 cat > "$CADDY_CONFIG" <<CADDY
@@ -81,6 +95,13 @@ https://$SITE:$HTTPS_PORT {
 	handle @seat {
 		root * $STATE_DIR/www
 		file_server
+	}
+	@home {
+		path /coursekit/home.tar
+		header Authorization "token $JUPYTER_TOKEN"
+	}
+	handle @home {
+		reverse_proxy 127.0.0.1:$HOMESTREAM_PORT
 	}
 	handle {
 		reverse_proxy 127.0.0.1:$JUPYTER_PORT

@@ -272,6 +272,8 @@ class DockerHost:
         seat = action.seat
         try:
             self.stop.check()
+            if action.kind is Kind.BLOCKED:
+                return Outcome(seat, "blocked", False, action.reason)
             if action.kind is Kind.REMOVE:
                 if action.duplicate:
                     self._remove_seat(seat, [self._container(action.observed.instance_id)], keep_volume=True)

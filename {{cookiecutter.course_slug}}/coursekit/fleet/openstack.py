@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import tarfile
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,16 +20,20 @@ import keystoneauth1.exceptions as ksaerr
 import openstack
 import openstack.exceptions as oserr
 
-from coursekit import archive, probe
+from coursekit import archive, labels, names
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.fleet import cloudinit
-from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
+from coursekit.fleet import cloudinit, seattls
+from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
+from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import credential, seats, status_order
 
 HTTPS_PORT = 443
 SEAT_REPORT = "/coursekit/seat.json"
+HOME_TAR = "/coursekit/home.tar"
+POWERED_OFF = {"SHUTOFF": SeatState.STOPPED, "SHELVED": SeatState.PAUSED, "SHELVED_OFFLOADED": SeatState.PAUSED,
+               "SUSPENDED": SeatState.STOPPED, "PAUSED": SeatState.STOPPED}
 RETRIES = 4
 SSH_PORT, HTTP_PORT = 22, 80
 
@@ -66,7 +66,7 @@ class OpenStackFleet:
         self.course, self.secret, self.backoff = course, secret, backoff
         self.settings = course.fleet.openstack
         self.slug = course.course.slug
-        self.tag = f"coursekit-course-{self.slug}"
+        self.tag = f"{labels.COURSE_TAG_PREFIX}{self.slug}"
         self.group_name = f"coursekit-{self.slug}"
         self.boot_timeout = self.settings.boot_timeout_minutes * 60
         try:
@@ -80,10 +80,11 @@ class OpenStackFleet:
     # Names and addresses -----------------------------------------------------------------------
 
     def server_name(self, seat: str) -> str:
-        return f"{self.slug}-{seat}"
+        """The VM's name, which Jetstream2 also makes its DNS name: distinct for every (course, seat)."""
+        return names.instance_name(self.slug, seat)
 
     def seat_tag(self, seat: str) -> str:
-        return f"coursekit-seat-{seat}"
+        return f"{labels.SEAT_TAG_PREFIX}{seat}"
 
     def site(self, seat: str, address: str) -> str:
         return f"{self.server_name(seat)}.{self.settings.dns_domain}" if self.settings.dns_domain else address
@@ -117,10 +118,17 @@ class OpenStackFleet:
 
     def _fips(self) -> dict[str, object]:
         found = self._call("listing the course's floating IPs", self.conn.network.ips, tags=self.tag)
-        return {t.removeprefix("coursekit-seat-"): f for f in found for t in f.tags if t.startswith("coursekit-seat-")}
+        return {t.removeprefix(labels.SEAT_TAG_PREFIX): f for f in found for t in f.tags if t.startswith(labels.SEAT_TAG_PREFIX)}
+
+    def client(self, seat: str, address: str) -> SeatClient:
+        """The seat's Jupyter: a DNS name is checked against the public CAs, a bare address against the seat's pinned key."""
+        if self.settings.dns_domain:
+            return SeatClient(seat, f"https://{self.site(seat, address)}:{HTTPS_PORT}", self.token(seat))
+        pinned = seattls.public_key_der(seattls.seat_key(self.secret, self.slug, seat))
+        return SeatClient(seat, f"https://{address}:{HTTPS_PORT}", self.token(seat), pinned)
 
     def _get(self, seat: str, address: str, path: str, timeout: float = 5) -> tuple[int, dict | None]:
-        return probe.get(f"https://{address}:{HTTPS_PORT}{path}", self.token(seat), timeout, verify=False)
+        return self.client(seat, address).get(path, timeout)
 
     def _probe(self, seat: str, address: str, timeout: float = 5) -> int:
         return self._get(seat, address, "/api/status", timeout)[0]
@@ -135,32 +143,41 @@ class OpenStackFleet:
         return (datetime.now(timezone.utc) - created).total_seconds()
 
     def _observe(self, server, fips: dict) -> Observed:
-        seat = server.metadata.get("coursekit-seat", "")
+        seat = server.metadata.get(labels.META_SEAT, "")
         fip = fips.get(seat)
-        state, detail = "stopped", f"VM {server.status}"
-        image = server.metadata.get("coursekit-image", "")  # what was asked of the VM
+        served = server.metadata.get(labels.META_SERVED) == "yes"  # a VM that never answered holds no work yet
+        state, detail = SeatState.STOPPED, f"VM {server.status}"
+        image = server.metadata.get(labels.META_IMAGE, "")  # what was asked of the VM
         if server.status == "ACTIVE" and fip is not None and fip.port_id:
-            if self._probe(seat, fip.floating_ip_address) == 200:
-                state, detail = "running", ""
+            try:
+                answer = self._probe(seat, fip.floating_ip_address)
+            except UntrustedSeat as exc:
+                answer, state, detail = -1, SeatState.FAILED, str(exc)
+            if answer == 200:
+                state, detail = SeatState.RUNNING, ""
                 image = self._running_image(seat, fip.floating_ip_address) or image
+            elif answer == -1:
+                served = True  # cannot tell what it holds: treat it as holding work
             elif self._age(server) < self.boot_timeout:
-                state = "starting"
+                state = SeatState.STARTING
             else:
-                state, detail = "failed", "the VM is up but Jupyter does not answer on HTTPS"
+                state, detail = SeatState.FAILED, "the VM is up but Jupyter does not answer on HTTPS"
         elif server.status == "ACTIVE":
-            state, detail = "starting", "floating IP not attached yet"  # deploy attaches it; no need to replace
+            state, detail = SeatState.STARTING, "floating IP not attached yet"  # deploy attaches it; no need to replace
         elif server.status == "BUILD":
             stuck = self._age(server) >= self.boot_timeout
-            state = "failed" if stuck else "starting"
+            state = SeatState.FAILED if stuck else SeatState.STARTING
             detail = f"stuck in BUILD for {self._age(server) / 60:.1f} minutes" if stuck else ""
         elif server.status == "ERROR":
-            state, detail = "failed", f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}"
-        return Observed(seat, server.id, image, server.metadata.get("coursekit-settings", ""), state, detail)
+            state, detail = SeatState.FAILED, f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}"
+        elif server.status in POWERED_OFF:
+            state, detail = POWERED_OFF[server.status], f"VM {server.status}"
+        return Observed(seat, server.id, image, server.metadata.get(labels.META_SETTINGS, ""), state, detail, holds_work=served)
 
     def observe(self) -> list[Observed]:
         """The course's VMs as they are (2 API calls, whatever the fleet's size)."""
         fips = self._fips()
-        return [self._observe(s, fips) for s in self._servers() if s.metadata.get("coursekit-seat")]
+        return [self._observe(s, fips) for s in self._servers() if s.metadata.get(labels.META_SEAT)]
 
     def desired(self, image: str) -> list[Desired]:
         return [Desired(s.id, image, self.fingerprint()) for s in seats(self.course)]
@@ -237,13 +254,15 @@ class OpenStackFleet:
     def _create_server(self, item: _Seat, image: str, found: dict, group) -> None:
         seat = item.action.seat
         address = item.fip.floating_ip_address
-        user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat))
+        tls = None if self.settings.dns_domain else seattls.seat_certificate(
+            seattls.seat_key(self.secret, self.slug, seat), seat, address)
+        user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat), tls)
         attrs = dict(
             name=self.server_name(seat), flavor_id=found["flavor"].id, image_id=found["image"].id,
             networks=[{"uuid": found["network"].id}], security_groups=[{"name": group.name}],
             user_data=base64.b64encode(user_data.encode()).decode(),  # the proxy layer does not encode it
-            metadata={"coursekit-course": self.slug, "coursekit-seat": seat, "coursekit-image": image,
-                      "coursekit-settings": self.fingerprint()},
+            metadata={labels.META_COURSE: self.slug, labels.META_SEAT: seat, labels.META_IMAGE: image,
+                      labels.META_SETTINGS: self.fingerprint()},
             tags=[self.tag, self.seat_tag(seat)],
             **({"key_name": self.settings.key_name} if self.settings.key_name else {}),
         )
@@ -279,6 +298,25 @@ class OpenStackFleet:
             item.outcome = Outcome(seat, item.action.kind.value, False, str(exc), time.monotonic() - item.started)
             progress.update(seat, "FAILED", str(exc)[:120])
 
+    def _wake_server(self, server_id: str, state: str) -> None:
+        """Start a powered-off VM or unshelve a shelved one; its disk (and the student's work) stays."""
+        if state == SeatState.PAUSED:
+            self._retrying("unshelving the VM", self.conn.compute.unshelve_server, server_id)
+        else:
+            self._retrying("starting the VM", self.conn.compute.start_server, server_id)
+
+    def _wake(self, action: Action, fips: dict, progress: SeatProgress) -> _Seat:
+        """Wake a seat whose disk holds work; it is done when Jupyter answers again, as after a boot."""
+        item = _Seat(action, fip=fips.get(action.seat), server_id=action.observed.instance_id, attached=True)
+        try:
+            if item.fip is None:
+                raise CoursekitError("it has no floating IP to be reached through")
+            self._wake_server(item.server_id, action.observed.state)
+            progress.update(action.seat, "waking", action.observed.detail)
+        except CoursekitError as exc:
+            item.outcome = item.finish(False, str(exc))
+        return item
+
     def _update(self, action: Action, image: str, fips: dict, progress: SeatProgress) -> _Seat:
         """Ask the VM for the new image through its metadata; its updater swaps the container and keeps
         the home folder. The seat is done when the VM reports the new image and Jupyter answers."""
@@ -286,7 +324,7 @@ class OpenStackFleet:
         item = _Seat(action, fip=fips.get(seat), server_id=action.observed.instance_id, attached=True)
         try:
             self._retrying("asking the VM for the new image", self.conn.compute.set_server_metadata,
-                           item.server_id, **{"coursekit-image": image})
+                           item.server_id, **{labels.META_IMAGE: image})
             progress.update(seat, "updating", "the VM pulls the new image; the home folder stays")
         except CoursekitError as exc:
             item.outcome = item.finish(False, str(exc))
@@ -302,14 +340,17 @@ class OpenStackFleet:
         """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
         outcomes: dict[str, Outcome] = {}
         work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
-        fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE) for a in actions) else {}
+        fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE, Kind.WAKE) for a in actions) else {}
         found = self.preflight(actions, fips) if work else {}
         group = self._security_group() if work else None
         items = [_Seat(a) for a in work]
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
             for action in actions:
                 if action.kind is Kind.KEEP:
-                    progress.update(action.seat, "ready" if action.observed.state == "running" else "starting")
+                    progress.update(action.seat, "ready" if action.observed.state == SeatState.RUNNING else "starting")
+                elif action.kind is Kind.BLOCKED:
+                    outcomes[action.seat] = Outcome(action.seat, "blocked", False, action.reason)
+                    progress.update(action.seat, "LEFT IN PLACE", action.observed.detail[:120])
                 elif action.kind is Kind.REMOVE:
                     outcomes[action.seat] = self._remove(action, fips, archive_dir, progress)
             with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
@@ -317,11 +358,12 @@ class OpenStackFleet:
                     future.result()
                 updates = [a for a in actions if a.kind is Kind.UPDATE]
                 updating = list(pool.map(lambda a: self._update(a, image, fips, progress), updates))
-            waiting = [i for i in items if i.outcome is None] + updating
+                waking = list(pool.map(lambda a: self._wake(a, fips, progress), [a for a in actions if a.kind is Kind.WAKE]))
+            waiting = [i for i in items if i.outcome is None] + updating + waking
             waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.instance_id)
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
             self._wait(waiting, image, found, group, progress)
-            for item in items + waiting:
+            for item in items + waiting + waking:
                 if item.outcome:
                     outcomes[item.action.seat] = item.outcome
         for action in actions:
@@ -350,13 +392,17 @@ class OpenStackFleet:
         try:
             if server is None:
                 item.outcome = item.finish(False, "the VM disappeared while booting")
-            elif server.status == "ERROR" and not item.recreated:
+            elif server.status == "ERROR" and not item.recreated and item.action.kind in (Kind.CREATE, Kind.REPLACE):
+                # A VM that failed in its first boot holds no work: one more try.
                 progress.update(seat, "recreating", (server.fault or {}).get("message", "ERROR"))
                 self._call("deleting the failed VM", self.conn.compute.delete_server, server.id)
                 item.recreated, item.started = True, time.monotonic()
                 self._create_server(item, image, found, group)
-            elif server.status == "ERROR":
+            elif server.status == "ERROR" and item.recreated:
                 item.outcome = item.finish(False, f"VM in ERROR twice: {(server.fault or {}).get('message', 'no fault given')}")
+            elif server.status == "ERROR":
+                item.outcome = item.finish(False, f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}; "
+                                                  "its disk holds the student's work, so it is left in place")
             elif time.monotonic() - item.started > self.boot_timeout and item.action.kind is Kind.UPDATE:
                 item.outcome = item.finish(
                     False, f"the VM did not switch to {image} within {self.boot_timeout / 60:g} minutes "
@@ -370,7 +416,9 @@ class OpenStackFleet:
                 self._attach(item)
                 item.attached = True
                 progress.update(seat, "booting", item.fip.floating_ip_address)
-            if item.attached and item.outcome is None and self._serves(item, image):
+            if item.attached and item.outcome is None and server.status == "ACTIVE" and self._serves(item, image):
+                if server.metadata.get(labels.META_SERVED) != "yes":  # from now on its disk may hold work: never replace it unarchived
+                    self._retrying("marking the VM as serving", self.conn.compute.set_server_metadata, server.id, **{labels.META_SERVED: "yes"})
                 item.outcome = item.finish(True, self.url(seat, item.fip.floating_ip_address))
                 progress.update(seat, "ready", item.outcome.detail)
         except CoursekitError as exc:
@@ -385,69 +433,79 @@ class OpenStackFleet:
 
     # Archiving and removing --------------------------------------------------------------------
 
-    def _contents(self, seat: str, address: str, path: str = "", content: bool = False) -> dict:
-        query = "?content=1&format=base64&type=file" if content else "?content=1"
-        request = urllib.request.Request(
-            f"https://{address}:{HTTPS_PORT}/api/contents/{urllib.request.quote(path)}{query}",
-            headers={"Authorization": f"token {self.token(seat)}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30, context=probe.unverified_tls()) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise archive.ArchiveError(f"cannot read {path or 'the home folder'} through Jupyter: {exc}") from None
-
     def _tar_source(self, seat: str, address: str) -> archive.TarSource:
-        """The home folder as Jupyter's contents API shows it, streamed as a tar (top folder 'home')."""
+        """The VM's home folder as one tar stream (the VM's coursekit-homestream, through Caddy, with the token):
+        hidden files, links and any name included, which Jupyter's contents API would hide."""
+        client = self.client(seat, address)
+
         def stream():
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                pending = [""]
-                while pending:
-                    listing = self._contents(seat, address, pending.pop())
-                    for entry in listing.get("content") or []:
-                        if entry["type"] == "directory":
-                            pending.append(entry["path"])
-                            info = tarfile.TarInfo(f"home/{entry['path']}")
-                            info.type, info.mode = tarfile.DIRTYPE, 0o755
-                            tar.addfile(info)
-                            continue
-                        data = base64.b64decode(self._contents(seat, address, entry["path"], content=True)["content"])
-                        info = tarfile.TarInfo(f"home/{entry['path']}")
-                        info.size, info.mode = len(data), 0o644
-                        tar.addfile(info, io.BytesIO(data))
-            yield buffer.getvalue()
+            try:
+                yield from client.stream(HOME_TAR)
+            except UntrustedSeat:
+                raise
+            except CoursekitError as exc:
+                raise archive.ArchiveError(f"cannot read the home folder through its VM: {exc}") from None
         return stream
 
     def archive(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
-        """Archive a seat's work through Jupyter with its credential, and verify it."""
+        """Archive a seat's home through its VM with its credential, and verify it path by path."""
         return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, archive.course_checksums(self.course.data))
+
+    def _wait_answering(self, seat: str, server_id: str, address: str) -> None:
+        """Poll until the VM is ACTIVE and its Jupyter answers with the token, within the boot timeout."""
+        deadline = time.monotonic() + self.boot_timeout
+        while time.monotonic() < deadline:
+            server = self._call("reading the VM", self.conn.compute.get_server, server_id)
+            if server.status == "ACTIVE" and self._probe(seat, address, timeout=3) == 200:
+                return
+            if server.status == "ERROR":
+                raise CoursekitError(f"the VM went into ERROR while waking: {(server.fault or {}).get('message', '')}")
+            time.sleep(self.settings.poll_seconds)
+        raise CoursekitError(f"the VM did not answer within {self.boot_timeout / 60:g} minutes of waking it")
+
+    def _archive_then_delete(self, seat: str, server, fip, archive_dir: Path) -> archive.Archived | None:
+        """Archive a seat's disk (waking it first when it is powered off or shelved), then delete the VM and its
+        address. A VM that never answered holds no work and is deleted as is; one that holds work but cannot
+        be read is left in place (CoursekitError says why)."""
+        status = server.status
+        served = server.metadata.get(labels.META_SERVED) == "yes" or status in POWERED_OFF
+        done = None
+        if served or status == "ACTIVE":
+            if fip is None or not fip.port_id:
+                raise CoursekitError("its disk may hold work but it has no floating IP to be read through; left in place")
+            if status in POWERED_OFF:
+                self._wake_server(server.id, POWERED_OFF[status])
+                self._wait_answering(seat, server.id, fip.floating_ip_address)
+            elif status != "ACTIVE":
+                raise CoursekitError(f"VM {status}: its disk holds the student's work and cannot be read; left in place "
+                                     f"(deploy --discard {seat} deletes it, and the work on it)")
+            done = self.archive(seat, fip.floating_ip_address, archive_dir)
+        self._call("deleting the VM", self.conn.compute.delete_server, server.id)
+        if fip is not None:
+            self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
+        return done
 
     def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
         seat = action.seat
         try:
-            if not action.duplicate:
-                fip = fips.get(seat)
-                if fip is None:
-                    raise archive.ArchiveError("no floating IP to reach its Jupyter through")
-                progress.update(seat, "archiving")
-                done = self.archive(seat, fip.floating_ip_address, archive_dir)
-                self._call("deleting the VM", self.conn.compute.delete_server, action.observed.instance_id)
-                self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
-                progress.update(seat, "removed", str(done.path))
-                return Outcome(seat, "remove", True, f"archived to {done.path}, then removed")
-            self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.instance_id)
-            return Outcome(seat, "remove", True, "duplicate removed")
+            if action.duplicate:
+                self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.instance_id)
+                return Outcome(seat, "remove", True, "duplicate removed")
+            progress.update(seat, "archiving")
+            server = self._call("reading the VM", self.conn.compute.get_server, action.observed.instance_id)
+            done = self._archive_then_delete(seat, server, fips.get(seat), archive_dir)
+            progress.update(seat, "removed", str(done.path) if done else "it never served")
+            return Outcome(seat, "remove", True, f"archived to {done.path}, then removed" if done else "it never served; removed")
         except CoursekitError as exc:
             progress.update(seat, "FAILED", str(exc)[:120])
-            return Outcome(seat, "remove", False, f"{exc}; left running")
+            return Outcome(seat, "remove", False, f"{exc}; left in place")
 
     def urls(self) -> dict[str, str]:
         return {seat: self.url(seat, fip.floating_ip_address) for seat, fip in self._fips().items() if fip.port_id}
 
     def status(self) -> list[SeatStatus]:
         fips = self._fips()
-        servers = {s.metadata.get("coursekit-seat"): s for s in self._servers()}
+        servers = {s.metadata.get(labels.META_SEAT): s for s in self._servers()}
         rows = []
         for seat in status_order(self.course, servers):
             server, fip = servers.get(seat), fips.get(seat)
@@ -455,31 +513,32 @@ class OpenStackFleet:
                 rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
                 continue
             reachable = fip is not None and fip.port_id
-            code, body = self._get(seat, fip.floating_ip_address, "/api/status") if reachable else (0, None)
-            health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
+            try:
+                code, body = self._get(seat, fip.floating_ip_address, "/api/status") if reachable else (0, None)
+                health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
+            except UntrustedSeat:
+                code, body, health = 0, None, "unexpected certificate: token withheld"
             url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
-            image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get("coursekit-image", "")
+            image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get(labels.META_IMAGE, "")
             activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
             rows.append(SeatStatus(seat, server.status.lower(), url, image, health, activity))
         return rows
 
     def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
-        """Archive every reachable seat, then delete its VM and floating IP; unarchived seats stay and are reported."""
+        """Archive every seat (waking powered-off and shelved ones), then delete its VM and floating IP;
+        a seat that cannot be archived stays and is reported, and the others go on."""
         fips = self._fips()
         outcomes = []
         for server in self._servers():
-            seat = server.metadata.get("coursekit-seat", server.name)
-            fip = fips.get(seat)
+            seat = server.metadata.get(labels.META_SEAT, server.name)
             try:
-                if fip is None:
-                    raise archive.ArchiveError("no floating IP to reach its Jupyter through")
-                done = self.archive(seat, fip.floating_ip_address, archive_dir)
-            except archive.ArchiveError as exc:
-                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the VM is left running"))
+                done = self._archive_then_delete(seat, server, fips.get(seat), archive_dir)
+            except CoursekitError as exc:
+                left = "left running" if server.status == "ACTIVE" else "left in place"
+                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the VM is {left}"))
                 continue
-            self._call("deleting a VM", self.conn.compute.delete_server, server.id)
-            self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
-            outcomes.append(Outcome(seat, "teardown", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}"))
+            outcomes.append(Outcome(seat, "teardown", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}"
+                                    if done else "it never served: deleted"))
         handled = {o.seat for o in outcomes}
         for seat, fip in fips.items():
             if seat not in handled:  # its VM was already gone: nothing to archive, release the address

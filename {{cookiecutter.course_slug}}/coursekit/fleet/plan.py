@@ -10,7 +10,19 @@ class Kind(str, Enum):
     KEEP = "keep"
     UPDATE = "update"  # a healthy seat gets the new image and keeps its home folder
     REPLACE = "replace"
+    WAKE = "wake"  # a powered-off or shelved instance whose disk holds work: start it, never replace it
+    BLOCKED = "blocked"  # broken, and its disk holds work: left in place until the instructor discards it
     REMOVE = "remove"
+
+
+class SeatState(str, Enum):
+    """A provider's reading of one instance."""
+
+    RUNNING = "running"
+    STARTING = "starting"
+    STOPPED = "stopped"  # powered off (a VM) or exited (a container)
+    PAUSED = "paused"  # shelved: costs nothing, keeps its disk
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -30,8 +42,9 @@ class Observed:
     instance_id: str  # what the provider addresses it by: a container name, a server id
     image: str
     settings: str
-    state: str  # running | starting | stopped | failed: the provider's reading of it
+    state: str  # a SeatState: the provider's reading of it
     detail: str = ""
+    holds_work: bool = False  # the instance's own disk holds the student's work: never replaced or deleted unarchived
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,13 @@ class Action:
 
 
 def _change(want: Desired, have: Observed) -> tuple[Kind, str] | None:
-    """What a seat that exists needs, if anything: a new instance, or only a new image."""
-    if have.state in ("stopped", "failed"):
+    """What a seat that exists needs, if anything: a new instance, a wake-up, or only a new image."""
+    if have.holds_work and have.state in (SeatState.STOPPED, SeatState.PAUSED):
+        return Kind.WAKE, f"{have.detail or have.state}: start it (its disk holds the student's work)"
+    if have.holds_work and have.state == SeatState.FAILED:
+        return Kind.BLOCKED, (f"{have.detail or have.state}; its disk holds the student's work, so it is left in place "
+                              f"(deploy --discard {have.seat} deletes it, and the work on it)")
+    if have.state in (SeatState.STOPPED, SeatState.FAILED):
         return Kind.REPLACE, f"unhealthy: {have.detail or have.state}"
     if have.settings != want.settings:
         return Kind.REPLACE, "settings changed"
@@ -62,7 +80,7 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
         by_seat.setdefault(instance.seat, []).append(instance)
     actions = []
     for want in desired:
-        instances = sorted(by_seat.pop(want.seat, []), key=lambda o: (o.state != "running", o.instance_id))
+        instances = sorted(by_seat.pop(want.seat, []), key=lambda o: (o.state != SeatState.RUNNING, o.instance_id))
         if not instances:
             actions.append(Action(Kind.CREATE, want.seat, "new seat", want))
             continue
@@ -70,8 +88,9 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
         if change := _change(want, have):
             actions.append(Action(change[0], want.seat, change[1], want, have))
         else:
-            actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == "running" else "starting", want, have))
-        actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o, duplicate=True) for o in extra]
+            actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == SeatState.RUNNING else "starting", want, have))
+        # A duplicate never served anyone unless its own disk says so; then it is archived like any removal.
+        actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o, duplicate=not o.holds_work) for o in extra]
     for seat, instances in by_seat.items():
         actions += [Action(Kind.REMOVE, seat, "no longer in the roster", None, o) for o in instances]
     return actions
@@ -99,3 +118,9 @@ class SeatStatus:
     health: str
     last_activity: str
     home: str = "-"  # how much the seat's home holds, where the provider can tell
+
+
+def discard(actions: list[Action], seats: set[str]) -> list[Action]:
+    """The plan with the instructor's --discard applied: those blocked seats are replaced, their disks given up."""
+    return [Action(Kind.REPLACE, a.seat, f"discarded by the instructor ({a.reason.split(';')[0]})", a.desired, a.observed)
+            if a.kind is Kind.BLOCKED and a.seat in seats else a for a in actions]

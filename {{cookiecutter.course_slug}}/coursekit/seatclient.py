@@ -1,0 +1,94 @@
+"""A small client for one seat's Jupyter (and the VM's own endpoints), carrying the seat's token only to that seat.
+
+Plain HTTP for seats on this machine's loopback; HTTPS for VMs, checked before the token is sent: against
+the public CAs when the seat has a DNS name, else against the seat's pinned public key (fleet/seattls.py).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import urllib.parse
+from typing import Iterator
+
+from coursekit.errors import CoursekitError
+
+CHUNK = 1 << 20
+
+
+class UntrustedSeat(CoursekitError):
+    """The server did not prove it is the seat: the token was not sent."""
+
+
+class SeatClient:
+    """GET requests to one seat, with `Authorization: token ...` once the server is known to be the seat."""
+
+    def __init__(self, seat: str, base_url: str, token: str, pinned_key: bytes | None = None):
+        parts = urllib.parse.urlsplit(base_url)
+        self.seat, self.token, self.pinned_key = seat, token, pinned_key
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname or "", parts.port or (443 if self.https else 80)
+        self.base_url = base_url.rstrip("/")
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if not self.https:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            connection.connect()
+            return connection
+        context = ssl.create_default_context()
+        if self.pinned_key is not None:  # a bare address: no name to check, the key itself is checked below
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+        try:
+            connection.connect()
+        except ssl.SSLCertVerificationError as exc:
+            raise UntrustedSeat(f"seat {self.seat}: {self.base_url} presents a certificate that does not verify "
+                                f"({exc.verify_message}); its token was not sent") from None
+        if self.pinned_key is not None:
+            from coursekit.fleet.seattls import certificate_public_key
+
+            presented = connection.sock.getpeercert(binary_form=True)
+            if presented is None or certificate_public_key(presented) != self.pinned_key:
+                connection.close()
+                raise UntrustedSeat(f"seat {self.seat}: {self.base_url} presents a certificate that is not this seat's; "
+                                    "its token was not sent (is the address someone else's now?)")
+        return connection
+
+    def _open(self, path: str, timeout: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        connection = self._connect(timeout)
+        connection.request("GET", path, headers={"Authorization": f"token {self.token}"})
+        return connection, connection.getresponse()
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, dict | None]:
+        """(status, JSON body or None); 0 when nothing answers. UntrustedSeat when the server is not the seat."""
+        try:
+            connection, response = self._open(path, timeout)
+            try:
+                body = response.read()
+            finally:
+                connection.close()
+        except UntrustedSeat:
+            raise
+        except (OSError, http.client.HTTPException, socket.timeout):
+            return 0, None
+        try:
+            return response.status, json.loads(body) if body else None
+        except ValueError:
+            return response.status, None
+
+    def stream(self, path: str, timeout: float = 60) -> Iterator[bytes]:
+        """The body of path in chunks; CoursekitError unless the seat answers 200 to the end."""
+        try:
+            connection, response = self._open(path, timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            raise CoursekitError(f"seat {self.seat}: cannot reach {self.base_url}{path} ({exc})") from None
+        try:
+            if response.status != 200:
+                raise CoursekitError(f"seat {self.seat}: {self.base_url}{path} answered HTTP {response.status}")
+            while chunk := response.read(CHUNK):
+                yield chunk
+        except (OSError, http.client.HTTPException) as exc:
+            raise CoursekitError(f"seat {self.seat}: reading {path} broke off ({exc})") from None
+        finally:
+            connection.close()
