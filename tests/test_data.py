@@ -81,3 +81,106 @@ def test_command_line_exit_codes(data, data_server, tmp_path):
     assert data.main(["fetch", str(manifest), str(tmp_path / "home")]) == 0
     assert data.main(["verify", str(manifest), str(tmp_path / "home")]) == 0
     assert data.main(["bogus"]) == 2
+
+
+# Archives: unpacked into a folder of ~/data, safely, once ----------------------------------------------
+
+def _tar(entries: list[tuple[str, bytes | str, str]], mode: str = "w:gz") -> bytes:
+    """A tar from (name, content or link target, kind) entries."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tar:
+        for name, payload, kind in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = payload
+                tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_a_tar_and_a_zip_are_unpacked_into_their_folders(data, data_server, tmp_path):
+    tar_url, tar_sha = data_server.add("dipy.tar.gz", _tar([("dipy/stanford_hardi/HARDI150.bval", b"0 1000\n", "file"),
+                                                             ("dipy/link", "stanford_hardi/HARDI150.bval", "symlink")]))
+    zip_url, zip_sha = data_server.add("mne.zip", _zip({"MNE-sample-data/raw.fif": b"\x00fif", "README": b"mne"}))
+    manifest = [{"url": tar_url, "sha256": tar_sha, "path": "libs/dipy-home", "unpack": True},
+                {"url": zip_url, "sha256": zip_sha, "path": "mne", "unpack": True}]
+    home = tmp_path / "data"
+    assert data.fetch(manifest, home) == []
+    assert (home / "libs/dipy-home/dipy/stanford_hardi/HARDI150.bval").read_bytes() == b"0 1000\n"
+    assert (home / "libs/dipy-home/dipy/link").is_symlink()
+    assert (home / "mne/MNE-sample-data/raw.fif").read_bytes() == b"\x00fif"
+    assert data.verify(manifest, home) == []
+    # A restart finds it unpacked and leaves what the student changed in it.
+    (home / "mne/README").write_bytes(b"my notes")
+    requests = len(data_server.requests)
+    assert data.fetch(manifest, home) == []
+    assert len(data_server.requests) == requests and (home / "mne/README").read_bytes() == b"my notes"
+    assert not [p for p in home.iterdir() if p.name.startswith(".") and p.name != ".coursekit-verified"]
+
+
+@pytest.mark.parametrize("entries,why", [
+    ([("../escape.txt", b"x", "file")], "points outside its folder"),
+    ([("/etc/cron.d/evil", b"x", "file")], "points outside its folder"),
+    ([("ok/link", "../../../etc/passwd", "symlink")], "points outside its folder"),
+    ([("ok/link", "/etc/passwd", "symlink")], "outside its folder"),
+    ([("a.txt", b"x", "file"), ("hard", "../a.txt", "hardlink")], "points outside its folder"),
+])
+def test_an_archive_that_reaches_outside_its_folder_is_refused(data, data_server, tmp_path, entries, why):
+    url, sha = data_server.add("evil.tar", _tar(entries, "w"))
+    (failure,) = data.fetch([{"url": url, "sha256": sha, "path": "set", "unpack": True}], tmp_path / "data")
+    assert why in failure
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "data" / "set").exists()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == []  # nothing half-unpacked is left
+
+
+def test_a_zip_that_climbs_out_is_refused(data, data_server, tmp_path):
+    url, sha = data_server.add("evil.zip", _zip({"../../x.txt": b"x"}))
+    (failure,) = data.fetch([{"url": url, "sha256": sha, "path": "set", "unpack": True}], tmp_path / "data")
+    assert "points outside its folder" in failure
+
+
+def test_a_students_own_folder_of_that_name_is_never_overwritten(data, data_server, tmp_path):
+    url, sha = data_server.add("set.zip", _zip({"a.csv": b"1"}))
+    (tmp_path / "data" / "set").mkdir(parents=True)
+    (tmp_path / "data" / "set" / "mine.txt").write_text("student's")
+    (failure,) = data.fetch([{"url": url, "sha256": sha, "path": "set", "unpack": True}], tmp_path / "data")
+    assert "~/data/set exists and did not come from the course" in failure
+    assert (tmp_path / "data" / "set" / "mine.txt").read_text() == "student's"
+
+
+def test_a_file_that_is_no_archive_says_so(data, data_server, tmp_path):
+    url, sha = data_server.add("plain.csv", b"a,b\n")
+    (failure,) = data.fetch([{"url": url, "sha256": sha, "path": "set", "unpack": True}], tmp_path / "data")
+    assert "not a zip or tar archive" in failure and "unpack: false" in failure
+
+
+def test_image_env_goes_into_the_dockerfile_quoted_after_from(coursekit, course_repo, tmp_path):
+    import dataclasses
+
+    from coursekit.config import load_course
+    from coursekit.image import course_dockerfile
+
+    course = load_course(course_repo / "course.yaml")
+    env = (("DIPY_HOME", "/home/jovyan/data/dipy"), ("ODD", 'a "quoted" $HOME \\ value'))
+    text = course_dockerfile(dataclasses.replace(course, image=dataclasses.replace(course.image, env=env)))
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    assert lines[at + 2] == 'ENV DIPY_HOME="/home/jovyan/data/dipy" ODD="a \\"quoted\\" \\$HOME \\\\ value"'
+    assert course_dockerfile(course) == (course_repo / "Dockerfile").read_text()

@@ -18,8 +18,10 @@ from coursekit.ui import err, out, plural
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check course.yaml; every problem is listed with its line."""
+    """Check course.yaml; every problem is listed with its line (--online: also that every pin exists)."""
     course = load_course(args.config)
+    if args.online:
+        _check_pins(args.config, course)
     seats = course.seats
     out.print(
         f"{args.config} is valid: {course.course.name!r}, {plural(len(seats.students), 'student')}, "
@@ -27,6 +29,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"image {course.image.name}; provider {course.fleet.provider}"
     )
     return 0
+
+
+def _check_pins(config: Path, course: Course) -> None:
+    from coursekit.errors import ConfigError
+    from coursekit.pins import pin_problems
+    from coursekit.yamlload import load_file
+
+    missing = pin_problems(list(course.image.python_packages))
+    if missing:
+        doc = load_file(config)
+        raise ConfigError([doc.problem(("image", "python_packages", i), why) for i, why in missing.items()])
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
@@ -101,15 +114,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     ref = args.image or image.image_ref(course)
     err.print(f"testing {ref}")
-    secret = os.environ.get(SECRET_VARIABLE) or None
+    secret = read_secret() if os.environ.get(SECRET_VARIABLE) else None  # the same checks as every command
     checks = imagetest.run_checks(
         engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, secret
     )
     # One line per check (details indented below): readable in a terminal and grep-able in CI logs.
     for check in checks:
         first, *rest = check.detail.splitlines() or [""]
-        mark = "[green]pass[/]" if check.ok else "[red]FAIL[/]"
-        out.print(f"{mark}  {check.name}: ", end="")
+        mark = "[yellow]skip[/]" if check.skipped else ("[green]pass[/]" if check.ok else "[red]FAIL[/]")
+        took = f" [{check.seconds:.1f}s]" if check.seconds is not None else ""
+        out.print(f"{mark}  {check.name}{took}: ", end="")
         out.print(first, markup=False)
         for line in rest:
             out.print(f"        {line}", markup=False)
@@ -255,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    add("validate", cmd_validate)
+    sub = add("validate", cmd_validate)
+    sub.add_argument("--online", action="store_true",
+                     help="also ask the package index (as this machine's pip is set up) that every pinned version exists")
     add("cost", cmd_cost)
     sub = add("build", cmd_build)
     sub.add_argument("--base-image", help="build on this image instead of image.base (e.g. a local test image)")
@@ -269,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("test", cmd_test)
     sub.add_argument("--image", help="image to test (default: this checkout's build)")
     sub.add_argument("--network", choices=["bridge", "host"], default="bridge", help="container network (default: %(default)s)")
-    sub.add_argument("--notebook-timeout", type=int, default=600, help="seconds per notebook (default: %(default)s)")
+    sub.add_argument("--notebook-timeout", type=int, help="seconds per notebook (default: test.timeout in course.yaml)")
     sub.add_argument("--start-timeout", type=int, default=180, help="seconds for Jupyter to answer (default: %(default)s)")
     sub = add("publish", cmd_publish)
     sub.add_argument("--latest", action=argparse.BooleanOptionalAction, default=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coursekit.errors import ConfigError
 from coursekit.schema import schema_problems, with_defaults
-from coursekit.validate import normal_path, parse_when, semantic_problems
+from coursekit.validate import glob_matches, normal_path, parse_when, semantic_problems
 from coursekit.yamlload import Document, load_file
 
 DEFAULT_CONFIG = Path("course.yaml")
@@ -34,6 +34,7 @@ class ImageSpec:
     base: str
     python_packages: tuple[str, ...]
     apt_packages: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # image.env, in course.yaml's order
 
     @property
     def name(self) -> str:
@@ -47,6 +48,30 @@ class DataFile:
     sha256: str
     path: str
     when: str
+    unpack: bool = False
+
+
+@dataclass(frozen=True)
+class NotebookSettings:
+    """What test.notebooks says about one notebook (merged over every glob that matches it)."""
+
+    skip: str | None = None
+    allow_errors: bool = False
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    timeout: int = 600
+    notebooks: tuple[tuple[str, NotebookSettings], ...] = ()  # (glob, settings) in course.yaml's order
+
+    def for_notebook(self, rel: str) -> NotebookSettings:
+        """The settings of notebooks/<rel>: every matching glob in order, later ones winning per key."""
+        merged: dict = {}
+        for glob, settings in self.notebooks:
+            if glob_matches(glob, rel):
+                merged.update({k: v for k, v in vars(settings).items() if v not in (None, False)})
+        return NotebookSettings(**merged)
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,7 @@ class Course:
     fleet: Fleet
     allocation_su: float | None
     root: Path
+    test: TestSettings = TestSettings()
 
 
 def problems(doc: Document, root: Path) -> list:
@@ -120,11 +146,12 @@ def _people(entries: list[dict]) -> tuple[Person, ...]:
 def build_course(data: dict, root: Path) -> Course:
     """A Course from course.yaml data that has passed validation (pure)."""
     d = with_defaults(data)
-    info, image, seats, fleet = d["course"], d["image"], d["seats"], d["fleet"]
+    info, image, seats, fleet, test = d["course"], d["image"], d["seats"], d["fleet"], d["test"]
     return Course(
         course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"]),
         image=ImageSpec(
-            image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"])
+            image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"]),
+            tuple(image["env"].items()),
         ),
         data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower(), "path": normal_path(f["path"])}) for f in d["data"]),
         seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),
@@ -136,6 +163,7 @@ def build_course(data: dict, root: Path) -> Course:
         ),
         allocation_su=d["budget"].get("allocation_su"),
         root=root,
+        test=TestSettings(test["timeout"], tuple((glob, NotebookSettings(**settings)) for glob, settings in test["notebooks"].items())),
     )
 
 

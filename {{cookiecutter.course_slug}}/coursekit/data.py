@@ -12,13 +12,16 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import ssl
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -90,18 +93,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_stamp(dest_root: Path, rel: str) -> dict | None:
+    try:
+        record = json.loads(_stamp_path(dest_root, rel).read_text())
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def is_verified(dest_root: Path, entry: dict) -> bool:
-    """True when the file is present with the right checksum (trusting a fresh stamp)."""
+    """True when the file is present with the right checksum (trusting a fresh stamp), or, for an archive,
+    when its folder was unpacked from exactly this archive (what the student changed in it since stays)."""
     path = dest_root / entry["path"]
+    record = _read_stamp(dest_root, entry["path"])
+    if entry.get("unpack"):
+        return path.is_dir() and record == {"unpacked": entry["sha256"]}
     if not path.is_file():
         return False
-    stamp = _stamp_path(dest_root, entry["path"])
-    try:
-        record = json.loads(stamp.read_text())
-        if record == {"stat": _stat_key(path), "sha256": entry["sha256"]}:
-            return True
-    except (OSError, ValueError):
-        pass
+    if record == {"stat": _stat_key(path), "sha256": entry["sha256"]}:
+        return True
     if sha256_file(path) != entry["sha256"]:
         return False
     _write_stamp(dest_root, entry)
@@ -111,7 +121,92 @@ def is_verified(dest_root: Path, entry: dict) -> bool:
 def _write_stamp(dest_root: Path, entry: dict) -> None:
     stamp = _stamp_path(dest_root, entry["path"])
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps({"stat": _stat_key(dest_root / entry["path"]), "sha256": entry["sha256"]}))
+    record = {"unpacked": entry["sha256"]} if entry.get("unpack") else {
+        "stat": _stat_key(dest_root / entry["path"]), "sha256": entry["sha256"]}
+    stamp.write_text(json.dumps(record))
+
+
+# Archives ------------------------------------------------------------------------------------------
+
+MAX_MEMBERS = 1_000_000
+MAX_UNPACKED = 256 * 2**30  # bytes: a zip bomb stops here, real neuroimaging data sets fit
+
+
+def _inside(root: str, name: str) -> str:
+    """name as a path relative to root; DataError if it is absolute or climbs out."""
+    normal = os.path.normpath(name.replace("\\", "/"))
+    if os.path.isabs(normal) or normal == ".." or normal.startswith("../") or ":" in normal.split("/")[0]:
+        raise DataError(f"the archive holds {name!r}, which points outside its folder; refusing to unpack it")
+    return normal
+
+
+def _check_tar(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members, total = [], 0
+    for member in tar:
+        if len(members) >= MAX_MEMBERS:
+            raise DataError(f"the archive holds more than {MAX_MEMBERS:,} entries; refusing to unpack it")
+        name = _inside(".", member.name)
+        if member.issym():
+            _inside(".", os.path.join(os.path.dirname(name), member.linkname))
+            if os.path.isabs(member.linkname):
+                raise DataError(f"the archive's link {member.name!r} points to {member.linkname!r}, outside its folder")
+        elif member.islnk():
+            _inside(".", member.linkname)
+        elif not (member.isfile() or member.isdir()):
+            raise DataError(f"the archive holds {member.name!r}, a device or FIFO; refusing to unpack it")
+        total += member.size
+        if total > MAX_UNPACKED:
+            raise DataError(f"the archive unpacks to more than {MAX_UNPACKED // 2**30} GiB; refusing to unpack it")
+        member.mode = (member.mode | 0o600) & 0o755 if not member.isdir() else 0o755  # no set-id bits, readable
+        member.uid = member.gid = os.getuid()
+        members.append(member)
+    return members
+
+
+def _check_zip(archive: zipfile.ZipFile) -> None:
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise DataError(f"the archive holds more than {MAX_MEMBERS:,} entries; refusing to unpack it")
+    if sum(i.file_size for i in infos) > MAX_UNPACKED:
+        raise DataError(f"the archive unpacks to more than {MAX_UNPACKED // 2**30} GiB; refusing to unpack it")
+    for info in infos:
+        _inside(".", info.filename)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise DataError(f"the archive holds the link {info.filename!r}; zip links are not unpacked")
+
+
+def unpack(archive_path: Path, dest: Path) -> int:
+    """Unpack a zip or tar (plain, gz, bz2, xz) into dest after checking every entry; returns the entries."""
+    if zipfile.is_zipfile(archive_path):
+        with zipfile.ZipFile(archive_path) as archive:
+            _check_zip(archive)
+            archive.extractall(dest)
+            return len(archive.infolist())
+    try:
+        with tarfile.open(archive_path, "r:*") as tar:
+            members = _check_tar(tar)
+            # Every entry is checked above; Python's own "data" filter, where it has one, checks again.
+            tar.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+            return len(members)
+    except tarfile.TarError as exc:
+        raise DataError(f"not a zip or tar archive ({exc}); set unpack: false to keep the file as it is") from None
+
+
+def _unpack_into(archive_path: Path, target: Path, dest_root: Path, entry: dict) -> int:
+    """Unpack into a fresh folder beside target, then put it in place: a crash never leaves half a folder."""
+    if target.exists() and _read_stamp(dest_root, entry["path"]) is None:
+        raise DataError(f"~/data/{entry['path']} exists and did not come from the course; move it away and restart")
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.unpacking-"))
+    try:
+        count = unpack(archive_path, work)
+        if target.exists():  # an older archive of the course: keep it beside, the student may have worked in it
+            previous = target.with_name(target.name + ".previous")
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(target, previous)
+        os.replace(work, target)
+        return count
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _download(url: str, handle, timeout: float) -> str:
@@ -134,14 +229,10 @@ def _download(url: str, handle, timeout: float) -> str:
     return digest.hexdigest()
 
 
-def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
-    """Fetch one entry into dest_root atomically; returns what happened."""
-    if is_verified(dest_root, entry):
-        return "present, verified"
-    target = dest_root / entry["path"]
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _download_verified(entry: dict, folder: Path, timeout: float) -> str:
+    """Download entry's URL into a hidden temporary file in folder, with retries; its path once the sha256 matches."""
     for attempt in range(1, RETRIES + 1):
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=".coursekit-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 actual = _download(entry["url"], handle, timeout)
@@ -150,9 +241,8 @@ def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
             if actual != entry["sha256"]:
                 raise DataError(f"sha256 mismatch: expected {entry['sha256']}, got {actual}")
             os.chmod(temp, 0o644)  # mkstemp makes 0600; baked-in data must be readable by the notebook user
-            os.replace(temp, target)
-            _write_stamp(dest_root, entry)
-            return f"fetched {target.stat().st_size:,} bytes, verified"
+            kept, temp = temp, None
+            return kept
         except Transient as exc:
             if attempt == RETRIES:
                 raise DataError(f"{entry['url']}: {exc} (gave up after {RETRIES} attempts)") from exc
@@ -160,9 +250,29 @@ def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
             log(f"{entry['path']}: {exc}; retrying in {wait:g}s ({attempt}/{RETRIES})")
             time.sleep(wait)
         finally:
-            if os.path.exists(temp):
+            if temp and os.path.exists(temp):
                 os.unlink(temp)
     raise AssertionError("unreachable")
+
+
+def fetch_one(dest_root: Path, entry: dict, timeout: float = 60) -> str:
+    """Fetch one entry into dest_root atomically (unpacking an archive when asked); returns what happened."""
+    if is_verified(dest_root, entry):
+        return "present, unpacked" if entry.get("unpack") else "present, verified"
+    target = dest_root / entry["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = _download_verified(entry, target.parent, timeout)
+    try:
+        if entry.get("unpack"):
+            files = _unpack_into(Path(temp), target, dest_root, entry)
+            _write_stamp(dest_root, entry)
+            return f"unpacked {files:,} files from a verified archive"
+        os.replace(temp, target)
+        _write_stamp(dest_root, entry)
+        return f"fetched {target.stat().st_size:,} bytes, verified"
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
 
 
 def load_manifest(path: Path) -> list[dict]:

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import Container
 
 from coursekit.errors import BuildError, DockerError, PublishError
@@ -58,14 +59,15 @@ def build(
     network: str | None = None,
     nocache: bool = False,
     cache_from: list[str] | None = None,
+    dockerfile: str = "Dockerfile",
 ) -> str:
-    """Build context/Dockerfile as tag, streaming progress; returns the image id or raises BuildError."""
+    """Build context/dockerfile as tag, streaming progress; returns the image id or raises BuildError."""
     log = BuildLog()
     image_id = ""
     try:
         events = client.api.build(
             path=str(context), tag=tag, buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
-            network_mode=network, nocache=nocache, cache_from=cache_from or None,
+            network_mode=network, nocache=nocache, cache_from=cache_from or None, dockerfile=dockerfile,
         )
         for event in events:
             if "error" in event or "errorDetail" in event:
@@ -164,6 +166,20 @@ def exec_run(container: Container, command: list[str], timeout: float | None = N
     except docker.errors.APIError as exc:
         raise DockerError(f"cannot run {command[0]} in the container: {exc.explanation or exc}") from None
     return result.exit_code, (result.output or b"").decode("utf-8", "replace")
+
+
+def wait(container: Container, timeout: float) -> dict | None:
+    """Wait for a container to exit: {"code": exit code, "oom": killed for memory}, or None after timeout (then it is killed)."""
+    try:
+        code = container.wait(timeout=timeout)["StatusCode"]
+    except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+        with suppress(docker.errors.DockerException):
+            container.kill()
+        return None
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"waiting for container {container.name} failed: {exc}") from None
+    container.reload()
+    return {"code": code, "oom": bool(container.attrs["State"].get("OOMKilled"))}
 
 
 def stopped_reason(container: Container) -> str | None:

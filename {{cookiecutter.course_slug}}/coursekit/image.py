@@ -50,12 +50,27 @@ def data_manifests(course: Course) -> tuple[list[dict], list[dict]]:
         if "://" not in entry.url:
             url = f"file://{IN_IMAGE}/repo-data/{entry.url}"  # shipped in the repository, so in the image
         elif entry.when == "build":
-            prefetch.append({"url": entry.url, "sha256": entry.sha256, "path": entry.path})
+            prefetch.append({"url": entry.url, "sha256": entry.sha256, "path": entry.path})  # archives stay whole here
             url = f"file://{IN_IMAGE}/prefetched/{entry.path}"
         else:
             url = entry.url
-        start.append({"url": url, "sha256": entry.sha256, "path": entry.path})
+        start.append({"url": url, "sha256": entry.sha256, "path": entry.path, **({"unpack": True} if entry.unpack else {})})
     return prefetch, start
+
+
+def _dockerfile_value(value: str) -> str:
+    """A value for a Dockerfile ENV instruction: quoted, with no variable substitution."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def course_dockerfile(course: Course) -> str:
+    """The course's Dockerfile with image.env as one ENV instruction right after its first FROM (pure)."""
+    lines = (course.root / "Dockerfile").read_text().splitlines(keepends=True)
+    if not course.image.env:
+        return "".join(lines)
+    env = "ENV " + " ".join(f"{name}={_dockerfile_value(value)}" for name, value in course.image.env) + "\n"
+    at = next((i + 1 for i, line in enumerate(lines) if line.lstrip().upper().startswith("FROM ")), 0)
+    return "".join([*lines[:at], "# image.env in course.yaml, added by coursekit\n", env, *lines[at:]])
 
 
 def stage(course: Course, ca_bundle: Path | None) -> Path:
@@ -65,6 +80,7 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     tooling, content = stage_dir / "tooling", stage_dir / "content"
     prefetch, start = data_manifests(course)
     files: dict[Path, bytes] = {
+        stage_dir / "Dockerfile": course_dockerfile(course).encode(),
         stage_dir / "ca-bundle.crt": _read_ca_bundle(ca_bundle),
         stage_dir / "python-requirements.txt": "".join(f"{r}\n" for r in course.image.python_packages).encode(),
         tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
@@ -119,7 +135,7 @@ def build(
 
         image_id = engine.build(
             client, course.root, ref, buildargs, api_labels, on_step, on_output,
-            network=network, nocache=nocache, cache_from=sources,
+            network=network, nocache=nocache, cache_from=sources, dockerfile=f"{STAGE}/Dockerfile",
         )
     err.print(f"built {ref} ({image_id[:19]})")
     return ref

@@ -4,49 +4,29 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 
-from coursekit import engine, labels, probe
-from coursekit.config import Course
+from coursekit import cost, engine, labels, probe
+from coursekit.config import Course, NotebookSettings
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
+from coursekit.nbrunner import MARK
 from coursekit.seats import credential
+from coursekit.validate import list_notebooks, memory_bytes
 
-# Runs inside the container with the image's own nbclient; prints one JSON line.
-NOTEBOOK_RUNNER = r"""
-import json, os, shutil, sys, tempfile
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-source, timeout = sys.argv[1], int(sys.argv[2])
-work = tempfile.mkdtemp(prefix="coursekit-test-")
-shutil.copytree(os.path.dirname(source), work, dirs_exist_ok=True)
-path = os.path.join(work, os.path.basename(source))
-nb = nbformat.read(path, as_version=4)
-state = {"cell": None}
-def on_cell_start(cell, cell_index):
-    state["cell"] = cell_index
-client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": work}},
-                        on_cell_start=on_cell_start)
-try:
-    client.execute()
-    result = {"ok": True, "cells": len(nb.cells)}
-except CellTimeoutError:
-    result = {"ok": False, "cell": state["cell"], "error": "timed out after %ds" % timeout}
-except CellExecutionError as exc:
-    result = {"ok": False, "cell": state["cell"], "error": "%s: %s" % (exc.ename, exc.evalue)}
-except DeadKernelError as exc:
-    result = {"ok": False, "cell": state["cell"], "error": "the kernel died: %s" % exc}
-print("COURSEKIT-RESULT " + json.dumps(result))
-"""
-
+RUNNER = (Path(__file__).parent / "nbrunner.py").read_text()  # run in the image with `python3 -c`
 
 @dataclass(frozen=True)
 class Check:
     name: str
     ok: bool
     detail: str
+    seconds: float | None = None  # notebooks: wall time of the run, container start included
+    skipped: bool = False
 
 
 def _free_port() -> int:
@@ -57,28 +37,100 @@ def _free_port() -> int:
 
 def notebooks(course: Course) -> list[str]:
     """Notebook paths relative to notebooks/, as the image holds them."""
-    root = course.root / "notebooks"
-    return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-    )
+    return list_notebooks(course.root)
 
 
-def _run_notebook(container, rel: str, timeout: int) -> Check:
-    code, output = engine.exec_run(
-        container, ["python3", "-c", NOTEBOOK_RUNNER, f"{IN_IMAGE}/notebooks/{rel}", str(timeout)], timeout=timeout + 30
-    )
+@dataclass(frozen=True)
+class SeatLimits:
+    """What one seat may use, applied to each notebook's container."""
+
+    cpus: float
+    memory: str
+
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.memory) or 0
+
+
+def seat_limits(course: Course) -> SeatLimits:
+    """The docker provider's per-seat limits, or the Jetstream2 flavor's size for a VM seat."""
+    if course.fleet.provider == "openstack":
+        flavor = cost.flavor(course.fleet.openstack.flavor)
+        return SeatLimits(float(flavor.vcpus), f"{flavor.ram_gb}g")
+    return SeatLimits(course.fleet.docker.cpus, course.fleet.docker.memory)
+
+
+def parallelism(client: docker.DockerClient, limits: SeatLimits, count: int) -> int:
+    """How many notebooks run at once: as many seats as the engine's CPUs and memory hold, at least one."""
+    with engine.guarded("reading the Docker engine's resources"):
+        info = client.info()
+    by_cpu = int(info.get("NCPU", 1) // max(1.0, limits.cpus))
+    by_memory = int(info.get("MemTotal", 0) // max(1, limits.memory_bytes))
+    return max(1, min(count, by_cpu, by_memory))
+
+
+def _summary(result: dict) -> str:
+    parts = [f"{result['ran']} code cell{'s' if result['ran'] != 1 else ''} ran"]
+    if result.get("skipped"):
+        parts.append(f"{result['skipped']} skipped by tag")
+    if result.get("expected_errors"):
+        parts.append(f"{result['expected_errors']} expected error{'s' if result['expected_errors'] != 1 else ''} (raises-exception)")
+    if result.get("allowed_errors"):
+        parts.append(f"{result['allowed_errors']} error{'s' if result['allowed_errors'] != 1 else ''} allowed")
+    return ", ".join(parts) + f" ({result['kernel']} kernel)"
+
+
+def _describe_failure(result: dict) -> str:
+    if "cell" not in result:
+        return result["error"]
+    where = f"code cell {result['cell']} of {result['code_cells']}" if result["cell"] else "before the first cell"
+    lines = [f"{where}: {result['error']}"]
+    if result.get("line"):
+        lines.append(f"  at: {result['line']}")
+    lines += [f"  | {line}" for line in result.get("traceback", [])]
+    return "\n".join(lines)
+
+
+def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: NotebookSettings, timeout: int,
+                  limits: SeatLimits, options: dict) -> Check:
+    """One notebook in a container of its own with the seat's limits, started like a seat (hooks, data)."""
     name = f"notebook {rel}"
-    lines = [line for line in output.splitlines() if line.startswith("COURSEKIT-RESULT ")]
-    if code == 124:
-        return Check(name, False, f"timed out after {timeout}s")
-    if not lines:
-        return Check(name, False, f"the runner failed (exit {code}): {output.strip()[-400:]}")
-    result = json.loads(lines[-1].split(" ", 1)[1])
-    if result["ok"]:
-        return Check(name, True, f"{result['cells']} cells ran")
-    cell = result["cell"]
-    where = f"cell {cell + 1}" if cell is not None else "before the first cell"
-    return Check(name, False, f"{where}: {result['error']}")
+    if settings.skip:
+        return Check(name, True, f"skipped: {settings.skip}", skipped=True)
+    command = ["/usr/local/bin/start.sh", "python3", "-c", RUNNER, f"{IN_IMAGE}/notebooks/{rel}", str(timeout),
+               "1" if settings.allow_errors else "0"]
+    started = time.monotonic()
+    with engine.running(client, image, command=command, nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory,
+                        memswap_limit=limits.memory, **options) as container:
+        exited = engine.wait(container, timeout + 120)
+        output = engine.logs_tail(container, 200)
+    seconds = time.monotonic() - started
+    if exited is None:
+        return Check(name, False, f"timed out after {timeout}s", seconds)
+    if exited.get("oom"):
+        return Check(name, False, f"ran out of memory: the seat's limit is {limits.memory} (fleet.docker.memory)", seconds)
+    marks = [line for line in output.splitlines() if line.startswith(MARK)]
+    if not marks:
+        return Check(name, False, f"the runner failed (exit {exited['code']}): {output.strip()[-400:]}", seconds)
+    result = json.loads(marks[-1][len(MARK):])
+    return Check(name, result["ok"], _summary(result) if result["ok"] else _describe_failure(result), seconds)
+
+
+def run_notebooks(client: docker.DockerClient, course: Course, image: str, options: dict,
+                  timeout: int | None = None) -> tuple[list[Check], float, int]:
+    """Every notebook as course.yaml's test settings say, in parallel; (checks, wall seconds, workers)."""
+    limits = seat_limits(course)
+    found = notebooks(course)
+    workers = parallelism(client, limits, len(found))
+    started = time.monotonic()
+
+    def one(rel: str) -> Check:
+        settings = course.test.for_notebook(rel)
+        return _run_notebook(client, image, rel, settings, settings.timeout or timeout or course.test.timeout, limits, options)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        checks = list(pool.map(one, found))
+    return checks, time.monotonic() - started, workers
 
 
 def _exec_check(container, name: str, command: list[str], passed: str) -> Check:
@@ -88,7 +140,7 @@ def _exec_check(container, name: str, command: list[str], passed: str) -> Check:
 
 def run_checks(
     client: docker.DockerClient, course: Course, image: str, network: str | None = None,
-    notebook_timeout: int = 600, start_timeout: int = 180, secret: str | None = None,
+    notebook_timeout: int | None = None, start_timeout: int = 180, secret: str | None = None,
 ) -> list[Check]:
     """Start the image like a student's seat and run every check; the container is always removed."""
     token = credential(secret or secrets.token_urlsafe(32), course.course.slug, "image-test")
@@ -123,6 +175,14 @@ def run_checks(
             container, "data verified", ["python3", f"{SHARE}/data.py", "verify", f"{SHARE}/data.json", "~/data"],
             f"{len(course.data)} file(s) in ~/data match their sha256",
         ))
-        checks += [_run_notebook(container, rel, notebook_timeout) for rel in notebooks(course)]
         checks.append(_exec_check(container, "pip check", ["pip", "check"], "no broken requirements"))
-    return checks
+    notebook_options = {k: v for k, v in options.items() if k in ("labels", "network_mode")}
+    ran, wall, workers = run_notebooks(client, course, image, notebook_options, notebook_timeout)
+    return [*checks, *ran, _timing(ran, wall, workers)]
+
+
+def _timing(checks: list[Check], wall: float, workers: int) -> Check:
+    """Serial (the notebooks' own times added up) against parallel (the wall clock) time."""
+    serial = sum(c.seconds or 0 for c in checks)
+    return Check("notebook timing", True,
+                 f"{len(checks)} notebooks in {wall:.1f}s with {workers} at a time; one after another they took {serial:.1f}s")

@@ -71,6 +71,11 @@ def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
         return [(path, f"{instance!r} is not a valid choice; {_suggest(instance, [str(v) for v in value])}")]
     if kind == "minLength":
         return [(path, "must not be empty")]
+    if kind == "pattern" and "propertyNames" in error.relative_schema_path:
+        return [((*path, instance), f"{instance!r} is not a valid name (letters, digits and '_', not starting with a digit)")]
+    if kind == "minProperties":
+        allowed = ", ".join(error.schema.get("properties", {}))
+        return [(path, f"is empty; give at least one of: {allowed}")]
     if kind == "maxLength":
         return [(path, f"is {len(instance):,} characters long; at most {value:,} are allowed")]
     if kind == "maxItems":

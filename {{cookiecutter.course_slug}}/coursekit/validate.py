@@ -307,6 +307,48 @@ def _not_a_number(node: Any, path: tuple = ()) -> Found:
             yield from _not_a_number(value, (*path, i))
 
 
+def glob_matches(glob: str, rel: str) -> bool:
+    """True when notebooks/<rel> is one of the files glob names: * and ? within a folder, **/ across folders."""
+    pattern = re.escape(glob).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    return re.fullmatch(pattern, rel) is not None
+
+
+RESERVED_ENV = {"JUPYTER_TOKEN", "JUPYTER_PORT", "NB_USER", "NB_UID", "NB_GID", "HOME", "PATH", "CONDA_DIR", "SHELL", "USER"}
+
+
+def list_notebooks(root: Path) -> list[str]:
+    """Notebook paths relative to notebooks/ (checkpoints left out), as the image holds them."""
+    folder = root / "notebooks"
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def _check_image_env(data: dict) -> Found:
+    env = _at(data, "image", "env")
+    for name, value in env.items() if isinstance(env, dict) else ():
+        if not isinstance(name, str):
+            continue
+        if name in RESERVED_ENV or name.startswith("COURSEKIT_"):
+            yield ("image", "env", name), f"{name} is set by the image and coursekit themselves; choose another name"
+        elif isinstance(value, str) and any(ord(c) < 32 and c != "\t" for c in value):
+            yield ("image", "env", name), "the value holds a line break or control character; write it on one line"
+
+
+def _check_tests(data: dict, root: Path) -> Found:
+    globs = _at(data, "test", "notebooks")
+    if not isinstance(globs, dict) or not globs:
+        return
+    found = list_notebooks(root)
+    for glob in globs:
+        if not isinstance(glob, str):
+            continue
+        if glob.startswith("/") or ".." in PurePosixPath(glob).parts:
+            yield ("test", "notebooks", glob), f"{glob!r} must be relative to notebooks/ and stay inside it"
+        elif not any(glob_matches(glob, rel) for rel in found):
+            yield ("test", "notebooks", glob), (
+                f"{glob!r} matches no notebook in notebooks/ (there are {len(found)}); fix the glob or remove the entry"
+            )
+
+
 def semantic_problems(doc: Document, root: Path) -> list:
     """Problems the schema cannot see: pins, ids, checksums, dates, seat counts."""
     if not isinstance(doc.data, dict):
@@ -318,5 +360,7 @@ def semantic_problems(doc: Document, root: Path) -> list:
         *_check_data(doc.data, root),
         *_check_seats(doc.data),
         *_check_fleet(doc.data),
+        *_check_image_env(doc.data),
+        *_check_tests(doc.data, root),
     ]
     return [doc.problem(path, message) for path, message in found]
