@@ -63,22 +63,13 @@ def cookiecutter_json() -> dict:
 def fleet_factory(course_repo, tmp_path, docker_client):
     """Makes committed course copies with a given slug and seats (no instructors, no spares by default);
     everything labelled with those slugs is removed afterwards, and nothing of any other course."""
-    from helpers import commit, copy_course, edit_course
+    from helpers import make_course
 
     slugs = []
 
     def make(slug: str, students: list[str] | None = None, **seats) -> Path:
-        repo = copy_course(course_repo, tmp_path / f"course-{len(slugs)}")
-
-        def change(data: dict) -> None:
-            data["course"]["slug"] = slug
-            data["seats"].update(instructors=[], spares=0, **seats)
-            if students is not None:
-                data["seats"]["students"] = [{"id": s, "name": s.title()} for s in students]
-        edit_course(repo, change)
-        commit(repo, "course")
         slugs.append(slug)
-        return repo
+        return make_course(course_repo, tmp_path / f"course-{len(slugs)}", slug, students, **seats)
 
     yield make
     for slug in slugs:

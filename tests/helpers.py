@@ -30,6 +30,20 @@ def edit_course(repo: Path, change: Callable[[dict], object]) -> None:
     (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
+def make_course(course_repo: Path, dest: Path, slug: str, students: list[str] | None = None, **seats) -> Path:
+    """A committed course copy with its own slug and roster (no instructors, no spares unless given)."""
+    repo = copy_course(course_repo, dest)
+
+    def change(data: dict) -> None:
+        data["course"]["slug"] = slug
+        data["seats"].update(instructors=[], spares=0, **seats)
+        if students is not None:
+            data["seats"]["students"] = [{"id": s, "name": s.title()} for s in students]
+    edit_course(repo, change)
+    commit(repo, "course")
+    return repo
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 

@@ -82,3 +82,15 @@ def test_the_package_holds_no_copy_of_the_schema():
     package = TEMPLATE / "{{cookiecutter.course_slug}}" / "coursekit"
     assert not (package / "course.schema.json").exists()
     assert (Path(package / "schema.py").read_text()).count("course.schema.json") == 1
+
+
+def test_the_provider_enum_is_the_registry(coursekit):
+    # One registry: the schema's enum, the CLI's --provider choices and fleet_for read the same names.
+    from coursekit.cli import build_parser
+    from coursekit.fleet.provider import PROVIDERS, provider_class
+
+    assert _lookup(("fleet", "provider"))["enum"] == sorted(PROVIDERS)
+    deploy = next(a for a in build_parser()._subparsers._group_actions[0].choices["deploy"]._actions if a.dest == "provider")
+    assert list(deploy.choices) == sorted(PROVIDERS)
+    for name in PROVIDERS:
+        assert provider_class(name).name == name

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from rich.table import Table
 from coursekit import cost, roster
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
-from coursekit.seats import SECRET_VARIABLE, read_secret
+from coursekit.fleet.provider import PROVIDERS, fleet_for
+from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret
 from coursekit.ui import err, out, plural
 
 
@@ -77,9 +79,9 @@ def cmd_roster(args: argparse.Namespace) -> int:
             "Run it on your own machine with the same COURSEKIT_SECRET, or pass --output FILE."
         )
     course: Course = load_course(args.config)
-    secret = read_secret()
-    urls = _fleet_urls(course, secret)
-    text = roster.FORMATS[args.format](course, roster.rows(course, secret, urls))
+    tokens = _tokens(course)
+    urls = _fleet_urls(course, tokens)
+    text = roster.FORMATS[args.format](course, roster.rows(course, tokens, urls))
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -114,9 +116,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     ref = args.image or image.image_ref(course)
     err.print(f"testing {ref}")
-    secret = read_secret() if os.environ.get(SECRET_VARIABLE) else None  # the same checks as every command
+    # The course's secret when there is one (checked as every command checks it), else a throwaway one.
+    tokens = _tokens(course) if os.environ.get(SECRET_VARIABLE) else SeatTokens(secrets.token_urlsafe(32), course.course.slug)
     checks = imagetest.run_checks(
-        engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, secret
+        engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, tokens
     )
     # One line per check (details indented below): readable in a terminal and grep-able in CI logs.
     for check in checks:
@@ -145,12 +148,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fleet_urls(course: Course, secret: str) -> dict[str, str]:
-    """Seat URLs from the running fleet; none (placeholders) when there is no fleet to ask."""
-    from coursekit.fleet import fleet_for
+def _tokens(course: Course) -> SeatTokens:
+    """Every seat's credential source, from COURSEKIT_SECRET: built once, handed to whoever needs tokens."""
+    return SeatTokens(read_secret(), course.course.slug)
 
+
+def _fleet_urls(course: Course, tokens: SeatTokens) -> dict[str, str]:
+    """Seat URLs from the running fleet; none (placeholders) when there is no fleet to ask."""
     try:
-        return fleet_for(course, None, secret).urls()
+        return fleet_for(course, None, tokens).urls()
     except CoursekitError as exc:
         err.print(f"cannot ask the fleet for seat URLs ({str(exc).splitlines()[0]}); the roster shows placeholders", markup=False)
         return {}
@@ -158,11 +164,10 @@ def _fleet_urls(course: Course, secret: str) -> dict[str, str]:
 
 def _fleet_and_plan(args: argparse.Namespace):
     from coursekit import image
-    from coursekit.fleet import fleet_for
     from coursekit.fleet.plan import discard, plan
 
     course = load_course(args.config)
-    fleet = fleet_for(course, args.provider, read_secret())
+    fleet = fleet_for(course, args.provider, _tokens(course))
     ref = args.image or image.image_ref(course)
     actions = plan(fleet.desired(fleet.resolve_image(ref)), fleet.observe())
     return fleet, ref, discard(actions, set(getattr(args, "discard", None) or ()))
@@ -220,10 +225,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from coursekit.fleet import fleet_for
-
     course = load_course(args.config)
-    rows = fleet_for(course, args.provider, read_secret()).status()
+    rows = fleet_for(course, args.provider, _tokens(course)).status()
     if args.json:
         sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         return 0
@@ -238,10 +241,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_teardown(args: argparse.Namespace) -> int:
     """Archive every seat's work and verify it, then remove the fleet; unarchived seats stay."""
-    from coursekit.fleet import fleet_for
-
     course = load_course(args.config)
-    fleet = fleet_for(course, args.provider, read_secret())
+    fleet = fleet_for(course, args.provider, _tokens(course))
     if not args.yes:
         seats_found = sorted(fleet.urls())
         raise CoursekitError(
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also push :latest (default: only on the main branch)")
     for name, func in (("plan", cmd_plan), ("deploy", cmd_deploy)):
         sub = add(name, func)
-        sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+        sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
         sub.add_argument("--image", help="image to run (default: this checkout's build)")
         if name == "deploy":
             sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
@@ -300,10 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="replace this broken seat although its disk holds work that cannot be archived (lost)")
             sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where removed seats' work goes")
     sub = add("status", cmd_status)
-    sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub = add("teardown", cmd_teardown)
-    sub.add_argument("--provider", choices=["docker", "openstack"], help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and remove the fleet")
     sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where each seat's work goes (default: %(default)s)")
     sub.add_argument("--keep-volumes", action="store_true", help="archive and remove containers but keep the home volumes")

@@ -89,7 +89,7 @@ class Seats:
 
 
 @dataclass(frozen=True)
-class DockerFleet:
+class DockerSettings:
     cpus: float
     memory: str
     bind: str
@@ -99,7 +99,7 @@ class DockerFleet:
 
 
 @dataclass(frozen=True)
-class OpenStackFleet:
+class OpenStackSettings:
     cloud: str
     flavor: str
     image: str
@@ -115,8 +115,8 @@ class OpenStackFleet:
 @dataclass(frozen=True)
 class Fleet:
     provider: str
-    docker: DockerFleet
-    openstack: OpenStackFleet
+    docker: DockerSettings
+    openstack: OpenStackSettings
     max_seats: int | None = None
 
 
@@ -157,8 +157,8 @@ def build_course(data: dict, root: Path) -> Course:
         seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),
         fleet=Fleet(
             provider=fleet["provider"],
-            docker=DockerFleet(**fleet["docker"]),
-            openstack=OpenStackFleet(**{**fleet["openstack"], "ssh_cidrs": tuple(fleet["openstack"]["ssh_cidrs"])}),
+            docker=DockerSettings(**fleet["docker"]),
+            openstack=OpenStackSettings(**{**fleet["openstack"], "ssh_cidrs": tuple(fleet["openstack"]["ssh_cidrs"])}),
             max_seats=fleet.get("max_seats"),
         ),
         allocation_su=d["budget"].get("allocation_su"),

@@ -15,7 +15,7 @@ from coursekit import cost, engine, labels, probe
 from coursekit.config import Course, NotebookSettings
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.nbrunner import MARK
-from coursekit.seats import credential
+from coursekit.seats import SeatTokens
 from coursekit.validate import list_notebooks, memory_bytes
 
 RUNNER = (Path(__file__).parent / "nbrunner.py").read_text()  # run in the image with `python3 -c`
@@ -140,10 +140,10 @@ def _exec_check(container, name: str, command: list[str], passed: str) -> Check:
 
 def run_checks(
     client: docker.DockerClient, course: Course, image: str, network: str | None = None,
-    notebook_timeout: int | None = None, start_timeout: int = 180, secret: str | None = None,
+    notebook_timeout: int | None = None, start_timeout: int = 180, tokens: SeatTokens | None = None,
 ) -> list[Check]:
     """Start the image like a student's seat and run every check; the container is always removed."""
-    token = credential(secret or secrets.token_urlsafe(32), course.course.slug, "image-test")
+    token = (tokens or SeatTokens(secrets.token_urlsafe(32), course.course.slug)).token("image-test")
     options: dict = {
         "environment": {"JUPYTER_TOKEN": token},
         "labels": {COURSE_LABEL: course.course.slug, labels.ROLE: "image-test"},

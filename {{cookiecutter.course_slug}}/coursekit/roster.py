@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from coursekit.config import Course
-from coursekit.seats import credential, seats
+from coursekit.seats import SeatTokens, seats
 
 NOT_DEPLOYED = "(not deployed yet)"
 COLUMNS = ("seat", "name", "role", "url", "credential")
@@ -29,11 +29,10 @@ class Row:
         return f"{self.url.rstrip('/')}/?token={self.credential}" if self.url.startswith("http") else None
 
 
-def rows(course: Course, secret: str, urls: Mapping[str, str] | None = None) -> list[Row]:
+def rows(course: Course, tokens: SeatTokens, urls: Mapping[str, str] | None = None) -> list[Row]:
     """One Row per seat; seats without a known URL get a placeholder."""
     urls = urls or {}
-    slug = course.course.slug
-    return [Row(s.id, s.name, s.role, urls.get(s.id, NOT_DEPLOYED), credential(secret, slug, s.id)) for s in seats(course)]
+    return [Row(s.id, s.name, s.role, urls.get(s.id, NOT_DEPLOYED), tokens.token(s.id)) for s in seats(course)]
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

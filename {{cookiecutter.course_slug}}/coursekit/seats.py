@@ -8,7 +8,7 @@ import math
 import os
 import string
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from coursekit.config import Course
@@ -89,3 +89,22 @@ def credential(secret: str, slug: str, seat_id: str) -> str:
     # os.fsencode: a secret with bytes that are not UTF-8 (read from the environment) is used as those bytes.
     digest = hmac.new(os.fsencode(secret), f"{slug}:{seat_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class SeatTokens:
+    """Every seat's credentials for one course, from the one secret; built once by the CLI and handed to
+    whoever needs a token (providers, the roster), so nothing else holds the raw secret."""
+
+    secret: str = field(repr=False)
+    slug: str
+
+    def token(self, seat: str) -> str:
+        """The seat's Jupyter token."""
+        return credential(self.secret, self.slug, seat)
+
+    def tls_key(self, seat: str):
+        """The seat's VM TLS key (fleet/seattls.py), for pinning."""
+        from coursekit.fleet.seattls import seat_key
+
+        return seat_key(self.secret, self.slug, seat)

@@ -1,18 +1,6 @@
-"""Fleets: one environment per seat, planned purely and applied by a provider."""
+"""Fleets: one environment per seat, planned purely and applied by a provider (fleet/provider.py)."""
 from __future__ import annotations
 
-from coursekit.config import Course
+from coursekit.fleet.provider import PROVIDERS, fleet_for, provider_class
 
-PROVIDERS = ("docker", "openstack")
-
-
-def fleet_for(course: Course, provider: str | None, secret: str):
-    """The provider for course (--provider, else fleet.provider), connected; heavy SDKs load only here."""
-    if (provider or course.fleet.provider) == "openstack":
-        from coursekit.fleet.openstack import OpenStackFleet
-
-        return OpenStackFleet(course, secret)
-    from coursekit import engine
-    from coursekit.fleet.dockerhost import DockerHost
-
-    return DockerHost(engine.connect(), course, secret)
+__all__ = ["PROVIDERS", "fleet_for", "provider_class"]

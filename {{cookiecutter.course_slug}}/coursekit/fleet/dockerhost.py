@@ -22,9 +22,10 @@ from coursekit import archive, engine, labels, probe
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet.parallel import Interrupted, Stop, run_all
-from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatStatus
+from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.seats import credential, seats, status_order
+from coursekit.fleet.provider import Provider
+from coursekit.seats import SeatTokens
 
 HOME = "/home/jovyan"
 MAX_PORT = 65535
@@ -33,16 +34,22 @@ HARDENING = 2  # bump when the container options below change, so deploy replace
 TMP_SIZE = "1g"  # /tmp is memory-backed and counted in the seat's memory limit
 
 
-class DockerHost:
+class DockerProvider(Provider):
     """Reconciles the course's seats on the local Docker engine."""
 
-    def __init__(self, client: docker.DockerClient, course: Course, secret: str, ready_timeout: float = 180):
-        self.client, self.course, self.secret = client, course, secret
-        self.slug = course.course.slug
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient, course: Course, tokens: SeatTokens, ready_timeout: float = 180):
+        super().__init__(course, tokens)
+        self.client = client
         self.settings = course.fleet.docker
         self.ready_timeout = ready_timeout
         self.network = f"coursekit-{self.slug}"
         self.stop = Stop()
+
+    @classmethod
+    def connect(cls, course: Course, tokens: SeatTokens) -> DockerProvider:
+        return cls(engine.connect(), course, tokens)
 
     # Names, labels and addresses -------------------------------------------------------------
 
@@ -69,9 +76,6 @@ class DockerHost:
     def _probe_url(self, port: int) -> str:
         host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1", "::") else self.settings.bind
         return f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/status"
-
-    def token(self, seat: str) -> str:
-        return credential(self.secret, self.slug, seat)
 
     # Observing ---------------------------------------------------------------------------------
 
@@ -141,11 +145,6 @@ class DockerHost:
                 f"course.yaml: fleet.docker.cpus: {s.cpus:g} CPUs per seat, but the Docker host has {host_cpus}; "
                 f"give {host_cpus} or fewer (seats share the host's CPUs)"
             )
-
-    def desired(self, image_id: str) -> list[Desired]:
-        """The course's seats as course.yaml wants them (after checking the host can run them)."""
-        self.preflight()
-        return [Desired(s.id, image_id, self.fingerprint()) for s in seats(self.course)]
 
     # Applying ----------------------------------------------------------------------------------
 
@@ -319,47 +318,42 @@ class DockerHost:
         except docker.errors.DockerException:
             return {}
 
-    def status(self) -> list[SeatStatus]:
-        """Per seat: state, URL, image, health, last activity and home usage."""
+    def instances_by_seat(self) -> dict[str, tuple[Container | None, str | None, int]]:
+        """seat → (its container, its home volume, bytes the home holds or -1), for every seat with either."""
         found = {c.labels[labels.SEAT]: c for c in self.containers()}
         volumes, usage = self._volumes(), self._home_usage()
-        rows = []
-        for seat in status_order(self.course, set(found) | set(volumes)):
-            used = usage.get(volumes.get(seat, ""), -1)
-            home = f"{used / 2**20:,.1f} MiB" if used >= 0 else "-"
-            container = found.get(seat)
-            if container is None:
-                rows.append(SeatStatus(seat, "missing" if seat not in volumes else "home only", "", "", "-", "-", home))
-                continue
-            port = int(container.labels[labels.PORT])
-            code, body = probe.get(self._probe_url(port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
-            health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
-            image = (container.image.tags or [container.image.id[:19]])[0]
-            rows.append(SeatStatus(seat, container.status, self.url(port), image, health,
-                                   (body or {}).get("last_activity", "-"), home))
-        return rows
+        return {seat: (found.get(seat), volumes.get(seat), usage.get(volumes.get(seat, ""), -1))
+                for seat in set(found) | set(volumes)}
 
-    def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
-        """Archive every seat from its volume, verify, then remove it; a seat that fails stays, the others go on."""
+    def status_row(self, seat: str, instance: tuple[Container | None, str | None, int] | None) -> SeatStatus:
+        """State, URL, image, health, last activity and home usage of one seat."""
+        container, volume, used = instance or (None, None, -1)
+        home = f"{used / 2**20:,.1f} MiB" if used >= 0 else "-"
+        if container is None:
+            return SeatStatus(seat, "home only" if volume else "missing", "", "", "-", "-", home)
+        port = int(container.labels[labels.PORT])
+        code, body = probe.get(self._probe_url(port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
+        health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
+        image = (container.image.tags or [container.image.id[:19]])[0]
+        return SeatStatus(seat, container.status, self.url(port), image, health, (body or {}).get("last_activity", "-"), home)
+
+    def teardown_units(self) -> list[tuple[str, list[Container]]]:
+        """Every seat with a container or a home volume, with its containers."""
         by_seat: dict[str, list[Container]] = {}
         for container in self.containers():
             by_seat.setdefault(container.labels[labels.SEAT], []).append(container)
-        outcomes = []
-        for seat in sorted(set(by_seat) | set(self._volumes())):
-            try:
-                done = self.archive(seat, archive_dir)
-                self._remove_seat(seat, by_seat.get(seat, []), keep_volume=keep_volumes)
-            except CoursekitError as exc:
-                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the seat is left in place"))
-                continue
-            skipped = f"; skipped {len(done.skipped)} special files" if done.skipped else ""
-            outcomes.append(Outcome(seat, "teardown", True,
-                                    f"archived {done.files} files ({done.size:,} bytes) to {done.path}{skipped}"))
-        if all(o.ok for o in outcomes):
+        return [(seat, by_seat.get(seat, [])) for seat in sorted(set(by_seat) | set(self._volumes()))]
+
+    def archive_and_remove(self, seat: str, unit: list[Container], archive_dir: Path, keep_volumes: bool) -> archive.Archived:
+        done = self.archive(seat, archive_dir)
+        self._remove_seat(seat, unit, keep_volume=keep_volumes)
+        return done
+
+    def after_teardown(self, everything_removed: bool) -> None:
+        if everything_removed:
             with engine.guarded("removing the course's network"):
                 for network in self.client.networks.list(filters=labels.course_filter(self.slug)):
                     network.remove()
-        return outcomes
 
     def leftovers(self) -> list[str]:
         """Everything still labelled with this course (for teardown's final check)."""

@@ -24,10 +24,11 @@ from coursekit import archive, labels, names
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
-from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
+from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
+from coursekit.fleet.provider import Provider
 from coursekit.seatclient import SeatClient, UntrustedSeat
-from coursekit.seats import credential, seats, status_order
+from coursekit.seats import SeatTokens
 
 HTTPS_PORT = 443
 SEAT_REPORT = "/coursekit/seat.json"
@@ -59,13 +60,15 @@ def _status(exc: Exception) -> int:
     return getattr(exc, "status_code", None) or 0
 
 
-class OpenStackFleet:
+class OpenStackProvider(Provider):
     """Reconciles the course's seats as VMs."""
 
-    def __init__(self, course: Course, secret: str, connection=None, backoff: float = 1.0):
-        self.course, self.secret, self.backoff = course, secret, backoff
+    name = "openstack"
+
+    def __init__(self, course: Course, tokens: SeatTokens, connection=None, backoff: float = 1.0):
+        super().__init__(course, tokens)
+        self.backoff = backoff
         self.settings = course.fleet.openstack
-        self.slug = course.course.slug
         self.tag = f"{labels.COURSE_TAG_PREFIX}{self.slug}"
         self.group_name = f"coursekit-{self.slug}"
         self.boot_timeout = self.settings.boot_timeout_minutes * 60
@@ -76,6 +79,10 @@ class OpenStackFleet:
                 f"cannot use cloud {self.settings.cloud!r} ({exc}); put its application credential in clouds.yaml "
                 "(see clouds.yaml.example) or set OS_* variables and use cloud: envvars"
             ) from None
+
+    @classmethod
+    def connect(cls, course: Course, tokens: SeatTokens) -> OpenStackProvider:
+        return cls(course, tokens)
 
     # Names and addresses -----------------------------------------------------------------------
 
@@ -91,9 +98,6 @@ class OpenStackFleet:
 
     def url(self, seat: str, address: str) -> str:
         return f"https://{self.site(seat, address)}/"
-
-    def token(self, seat: str) -> str:
-        return credential(self.secret, self.slug, seat)
 
     def fingerprint(self) -> str:
         s = self.settings
@@ -124,7 +128,7 @@ class OpenStackFleet:
         """The seat's Jupyter: a DNS name is checked against the public CAs, a bare address against the seat's pinned key."""
         if self.settings.dns_domain:
             return SeatClient(seat, f"https://{self.site(seat, address)}:{HTTPS_PORT}", self.token(seat))
-        pinned = seattls.public_key_der(seattls.seat_key(self.secret, self.slug, seat))
+        pinned = seattls.public_key_der(self.tokens.tls_key(seat))
         return SeatClient(seat, f"https://{address}:{HTTPS_PORT}", self.token(seat), pinned)
 
     def _get(self, seat: str, address: str, path: str, timeout: float = 5) -> tuple[int, dict | None]:
@@ -179,12 +183,9 @@ class OpenStackFleet:
         fips = self._fips()
         return [self._observe(s, fips) for s in self._servers() if s.metadata.get(labels.META_SEAT)]
 
-    def desired(self, image: str) -> list[Desired]:
-        return [Desired(s.id, image, self.fingerprint()) for s in seats(self.course)]
-
     # Preflight ----------------------------------------------------------------------------------
 
-    def preflight(self, actions: list[Action], fips: dict) -> dict:
+    def _check_cloud(self, actions: list[Action], fips: dict) -> dict:
         """Check flavor, image, networks and quotas before creating anything; returns what was found."""
         s = self.settings
         found = {
@@ -255,7 +256,7 @@ class OpenStackFleet:
         seat = item.action.seat
         address = item.fip.floating_ip_address
         tls = None if self.settings.dns_domain else seattls.seat_certificate(
-            seattls.seat_key(self.secret, self.slug, seat), seat, address)
+            self.tokens.tls_key(seat), seat, address)
         user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat), tls)
         attrs = dict(
             name=self.server_name(seat), flavor_id=found["flavor"].id, image_id=found["image"].id,
@@ -287,7 +288,7 @@ class OpenStackFleet:
             if item.action.kind is Kind.REPLACE:
                 progress.update(seat, "replacing", item.action.reason)
                 if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
-                    done = self.archive(seat, fips[seat].floating_ip_address, archive_dir)
+                    done = self._archive_at(seat, fips[seat].floating_ip_address, archive_dir)
                     progress.update(seat, "replacing", f"work archived to {done.path}")
                 self._call("deleting the old VM", self.conn.compute.delete_server, item.action.observed.instance_id)
             item.fip = self._floating_ip(seat, fips, found)
@@ -341,7 +342,7 @@ class OpenStackFleet:
         outcomes: dict[str, Outcome] = {}
         work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
         fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE, Kind.WAKE) for a in actions) else {}
-        found = self.preflight(actions, fips) if work else {}
+        found = self._check_cloud(actions, fips) if work else {}
         group = self._security_group() if work else None
         items = [_Seat(a) for a in work]
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
@@ -447,8 +448,14 @@ class OpenStackFleet:
                 raise archive.ArchiveError(f"cannot read the home folder through its VM: {exc}") from None
         return stream
 
-    def archive(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
+    def archive(self, seat: str, archive_dir: Path) -> archive.Archived:
         """Archive a seat's home through its VM with its credential, and verify it path by path."""
+        fip = self._fips().get(seat)
+        if fip is None or not fip.port_id:
+            raise archive.ArchiveError("it has no floating IP to be read through")
+        return self._archive_at(seat, fip.floating_ip_address, archive_dir)
+
+    def _archive_at(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
         return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, archive.course_checksums(self.course.data))
 
     def _wait_answering(self, seat: str, server_id: str, address: str) -> None:
@@ -479,7 +486,7 @@ class OpenStackFleet:
             elif status != "ACTIVE":
                 raise CoursekitError(f"VM {status}: its disk holds the student's work and cannot be read; left in place "
                                      f"(deploy --discard {seat} deletes it, and the work on it)")
-            done = self.archive(seat, fip.floating_ip_address, archive_dir)
+            done = self._archive_at(seat, fip.floating_ip_address, archive_dir)
         self._call("deleting the VM", self.conn.compute.delete_server, server.id)
         if fip is not None:
             self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
@@ -503,49 +510,47 @@ class OpenStackFleet:
     def urls(self) -> dict[str, str]:
         return {seat: self.url(seat, fip.floating_ip_address) for seat, fip in self._fips().items() if fip.port_id}
 
-    def status(self) -> list[SeatStatus]:
+    def instances_by_seat(self) -> dict[str, tuple]:
+        """seat → (its server, its floating IP)."""
         fips = self._fips()
-        servers = {s.metadata.get(labels.META_SEAT): s for s in self._servers()}
-        rows = []
-        for seat in status_order(self.course, servers):
-            server, fip = servers.get(seat), fips.get(seat)
-            if server is None:
-                rows.append(SeatStatus(seat, "missing", "", "", "-", "-"))
-                continue
-            reachable = fip is not None and fip.port_id
-            try:
-                code, body = self._get(seat, fip.floating_ip_address, "/api/status") if reachable else (0, None)
-                health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
-            except UntrustedSeat:
-                code, body, health = 0, None, "unexpected certificate: token withheld"
-            url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
-            image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get(labels.META_IMAGE, "")
-            activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
-            rows.append(SeatStatus(seat, server.status.lower(), url, image, health, activity))
-        return rows
+        return {s.metadata.get(labels.META_SEAT): (s, fips.get(s.metadata.get(labels.META_SEAT))) for s in self._servers()}
 
-    def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
-        """Archive every seat (waking powered-off and shelved ones), then delete its VM and floating IP;
-        a seat that cannot be archived stays and is reported, and the others go on."""
+    def status_row(self, seat: str, instance: tuple | None) -> SeatStatus:
+        if instance is None:
+            return SeatStatus(seat, "missing", "", "", "-", "-")
+        server, fip = instance
+        reachable = fip is not None and fip.port_id
+        try:
+            code, body = self._get(seat, fip.floating_ip_address, "/api/status") if reachable else (0, None)
+            health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
+        except UntrustedSeat:
+            code, body, health = 0, None, "unexpected certificate: token withheld"
+        url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
+        image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get(labels.META_IMAGE, "")
+        activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
+        return SeatStatus(seat, server.status.lower(), url, image, health, activity)
+
+    def teardown_units(self) -> list[tuple[str, tuple]]:
+        """Every server with its address, then every address whose server is already gone."""
         fips = self._fips()
-        outcomes = []
-        for server in self._servers():
-            seat = server.metadata.get(labels.META_SEAT, server.name)
-            try:
-                done = self._archive_then_delete(seat, server, fips.get(seat), archive_dir)
-            except CoursekitError as exc:
-                left = "left running" if server.status == "ACTIVE" else "left in place"
-                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; the VM is {left}"))
-                continue
-            outcomes.append(Outcome(seat, "teardown", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}"
-                                    if done else "it never served: deleted"))
-        handled = {o.seat for o in outcomes}
-        for seat, fip in fips.items():
-            if seat not in handled:  # its VM was already gone: nothing to archive, release the address
-                self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
-        if all(o.ok for o in outcomes):
+        units = [(s.metadata.get(labels.META_SEAT, s.name), (s, fips.get(s.metadata.get(labels.META_SEAT)))) for s in self._servers()]
+        served = {seat for seat, _ in units}
+        return units + [(seat, (None, fip)) for seat, fip in fips.items() if seat not in served]
+
+    def archive_and_remove(self, seat: str, unit: tuple, archive_dir: Path, keep_volumes: bool) -> archive.Archived | None:
+        server, fip = unit
+        if server is None:  # its VM was already gone: nothing to archive, release the address
+            self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
+            return None
+        return self._archive_then_delete(seat, server, fip, archive_dir)
+
+    def left_in_place(self, unit: tuple) -> str:
+        server, _ = unit
+        return "the VM is left running" if server is not None and server.status == "ACTIVE" else "the VM is left in place"
+
+    def after_teardown(self, everything_removed: bool) -> None:
+        if everything_removed:
             self._delete_group_when_free()
-        return outcomes
 
     def _delete_group_when_free(self) -> None:
         deadline = time.monotonic() + self.boot_timeout

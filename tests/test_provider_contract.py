@@ -1,0 +1,140 @@
+"""The provider contract, run unchanged over every registered provider: docker on the real engine, openstack
+on the Jetstream2 emulator. A provider without a rig here fails the suite: a new provider brings one."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import run_coursekit
+from helpers import build, edit_course, make_course
+from os_emulator import Emulator
+
+SECRET = "contract-tests-7Qx2Lm9Kp4Zt"
+STUDENTS = ["ann", "ben", "cy"]
+
+
+class DockerRig:
+    """Seats as containers on this machine's engine."""
+
+    marks = [pytest.mark.docker]
+
+    def __init__(self, request, tmp_path):
+        self.docker = request.getfixturevalue("docker_client")
+        self.repo = request.getfixturevalue("fleet_factory")("contract-docker", students=STUDENTS)
+        built = build(self.repo, request.getfixturevalue("base_image"))
+        assert built.returncode == 0, built.stderr
+        self.env = {"COURSEKIT_SECRET": SECRET}
+        self.deploy_args: list[str] = []
+
+    def write(self, seat: str, path: str, content: bytes) -> None:
+        """Put a file into the seat's home as the student would (any path, hidden ones too)."""
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            info = tarfile.TarInfo(path)
+            info.size, info.uid, info.gid = len(content), 1000, 100
+            tar.addfile(info, io.BytesIO(content))
+        assert self.docker.containers.get(f"coursekit-contract-docker.{seat}").put_archive("/home/jovyan", data.getvalue())
+
+    def stop(self) -> None:
+        pass
+
+
+class OpenStackRig:
+    """Seats as VMs on the emulated Jetstream2."""
+
+    marks = [pytest.mark.cloud]
+
+    def __init__(self, request, tmp_path):
+        self.cloud = Emulator()
+        self.cloud.boot_seconds = 0.3
+        self.cloud.start()
+        self.repo = make_course(request.getfixturevalue("course_repo"), tmp_path / "course", "contract-openstack", STUDENTS)
+        edit_course(self.repo, lambda d: (d["fleet"].update(provider="openstack"),
+                                          d["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25)))
+        self.env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(self.cloud.clouds_yaml(tmp_path / "clouds.yaml"))}
+        self.deploy_args = ["--image", "docker.io/your-user/contract:abc1234"]
+
+    def write(self, seat: str, path: str, content: bytes) -> None:
+        server = next(s for s in self.cloud.live_servers() if s["metadata"]["coursekit-seat"] == seat)
+        target = server["_home"] / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+    def stop(self) -> None:
+        self.cloud.stop()
+
+
+RIGS = {"docker": DockerRig, "openstack": OpenStackRig}
+
+
+def _registered() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}"))
+    from coursekit.fleet.provider import PROVIDERS
+
+    return sorted(PROVIDERS)
+
+
+PARAMS = [pytest.param(name, marks=RIGS[name].marks if name in RIGS else []) for name in _registered()]
+
+
+@pytest.fixture(params=PARAMS)
+def rig(request, tmp_path):
+    assert request.param in RIGS, f"provider {request.param!r} is registered but has no rig in the contract suite"
+    made = RIGS[request.param](request, tmp_path)
+    yield made
+    made.stop()
+
+
+def _run(rig, *args: str):
+    return run_coursekit(rig.repo, *args, env=rig.env)
+
+
+def _deploy(rig, *args: str):
+    result = _run(rig, "deploy", *rig.deploy_args, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_deploy_converges_and_every_seat_answers_only_its_own_credential(rig):
+    _deploy(rig)
+    status = json.loads(_run(rig, "status", "--json").stdout)
+    assert [(r["seat"], r["health"]) for r in status] == [(s, "ok") for s in STUDENTS]
+    roster = {r["seat"]: r for r in csv.DictReader(io.StringIO(_run(rig, "roster").stdout))}
+    assert sorted(roster) == STUDENTS and len({r["url"] for r in roster.values()}) == len(STUDENTS)
+    assert all(r["url"] == next(s["url"] for s in status if s["seat"] == seat) for seat, r in roster.items())
+    plan = _run(rig, "plan", *rig.deploy_args)
+    assert plan.returncode == 0 and plan.stdout.count(" keep ") == len(STUDENTS)
+    again = _deploy(rig)
+    assert again.stdout.count(" keep ") == len(STUDENTS)
+
+
+def test_a_seat_leaving_the_roster_is_archived_before_it_goes(rig, tmp_path):
+    _deploy(rig)
+    rig.write("cy", "work/.git/HEAD", b"ref: refs/heads/main\n")
+    edit_course(rig.repo, lambda d: d["seats"].update(students=[s for s in d["seats"]["students"] if s["id"] != "cy"]))
+    _deploy(rig, "--yes", "--archive-dir", str(tmp_path / "left"))
+    with tarfile.open(tmp_path / "left" / "cy.tar.gz") as tar:
+        assert tar.extractfile("work/.git/HEAD").read() == b"ref: refs/heads/main\n"
+    status = json.loads(_run(rig, "status", "--json").stdout)
+    assert [r["seat"] for r in status] == ["ann", "ben"]
+
+
+def test_teardown_archives_every_seat_and_leaves_nothing(rig, tmp_path):
+    _deploy(rig)
+    for seat in STUDENTS:
+        rig.write(seat, ".config/notes.txt", f"{seat}'s hidden notes".encode())
+    torn = _run(rig, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"))
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    assert "nothing of" in torn.stdout and "is left" in torn.stdout
+    for seat in STUDENTS:
+        with tarfile.open(tmp_path / "arch" / f"{seat}.tar.gz") as tar:
+            assert tar.extractfile(".config/notes.txt").read() == f"{seat}'s hidden notes".encode()
+    assert json.loads(_run(rig, "status", "--json").stdout) == [
+        {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-"} for s in STUDENTS
+    ]

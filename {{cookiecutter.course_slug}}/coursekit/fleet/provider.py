@@ -1,0 +1,152 @@
+"""The provider contract: what every kind of fleet does, the parts they share, and the one registry.
+
+A provider is one subclass of Provider and one line in PROVIDERS. The CLI's --provider choices, the schema's
+fleet.provider enum (a test holds them equal) and fleet_for all read PROVIDERS; the class is imported
+only when a command needs it, so heavy SDKs load only then. Shared here, written once: the desired seats,
+tokens, the order of status rows, and teardown as a template method (archive, verify, then remove, seat
+by seat, one failure never stopping the others), as dockerspawner shares a spawner's lifecycle.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Iterable
+
+from coursekit.archive import Archived
+from coursekit.config import Course
+from coursekit.errors import CoursekitError
+from coursekit.fleet.plan import Action, Desired, Observed, Outcome, SeatStatus
+from coursekit.seats import SeatTokens, seats, status_order
+
+# name → "module:Class". Adding a provider: write the class, add its line here (and to the schema's enum).
+PROVIDERS: dict[str, str] = {
+    "docker": "coursekit.fleet.dockerhost:DockerProvider",
+    "openstack": "coursekit.fleet.openstack:OpenStackProvider",
+}
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The registered class called name (imported now)."""
+    if name not in PROVIDERS:
+        raise CoursekitError(f"no provider called {name!r}; registered: {', '.join(sorted(PROVIDERS))}")
+    module, _, attribute = PROVIDERS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def fleet_for(course: Course, provider: str | None, tokens: SeatTokens) -> Provider:
+    """The provider for course (--provider, else fleet.provider), connected."""
+    return provider_class(provider or course.fleet.provider).connect(course, tokens)
+
+
+class Provider(ABC):
+    """One kind of fleet. Subclasses talk to their SDK through a thin adapter and raise CoursekitError only."""
+
+    name: ClassVar[str]
+
+    def __init__(self, course: Course, tokens: SeatTokens):
+        self.course, self.tokens = course, tokens
+        self.slug = course.course.slug
+
+    @classmethod
+    @abstractmethod
+    def connect(cls, course: Course, tokens: SeatTokens) -> Provider:
+        """A provider talking to its engine or cloud (a clear CoursekitError when it cannot)."""
+
+    def token(self, seat: str) -> str:
+        return self.tokens.token(seat)
+
+    # Desired state -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """What the seats' settings hash to; an instance with another fingerprint is replaced."""
+
+    @abstractmethod
+    def resolve_image(self, ref: str) -> str:
+        """What an instance records as its image for ref (a local image id, or the reference itself)."""
+
+    def preflight(self) -> None:
+        """Refuse, before anything is planned, settings this provider cannot honour."""
+        return None  # a hook: nothing to check unless the provider says so
+
+    def desired(self, image: str) -> list[Desired]:
+        """The course's seats as course.yaml wants them."""
+        self.preflight()
+        return [Desired(s.id, image, self.fingerprint()) for s in seats(self.course)]
+
+    # Observing and applying -------------------------------------------------------------------------
+
+    @abstractmethod
+    def observe(self) -> list[Observed]:
+        """The course's instances as they are, found by exact labels or tags."""
+
+    @abstractmethod
+    def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
+        """Carry out a plan; one outcome per acting seat, one seat's failure never stopping the others."""
+
+    @abstractmethod
+    def urls(self) -> dict[str, str]:
+        """seat → the URL students open."""
+
+    # Status --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def instances_by_seat(self) -> dict[str, Any]:
+        """seat → whatever the provider needs to describe it (a container, a server and its address...)."""
+
+    @abstractmethod
+    def status_row(self, seat: str, instance: Any | None) -> SeatStatus:
+        """One row of `coursekit status` (instance None: the seat has nothing)."""
+
+    def status(self) -> list[SeatStatus]:
+        """Every seat in roster order, then any the roster no longer has."""
+        found = self.instances_by_seat()
+        return [self.status_row(seat, found.get(seat)) for seat in status_order(self.course, found)]
+
+    # Archiving and teardown (template method) -----------------------------------------------------
+
+    @abstractmethod
+    def archive(self, seat: str, archive_dir: Path) -> Archived:
+        """Archive one seat's home into archive_dir/<seat>.tar.gz and verify it path by path."""
+
+    @abstractmethod
+    def teardown_units(self) -> Iterable[tuple[str, Any]]:
+        """(seat, what holds it) for everything of the course that teardown must archive and remove."""
+
+    @abstractmethod
+    def archive_and_remove(self, seat: str, unit: Any, archive_dir: Path, keep_volumes: bool) -> Archived | None:
+        """Archive the seat (None when it provably holds no work), verify, then remove it; CoursekitError leaves it."""
+
+    def left_in_place(self, unit: Any) -> str:
+        """How a unit that could not be archived is left, for the report."""
+        return "the seat is left in place"
+
+    def after_teardown(self, everything_removed: bool) -> None:
+        """Remove what the seats shared (a network, a security group) once no seat is left."""
+        return None  # a hook: nothing shared unless the provider says so
+
+    def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
+        """Archive every seat, verify it, then remove it; a seat that fails stays and is reported, the others go on."""
+        outcomes = []
+        for seat, unit in self.teardown_units():
+            try:
+                done = self.archive_and_remove(seat, unit, archive_dir, keep_volumes)
+            except CoursekitError as exc:
+                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; {self.left_in_place(unit)}"))
+                continue
+            outcomes.append(Outcome(seat, "teardown", True, describe_archive(done)))
+        self.after_teardown(all(o.ok for o in outcomes))
+        return outcomes
+
+    @abstractmethod
+    def leftovers(self) -> list[str]:
+        """Everything still tagged with the course (teardown's final check)."""
+
+
+def describe_archive(done: Archived | None) -> str:
+    """The report line of one archived seat."""
+    if done is None:
+        return "nothing on it to archive (it never served anyone, or its VM was already gone): removed"
+    skipped = f"; left out {len(done.skipped)} special files (pipes, sockets)" if done.skipped else ""
+    return f"archived {done.files} files ({done.size:,} bytes) to {done.path}{skipped}"
