@@ -80,3 +80,14 @@ def fleet_factory(course_repo, tmp_path, docker_client):
             volume.remove(force=True)
         for network in docker_client.networks.list(filters=label):
             network.remove()
+
+
+def pytest_collection_modifyitems(items):
+    """Mark what needs the Docker engine or the cloud emulator by the fixtures it uses, so the fast lane
+    (`-m "not docker and not cloud and not slow"`) never starts either and a new test cannot forget its mark."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"docker_client", "base_image", "registry", "readonly_registry", "course_containers", "fleet_factory"}:
+            item.add_marker(pytest.mark.docker)
+        if names & {"cloud"} or item.module.__name__ in ("test_openstack",):
+            item.add_marker(pytest.mark.cloud)

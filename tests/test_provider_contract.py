@@ -2,6 +2,7 @@
 on the Jetstream2 emulator. A provider without a rig here fails the suite: a new provider brings one."""
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -72,12 +73,12 @@ RIGS = {"docker": DockerRig, "openstack": OpenStackRig}
 
 
 def _registered() -> list[str]:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}"))
-    from coursekit.fleet.provider import PROVIDERS
-
-    return sorted(PROVIDERS)
+    """The registry's names, read from the template's source without importing it (collection must not put
+    the unrendered package on sys.path)."""
+    source = (Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "provider.py")
+    tree = ast.parse(source.read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
+    return sorted(ast.literal_eval(node.value))
 
 
 PARAMS = [pytest.param(name, marks=RIGS[name].marks if name in RIGS else []) for name in _registered()]

@@ -141,11 +141,16 @@ def login(client: docker.DockerClient, registry: str, username: str, password: s
 
 
 @contextmanager
-def running(client: docker.DockerClient, image: str, **options) -> Iterator[Container]:
-    """Run a detached container and always remove it (with its anonymous volumes), also on Ctrl-C."""
+def running(client: docker.DockerClient, image: str, before_start: Callable[[Container], None] | None = None,
+            **options) -> Iterator[Container]:
+    """Create a container, let before_start prepare it (e.g. copy files in), start it, and always remove it
+    (with its anonymous volumes), also on Ctrl-C."""
     container = None
     try:
-        container = client.containers.run(image, detach=True, **options)
+        container = client.containers.create(image, **options)
+        if before_start is not None:
+            before_start(container)
+        container.start()
         yield container
     except docker.errors.ImageNotFound:
         raise DockerError(f"image {image} is not here; build it first with `python -m coursekit build`") from None

@@ -8,8 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import docker
+from docker.models.containers import Container
 
 from coursekit import cost, engine, labels, probe
 from coursekit.config import Course, NotebookSettings
@@ -19,6 +21,7 @@ from coursekit.seats import SeatTokens
 from coursekit.validate import list_notebooks, memory_bytes
 
 RUNNER = (Path(__file__).parent / "nbrunner.py").read_text()  # run in the image with `python3 -c`
+HOME = "/home/jovyan"
 
 @dataclass(frozen=True)
 class Check:
@@ -83,7 +86,7 @@ def _summary(result: dict) -> str:
 def _describe_failure(result: dict) -> str:
     if "cell" not in result:
         return result["error"]
-    where = f"code cell {result['cell']} of {result['code_cells']}" if result["cell"] else "before the first cell"
+    where = f"code cell {result['cell']}" if result["cell"] else "before the first cell"
     lines = [f"{where}: {result['error']}"]
     if result.get("line"):
         lines.append(f"  at: {result['line']}")
@@ -92,7 +95,7 @@ def _describe_failure(result: dict) -> str:
 
 
 def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: NotebookSettings, timeout: int,
-                  limits: SeatLimits, options: dict) -> Check:
+                  limits: SeatLimits, options: dict, seed: Callable[[Container], None] | None) -> Check:
     """One notebook in a container of its own with the seat's limits, started like a seat (hooks, data)."""
     name = f"notebook {rel}"
     if settings.skip:
@@ -100,7 +103,7 @@ def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: N
     command = ["/usr/local/bin/start.sh", "python3", "-c", RUNNER, f"{IN_IMAGE}/notebooks/{rel}", str(timeout),
                "1" if settings.allow_errors else "0"]
     started = time.monotonic()
-    with engine.running(client, image, command=command, nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory,
+    with engine.running(client, image, seed, command=command, nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory,
                         memswap_limit=limits.memory, **options) as container:
         exited = engine.wait(container, timeout + 120)
         output = engine.logs_tail(container, 200)
@@ -116,9 +119,10 @@ def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: N
     return Check(name, result["ok"], _summary(result) if result["ok"] else _describe_failure(result), seconds)
 
 
-def run_notebooks(client: docker.DockerClient, course: Course, image: str, options: dict,
-                  timeout: int | None = None) -> tuple[list[Check], float, int]:
-    """Every notebook as course.yaml's test settings say, in parallel; (checks, wall seconds, workers)."""
+def run_notebooks(client: docker.DockerClient, course: Course, image: str, options: dict, timeout: int | None = None,
+                  seed: Callable[[Container], None] | None = None) -> tuple[list[Check], float, int]:
+    """Every notebook as course.yaml's test settings say, in parallel; (checks, wall seconds, workers).
+    seed prepares each notebook's container before it starts (run_checks copies the verified data in)."""
     limits = seat_limits(course)
     found = notebooks(course)
     workers = parallelism(client, limits, len(found))
@@ -126,7 +130,7 @@ def run_notebooks(client: docker.DockerClient, course: Course, image: str, optio
 
     def one(rel: str) -> Check:
         settings = course.test.for_notebook(rel)
-        return _run_notebook(client, image, rel, settings, settings.timeout or timeout or course.test.timeout, limits, options)
+        return _run_notebook(client, image, rel, settings, settings.timeout or timeout or course.test.timeout, limits, options, seed)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         checks = list(pool.map(one, found))
@@ -176,8 +180,15 @@ def run_checks(
             f"{len(course.data)} file(s) in ~/data match their sha256",
         ))
         checks.append(_exec_check(container, "pip check", ["pip", "check"], "no broken requirements"))
-    notebook_options = {k: v for k, v in options.items() if k in ("labels", "network_mode")}
-    ran, wall, workers = run_notebooks(client, course, image, notebook_options, notebook_timeout)
+        notebook_options = {k: v for k, v in options.items() if k in ("labels", "network_mode")}
+
+        def seed(notebook_container) -> None:
+            """The data this container fetched and verified, so each notebook's start finds it there."""
+            with engine.guarded("copying the course data into a notebook's container"):
+                chunks, _ = container.get_archive(f"{HOME}/data")
+                notebook_container.put_archive(HOME, chunks)
+
+        ran, wall, workers = run_notebooks(client, course, image, notebook_options, notebook_timeout, seed)
     return [*checks, *ran, _timing(ran, wall, workers)]
 
 

@@ -33,7 +33,8 @@ def _error_output(cell) -> dict | None:
 def _failure(cell, number: int, error: dict | None, fallback: str) -> dict:
     """Where and why a cell failed: its number, the line that raised, the exception and the traceback's end."""
     lines = ANSI.sub("", "\n".join((error or {}).get("traceback", []))).splitlines()
-    pointed = [line.split("---->", 1)[1].strip() for line in lines if "---->" in line]
+    # IPython marks the failing line "----> 3     raise ...": keep the code, not the arrow and line number.
+    pointed = [re.sub(r"^\d+\s+", "", line.split("---->", 1)[1].strip()) for line in lines if "---->" in line]
     source = [line for line in cell.get("source", "").splitlines() if line.strip()]
     failing = pointed[-1] if pointed else (source[-1].strip() if source else "")
     what = f"{error['ename']}: {error['evalue']}" if error else fallback
