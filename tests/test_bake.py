@@ -9,6 +9,8 @@ import pytest
 import yaml
 from conftest import TEMPLATE, actionlint, baked, run_coursekit
 
+pytestmark = pytest.mark.slow  # a matrix of real bakes, each linted by actionlint
+
 CHOICES = {key: value for key, value in json.loads((TEMPLATE / "cookiecutter.json").read_text()).items() if isinstance(value, list)}
 
 

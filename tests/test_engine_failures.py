@@ -11,6 +11,8 @@ from conftest import run_coursekit
 from helpers import copy_course
 from services import free_port
 
+pytestmark = pytest.mark.slow  # every command as its own process
+
 COMMANDS = [
     ("build",), ("test",), ("publish",), ("plan",), ("deploy",), ("status",), ("teardown", "--yes"),
 ]

@@ -12,6 +12,8 @@ from conftest import TEMPLATE, baked, run_coursekit
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
+pytestmark = pytest.mark.slow  # real cookiecutter bakes
+
 BAD_ANSWERS = [
     ({"course_slug": "Intro Course"}, "ERROR: course_slug: 'Intro Course' is not a valid course slug"),
     ({"course_slug": "a" * 33}, "is too long for a course slug (33 characters, at most 32)"),

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import copy_course, edit_course
 
+pytestmark = pytest.mark.slow  # pip asks a package index
+
 VERSIONS = {"nibabel": ["5.3.3", "5.4.0", "5.4.2"], "dipy": ["1.11.0", "1.12.0", "1.12.1"]}
 
 

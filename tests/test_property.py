@@ -1,9 +1,12 @@
 """Random mutations of a valid course.yaml never make coursekit raise: they get problems or a Course."""
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+pytestmark = pytest.mark.slow  # hundreds of generated course.yaml files per property
 
 VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=40),

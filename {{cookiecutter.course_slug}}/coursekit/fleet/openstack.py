@@ -33,6 +33,9 @@ from coursekit.seats import SeatTokens
 HTTPS_PORT = 443
 SEAT_REPORT = "/coursekit/seat.json"
 HOME_TAR = "/coursekit/home.tar"
+WAKE_CALLS = {"SHUTOFF": ("starting the VM", "start_server"), "SHELVED": ("unshelving the VM", "unshelve_server"),
+              "SHELVED_OFFLOADED": ("unshelving the VM", "unshelve_server"), "SUSPENDED": ("resuming the VM", "resume_server"),
+              "PAUSED": ("unpausing the VM", "unpause_server")}
 POWERED_OFF = {"SHUTOFF": SeatState.STOPPED, "SHELVED": SeatState.PAUSED, "SHELVED_OFFLOADED": SeatState.PAUSED,
                "SUSPENDED": SeatState.STOPPED, "PAUSED": SeatState.STOPPED}
 RETRIES = 4
@@ -299,12 +302,12 @@ class OpenStackProvider(Provider):
             item.outcome = Outcome(seat, item.action.kind.value, False, str(exc), time.monotonic() - item.started)
             progress.update(seat, "FAILED", str(exc)[:120])
 
-    def _wake_server(self, server_id: str, state: str) -> None:
-        """Start a powered-off VM or unshelve a shelved one; its disk (and the student's work) stays."""
-        if state == SeatState.PAUSED:
-            self._retrying("unshelving the VM", self.conn.compute.unshelve_server, server_id)
-        else:
-            self._retrying("starting the VM", self.conn.compute.start_server, server_id)
+    def _wake_server(self, server_id: str, status: str | None = None) -> None:
+        """Bring a VM that is off back as nova says for its status (start, unshelve, resume, unpause);
+        its disk, and the student's work on it, stays."""
+        status = status or self._call("reading the VM", self.conn.compute.get_server, server_id).status
+        what, call = WAKE_CALLS.get(status, ("starting the VM", "start_server"))
+        self._retrying(what, getattr(self.conn.compute, call), server_id)
 
     def _wake(self, action: Action, fips: dict, progress: SeatProgress) -> _Seat:
         """Wake a seat whose disk holds work; it is done when Jupyter answers again, as after a boot."""
@@ -312,7 +315,7 @@ class OpenStackProvider(Provider):
         try:
             if item.fip is None:
                 raise CoursekitError("it has no floating IP to be reached through")
-            self._wake_server(item.server_id, action.observed.state)
+            self._wake_server(item.server_id)
             progress.update(action.seat, "waking", action.observed.detail)
         except CoursekitError as exc:
             item.outcome = item.finish(False, str(exc))
@@ -481,7 +484,7 @@ class OpenStackProvider(Provider):
             if fip is None or not fip.port_id:
                 raise CoursekitError("its disk may hold work but it has no floating IP to be read through; left in place")
             if status in POWERED_OFF:
-                self._wake_server(server.id, POWERED_OFF[status])
+                self._wake_server(server.id, status)
                 self._wait_answering(seat, server.id, fip.floating_ip_address)
             elif status != "ACTIVE":
                 raise CoursekitError(f"VM {status}: its disk holds the student's work and cannot be read; left in place "
