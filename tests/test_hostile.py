@@ -170,3 +170,15 @@ def test_instance_names_never_collide_and_stay_dns_labels(coursekit):
     made = [names.instance_name(slug, seat) for slug, seat in pairs]
     assert len(set(made)) == len(made)
     assert all(len(n) <= 63 and names.label_problem(n, "name", 63) is None for n in made)
+
+
+def test_a_course_without_a_notebooks_folder_says_so_at_build(coursekit, repo):
+    import shutil as sh
+
+    from coursekit.config import load_course
+    from coursekit.errors import CoursekitError
+    from coursekit.image import stage
+
+    sh.rmtree(repo / "notebooks")
+    with pytest.raises(CoursekitError, match="notebooks is missing: every student gets that folder's notebooks"):
+        stage(load_course(repo / "course.yaml"), None)

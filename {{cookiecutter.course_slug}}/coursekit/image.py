@@ -75,6 +75,10 @@ def course_dockerfile(course: Course) -> str:
 
 def stage(course: Course, ca_bundle: Path | None) -> Path:
     """Write .coursekit/ for the Dockerfile: CA bundle, tooling/ and content/ (each mirrors the image's /)."""
+    if not (course.root / "notebooks").is_dir():
+        raise CoursekitError(
+            f"{course.root / 'notebooks'} is missing: every student gets that folder's notebooks; create it (it may be empty)"
+        )
     stage_dir = course.root / STAGE
     shutil.rmtree(stage_dir, ignore_errors=True)
     tooling, content = stage_dir / "tooling", stage_dir / "content"

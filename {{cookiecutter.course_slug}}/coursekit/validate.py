@@ -286,8 +286,22 @@ def _check_docker(data: dict) -> Found:
         )
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _check_fleet(data: dict) -> Found:
     yield from _check_docker(data)
+    domain = _at(data, "fleet", "openstack", "dns_domain")
+    # It becomes part of every seat's site name (URLs, certificates, the VM's web server config).
+    if isinstance(domain, str) and (names.host_problem(domain) or "." not in domain or _is_ip(domain)):
+        yield ("fleet", "openstack", "dns_domain"), (
+            f"{domain!r} is not a DNS zone (write it like tra160003.projects.jetstream-cloud.org; no scheme, port or path)"
+        )
     for i, cidr in _strings(data, "fleet", "openstack", "ssh_cidrs"):
         try:
             ipaddress.ip_network(cidr, strict=False)
