@@ -67,6 +67,7 @@ def test_an_engine_that_refuses_gives_a_clear_error(repo, refusing_engine, comma
     assert "Traceback" not in result.stderr
     assert "\nerror: " in "\n" + result.stderr  # progress lines may come first
     assert "injected fault" in result.stderr or "Docker" in result.stderr
+    assert "unexpected" not in result.stderr and "the Docker engine failed: " not in result.stderr  # the adapter said it
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
@@ -74,3 +75,28 @@ def test_no_engine_at_all_says_how_to_start_one(repo, command):
     result = run_coursekit(repo, *command, env={**ENV, "DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot reach the Docker engine" in result.stderr and "docker info" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def unreachable_cloud(repo, tmp_path_factory):
+    """The course on the openstack provider, with a clouds.yaml whose endpoints answer nothing."""
+    import yaml
+    from helpers import edit_course
+
+    edit_course(repo, lambda d: d["fleet"].update(provider="openstack"))
+    clouds = tmp_path_factory.mktemp("clouds") / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"openstack": {
+        "auth_type": "v3applicationcredential", "region_name": "IU", "identity_api_version": 3,
+        "auth": {"auth_url": f"http://127.0.0.1:{free_port()}/identity/v3", "application_credential_id": "x",
+                 "application_credential_secret": "y"}}}}))
+    yield clouds
+    edit_course(repo, lambda d: d["fleet"].update(provider="docker"))
+
+
+@pytest.mark.parametrize("command", [("plan",), ("deploy", "--image", "x/y:1"), ("status",), ("teardown", "--yes")],
+                         ids=lambda c: c[0])
+def test_a_cloud_that_cannot_be_reached_gives_a_clear_error(repo, unreachable_cloud, command):
+    result = run_coursekit(repo, *command, env={**ENV, "OS_CLIENT_CONFIG_FILE": str(unreachable_cloud)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "\nerror: " in "\n" + result.stderr
+    assert "unexpected" not in result.stderr  # the cloud adapter named what failed; the last-resort handler did not

@@ -196,11 +196,14 @@ def publish(client: docker.DockerClient, course: Course, latest: bool) -> dict[s
         image = client.images.get(source)
     except docker.errors.ImageNotFound:
         raise PublishError(f"{source} is not here; build it first with `python -m coursekit build`") from None
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"cannot read {source} from the Docker engine: {getattr(exc, 'explanation', None) or exc}") from None
     credentials = auth_from_env(course.image.registry)
     auth = engine.login(client, course.image.registry, *credentials) if credentials else None
     pushed = {}
     for tag in publish_tags(course, latest):
-        image.tag(name, tag)
+        with engine.guarded(f"tagging {name}:{tag}"):
+            image.tag(name, tag)
         err.print(f"pushing {name}:{tag}")
         digest = engine.push(client, name, tag, auth)
         served = engine.registry_digest(client, f"{name}:{tag}", auth)

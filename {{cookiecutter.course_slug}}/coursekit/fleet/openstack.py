@@ -16,14 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import keystoneauth1.exceptions as ksaerr
-import openstack
-import openstack.exceptions as oserr
-
 from coursekit import archive, labels, names
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
+from coursekit.fleet.cloud import Cloud
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
@@ -33,12 +30,8 @@ from coursekit.seats import SeatTokens
 HTTPS_PORT = 443
 SEAT_REPORT = "/coursekit/seat.json"
 HOME_TAR = "/coursekit/home.tar"
-WAKE_CALLS = {"SHUTOFF": ("starting the VM", "start_server"), "SHELVED": ("unshelving the VM", "unshelve_server"),
-              "SHELVED_OFFLOADED": ("unshelving the VM", "unshelve_server"), "SUSPENDED": ("resuming the VM", "resume_server"),
-              "PAUSED": ("unpausing the VM", "unpause_server")}
 POWERED_OFF = {"SHUTOFF": SeatState.STOPPED, "SHELVED": SeatState.PAUSED, "SHELVED_OFFLOADED": SeatState.PAUSED,
                "SUSPENDED": SeatState.STOPPED, "PAUSED": SeatState.STOPPED}
-RETRIES = 4
 SSH_PORT, HTTP_PORT = 22, 80
 
 
@@ -59,9 +52,6 @@ class _Seat:
         return Outcome(self.action.seat, self.action.kind.value, ok, detail, time.monotonic() - self.started)
 
 
-def _status(exc: Exception) -> int:
-    return getattr(exc, "status_code", None) or 0
-
 
 class OpenStackProvider(Provider):
     """Reconciles the course's seats as VMs."""
@@ -70,18 +60,11 @@ class OpenStackProvider(Provider):
 
     def __init__(self, course: Course, tokens: SeatTokens, connection=None, backoff: float = 1.0):
         super().__init__(course, tokens)
-        self.backoff = backoff
         self.settings = course.fleet.openstack
         self.tag = f"{labels.COURSE_TAG_PREFIX}{self.slug}"
         self.group_name = f"coursekit-{self.slug}"
         self.boot_timeout = self.settings.boot_timeout_minutes * 60
-        try:
-            self.conn = connection or openstack.connect(cloud=self.settings.cloud)
-        except oserr.SDKException as exc:
-            raise CoursekitError(
-                f"cannot use cloud {self.settings.cloud!r} ({exc}); put its application credential in clouds.yaml "
-                "(see clouds.yaml.example) or set OS_* variables and use cloud: envvars"
-            ) from None
+        self.cloud = Cloud(connection, backoff) if connection is not None else Cloud.connect(self.settings.cloud, backoff)
 
     @classmethod
     def connect(cls, course: Course, tokens: SeatTokens) -> OpenStackProvider:
@@ -113,18 +96,11 @@ class OpenStackProvider(Provider):
 
     # Observing ----------------------------------------------------------------------------------
 
-    def _call(self, what: str, func, *args, **kwargs):
-        """One API call; SDK errors become CoursekitError naming what failed."""
-        try:
-            return func(*args, **kwargs)
-        except (oserr.SDKException, ksaerr.ClientException) as exc:
-            raise CoursekitError(f"{what} failed: {exc}") from None
-
     def _servers(self) -> list:
-        return list(self._call("listing the course's servers", self.conn.compute.servers, tags=self.tag))
+        return self.cloud.servers(self.tag)
 
     def _fips(self) -> dict[str, object]:
-        found = self._call("listing the course's floating IPs", self.conn.network.ips, tags=self.tag)
+        found = self.cloud.floating_ips(self.tag)
         return {t.removeprefix(labels.SEAT_TAG_PREFIX): f for f in found for t in f.tags if t.startswith(labels.SEAT_TAG_PREFIX)}
 
     def client(self, seat: str, address: str) -> SeatClient:
@@ -192,22 +168,22 @@ class OpenStackProvider(Provider):
         """Check flavor, image, networks and quotas before creating anything; returns what was found."""
         s = self.settings
         found = {
-            "flavor": self._call("looking up the flavor", self.conn.compute.find_flavor, s.flavor),
-            "image": self._call("looking up the image", self.conn.image.find_image, s.image),
-            "network": self._call("looking up the network", self.conn.network.find_network, s.network),
-            "public": self._call("looking up the public network", self.conn.network.find_network, "public"),
+            "flavor": self.cloud.find("flavor", s.flavor),
+            "image": self.cloud.find("image", s.image),
+            "network": self.cloud.find("network", s.network),
+            "public": self.cloud.find("network", "public"),
         }
         problems = [f"{what} {getattr(s, what, what)!r} does not exist in cloud {s.cloud!r}"
                     for what, value in found.items() if value is None]
-        if s.key_name and self._call("looking up the key pair", self.conn.compute.find_keypair, s.key_name) is None:
+        if s.key_name and self.cloud.find("key pair", s.key_name) is None:
             problems.append(f"key pair {s.key_name!r} does not exist; create it or remove fleet.openstack.key_name")
         if problems:
             raise CoursekitError("preflight failed:\n" + "\n".join(f"  {p}" for p in problems))
         new_servers = sum(a.kind is Kind.CREATE for a in actions)
         new_fips = sum(a.kind in (Kind.CREATE, Kind.REPLACE) and a.seat not in fips for a in actions)
         flavor = found["flavor"]
-        limits = self._call("reading compute quotas", self.conn.compute.get_limits).absolute
-        quota = self._call("reading network quotas", self.conn.network.get_quota, self.conn.current_project_id, details=True)
+        limits = self.cloud.compute_limits()
+        quota = self.cloud.network_quota()
         fip_quota = quota.floating_ips or {}
         checks = [
             ("instances", new_servers, limits.instances - limits.instances_used),
@@ -224,36 +200,14 @@ class OpenStackProvider(Provider):
 
     def _security_group(self) -> object:
         """The course's security group: 80 and 443 from anywhere, 22 only from fleet.openstack.ssh_cidrs."""
-        existing = list(self._call("listing security groups", self.conn.network.security_groups, tags=self.tag))
+        existing = self.cloud.security_groups(self.tag)
         if existing:
             return existing[0]
-        group = self._call("creating the security group", self.conn.network.create_security_group,
-                           name=self.group_name, description=f"coursekit course {self.slug}: HTTPS to the seats")
-        self._call("tagging the security group", self.conn.network.set_tags, group, [self.tag])
         rules = [(HTTP_PORT, "0.0.0.0/0"), (HTTPS_PORT, "0.0.0.0/0")] + [(SSH_PORT, c) for c in self.settings.ssh_cidrs]
-        for port, cidr in rules:
-            self._call("adding a security group rule", self.conn.network.create_security_group_rule,
-                       security_group_id=group.id, direction="ingress", ethertype="IPv6" if ":" in cidr else "IPv4",
-                       protocol="tcp", port_range_min=port, port_range_max=port, remote_ip_prefix=cidr)
-        return group
+        return self.cloud.create_security_group(self.group_name, f"coursekit course {self.slug}: HTTPS to the seats",
+                                                [self.tag], rules)
 
     # Applying -----------------------------------------------------------------------------------
-
-    def _retrying(self, what: str, func, *args, adopt=None, **kwargs):
-        """Retry 403/409/5xx with back-off (quota may free up as deletes finish); then give up clearly.
-        After a 5xx, adopt() may find what the failed call created anyway; that is returned instead of retrying."""
-        for attempt in range(1, RETRIES + 1):
-            try:
-                return func(*args, **kwargs)
-            except ksaerr.ClientException as exc:
-                raise CoursekitError(f"{what}: {exc}") from None
-            except oserr.HttpException as exc:
-                code = _status(exc)
-                if code >= 500 and adopt is not None and (found := adopt()) is not None:
-                    return found
-                if (code not in (403, 409) and code < 500) or attempt == RETRIES:
-                    raise CoursekitError(f"{what}: {exc.details or exc} (HTTP {code})") from None
-                time.sleep(min(2 ** attempt, 30) * self.backoff)
 
     def _create_server(self, item: _Seat, image: str, found: dict, group) -> None:
         seat = item.action.seat
@@ -272,18 +226,15 @@ class OpenStackProvider(Provider):
         )
         def existing():
             # The server may exist despite a 5xx: look it up by tag before any retry.
-            mine = list(self.conn.compute.servers(tags=f"{self.tag},{self.seat_tag(seat)}"))
+            mine = self.cloud.servers(f"{self.tag},{self.seat_tag(seat)}")
             return mine[0] if mine else None
 
-        item.server_id = self._retrying("creating the VM failed", self.conn.compute.create_server, adopt=existing, **attrs).id
+        item.server_id = self.cloud.create_server(existing, **attrs).id
 
     def _floating_ip(self, seat: str, fips: dict, found: dict):
         if seat in fips:
             return fips[seat]
-        fip = self._retrying("creating a floating IP", self.conn.network.create_ip,
-                             floating_network_id=found["public"].id, description=f"coursekit {self.slug} {seat}")
-        self._call("tagging the floating IP", self.conn.network.set_tags, fip, [self.tag, self.seat_tag(seat)])
-        return fip
+        return self.cloud.create_floating_ip(found["public"].id, f"coursekit {self.slug} {seat}", [self.tag, self.seat_tag(seat)])
 
     def _launch(self, item: _Seat, image: str, found: dict, group, fips: dict, archive_dir: Path, progress: SeatProgress) -> None:
         seat = item.action.seat
@@ -293,7 +244,7 @@ class OpenStackProvider(Provider):
                 if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
                     done = self._archive_at(seat, fips[seat].floating_ip_address, archive_dir)
                     progress.update(seat, "replacing", f"work archived to {done.path}")
-                self._call("deleting the old VM", self.conn.compute.delete_server, item.action.observed.instance_id)
+                self.cloud.delete_server(item.action.observed.instance_id, "deleting the old VM")
             item.fip = self._floating_ip(seat, fips, found)
             progress.update(seat, "creating", item.fip.floating_ip_address)
             self._create_server(item, image, found, group)
@@ -303,11 +254,8 @@ class OpenStackProvider(Provider):
             progress.update(seat, "FAILED", str(exc)[:120])
 
     def _wake_server(self, server_id: str, status: str | None = None) -> None:
-        """Bring a VM that is off back as nova says for its status (start, unshelve, resume, unpause);
-        its disk, and the student's work on it, stays."""
-        status = status or self._call("reading the VM", self.conn.compute.get_server, server_id).status
-        what, call = WAKE_CALLS.get(status, ("starting the VM", "start_server"))
-        self._retrying(what, getattr(self.conn.compute, call), server_id)
+        """Bring a VM that is off back as nova says for its status; its disk, and the student's work on it, stays."""
+        self.cloud.wake(server_id, status or self.cloud.server(server_id).status)
 
     def _wake(self, action: Action, fips: dict, progress: SeatProgress) -> _Seat:
         """Wake a seat whose disk holds work; it is done when Jupyter answers again, as after a boot."""
@@ -327,18 +275,14 @@ class OpenStackProvider(Provider):
         seat = action.seat
         item = _Seat(action, fip=fips.get(seat), server_id=action.observed.instance_id, attached=True)
         try:
-            self._retrying("asking the VM for the new image", self.conn.compute.set_server_metadata,
-                           item.server_id, **{labels.META_IMAGE: image})
+            self.cloud.set_metadata(item.server_id, "asking the VM for the new image", **{labels.META_IMAGE: image})
             progress.update(seat, "updating", "the VM pulls the new image; the home folder stays")
         except CoursekitError as exc:
             item.outcome = item.finish(False, str(exc))
         return item
 
     def _attach(self, item: _Seat) -> None:
-        ports = list(self._call("finding the VM's port", self.conn.network.ports, device_id=item.server_id))
-        if not ports:
-            raise CoursekitError("the VM has no network port")
-        self._retrying("attaching the floating IP", self.conn.network.update_ip, item.fip, port_id=ports[0].id)
+        self.cloud.attach_floating_ip(item.fip, item.server_id)
 
     def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
         """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
@@ -399,7 +343,7 @@ class OpenStackProvider(Provider):
             elif server.status == "ERROR" and not item.recreated and item.action.kind in (Kind.CREATE, Kind.REPLACE):
                 # A VM that failed in its first boot holds no work: one more try.
                 progress.update(seat, "recreating", (server.fault or {}).get("message", "ERROR"))
-                self._call("deleting the failed VM", self.conn.compute.delete_server, server.id)
+                self.cloud.delete_server(server.id, "deleting the failed VM")
                 item.recreated, item.started = True, time.monotonic()
                 self._create_server(item, image, found, group)
             elif server.status == "ERROR" and item.recreated:
@@ -422,7 +366,7 @@ class OpenStackProvider(Provider):
                 progress.update(seat, "booting", item.fip.floating_ip_address)
             if item.attached and item.outcome is None and server.status == "ACTIVE" and self._serves(item, image):
                 if server.metadata.get(labels.META_SERVED) != "yes":  # from now on its disk may hold work: never replace it unarchived
-                    self._retrying("marking the VM as serving", self.conn.compute.set_server_metadata, server.id, **{labels.META_SERVED: "yes"})
+                    self.cloud.set_metadata(server.id, "marking the VM as serving", **{labels.META_SERVED: "yes"})
                 item.outcome = item.finish(True, self.url(seat, item.fip.floating_ip_address))
                 progress.update(seat, "ready", item.outcome.detail)
         except CoursekitError as exc:
@@ -465,7 +409,7 @@ class OpenStackProvider(Provider):
         """Poll until the VM is ACTIVE and its Jupyter answers with the token, within the boot timeout."""
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
-            server = self._call("reading the VM", self.conn.compute.get_server, server_id)
+            server = self.cloud.server(server_id)
             if server.status == "ACTIVE" and self._probe(seat, address, timeout=3) == 200:
                 return
             if server.status == "ERROR":
@@ -490,19 +434,19 @@ class OpenStackProvider(Provider):
                 raise CoursekitError(f"VM {status}: its disk holds the student's work and cannot be read; left in place "
                                      f"(deploy --discard {seat} deletes it, and the work on it)")
             done = self._archive_at(seat, fip.floating_ip_address, archive_dir)
-        self._call("deleting the VM", self.conn.compute.delete_server, server.id)
+        self.cloud.delete_server(server.id)
         if fip is not None:
-            self._call("releasing the floating IP", self.conn.network.delete_ip, fip)
+            self.cloud.delete_floating_ip(fip)
         return done
 
     def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
         seat = action.seat
         try:
             if action.duplicate:
-                self._call("deleting the duplicate VM", self.conn.compute.delete_server, action.observed.instance_id)
+                self.cloud.delete_server(action.observed.instance_id, "deleting the duplicate VM")
                 return Outcome(seat, "remove", True, "duplicate removed")
             progress.update(seat, "archiving")
-            server = self._call("reading the VM", self.conn.compute.get_server, action.observed.instance_id)
+            server = self.cloud.server(action.observed.instance_id)
             done = self._archive_then_delete(seat, server, fips.get(seat), archive_dir)
             progress.update(seat, "removed", str(done.path) if done else "it never served")
             return Outcome(seat, "remove", True, f"archived to {done.path}, then removed" if done else "it never served; removed")
@@ -543,7 +487,7 @@ class OpenStackProvider(Provider):
     def archive_and_remove(self, seat: str, unit: tuple, archive_dir: Path, keep_volumes: bool) -> archive.Archived | None:
         server, fip = unit
         if server is None:  # its VM was already gone: nothing to archive, release the address
-            self._call("releasing a floating IP", self.conn.network.delete_ip, fip)
+            self.cloud.delete_floating_ip(fip)
             return None
         return self._archive_then_delete(seat, server, fip, archive_dir)
 
@@ -561,11 +505,11 @@ class OpenStackProvider(Provider):
             if time.monotonic() > deadline:
                 raise CoursekitError("VMs are still being deleted; run teardown again to remove the security group")
             time.sleep(self.settings.poll_seconds)
-        for group in self._call("listing security groups", self.conn.network.security_groups, tags=self.tag):
-            self._call("deleting the security group", self.conn.network.delete_security_group, group)
+        for group in self.cloud.security_groups(self.tag):
+            self.cloud.delete_security_group(group)
 
     def leftovers(self) -> list[str]:
         found = [f"server {s.name}" for s in self._servers()]
-        found += [f"floating IP {f.floating_ip_address}" for f in self._call("listing floating IPs", self.conn.network.ips, tags=self.tag)]
-        found += [f"security group {g.name}" for g in self._call("listing security groups", self.conn.network.security_groups, tags=self.tag)]
+        found += [f"floating IP {f.floating_ip_address}" for f in self.cloud.floating_ips(self.tag)]
+        found += [f"security group {g.name}" for g in self.cloud.security_groups(self.tag)]
         return found
