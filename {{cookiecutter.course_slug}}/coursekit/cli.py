@@ -109,6 +109,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lock(args: argparse.Namespace) -> int:
+    """Resolve every Python package (transitive ones too) against the base image; write requirements.lock with hashes."""
+    from coursekit import engine, lock
+
+    course = load_course(args.config, check_lock=False)
+    base = args.base_image or course.image.base
+    err.print(f"resolving {plural(len(course.image.python_packages), 'package')} on {base}")
+    lines = lock.resolve(engine.connect(), course, base, args.ca_bundle, args.network)
+    path = lock.write_lock(course, base, lines)
+    out.print(f"wrote {path.name}: {plural(len(lines), 'package')} pinned with sha256 hashes; commit it")
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     """Run the image as a student gets it: credential, data, every notebook, pip check."""
     from coursekit import engine, image, imagetest
@@ -283,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-from", action="append", default=[], metavar="IMAGE",
         help="pull IMAGE and reuse its layers, for CI runners that start empty (a bare tag like latest means this course's image)",
     )
+    sub = add("lock", cmd_lock)
+    sub.add_argument("--base-image", help="resolve on this image instead of image.base")
+    sub.add_argument("--ca-bundle", type=Path, help="PEM bundle pip trusts, for TLS-intercepting proxies")
+    sub.add_argument("--network", help="Docker network for the resolving container")
     sub = add("test", cmd_test)
     sub.add_argument("--image", help="image to test (default: this checkout's build)")
     sub.add_argument("--network", choices=["bridge", "host"], default="bridge", help="container network (default: %(default)s)")

@@ -14,6 +14,7 @@ import docker.errors
 from coursekit import engine, history, labels
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
+from coursekit.lock import locked_requirements
 from coursekit.ui import err
 
 STAGE = ".coursekit"
@@ -86,7 +87,9 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     files: dict[Path, bytes] = {
         stage_dir / "Dockerfile": course_dockerfile(course).encode(),
         stage_dir / "ca-bundle.crt": _read_ca_bundle(ca_bundle),
-        stage_dir / "python-requirements.txt": "".join(f"{r}\n" for r in course.image.python_packages).encode(),
+        # The lock when there is one (pip checks every file's hash), else the pins as course.yaml has them.
+        stage_dir / "python-requirements.txt": (locked_requirements(course)
+                                                or "".join(f"{r}\n" for r in course.image.python_packages)).encode(),
         tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
         tooling / SHARE.lstrip("/") / "prefetch.json": json.dumps(prefetch, indent=1).encode(),
         tooling / "usr/local/bin/before-notebook.d/10-coursekit.sh": (PACKAGE / "start-hook.sh").read_bytes(),

@@ -1,6 +1,7 @@
 """Checks a schema cannot express, run on the raw course.yaml after the schema."""
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -327,6 +328,28 @@ def glob_matches(glob: str, rel: str) -> bool:
     return re.fullmatch(pattern, rel) is not None
 
 
+LOCK_FILE = "requirements.lock"
+_LOCK_HEADER = re.compile(r"# coursekit lock ([0-9a-f]{16}):")
+
+
+def lock_inputs(packages: list[str]) -> str:
+    """What a lock was made from: a short hash of image.python_packages (order and spelling as written)."""
+    return hashlib.sha256("\n".join(packages).encode()).hexdigest()[:16]
+
+
+def _check_lock(data: dict, root: Path) -> Found:
+    path = root / LOCK_FILE
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = _LOCK_HEADER.match(handle.readline())
+    packages = [text for _, text in _strings(data, "image", "python_packages")]
+    if header is None or header[1] != lock_inputs(packages):
+        yield ("image", "python_packages"), (
+            f"{LOCK_FILE} was made from other packages than these; run `python -m coursekit lock` again (or delete it)"
+        )
+
+
 RESERVED_ENV = {"JUPYTER_TOKEN", "JUPYTER_PORT", "NB_USER", "NB_UID", "NB_GID", "HOME", "PATH", "CONDA_DIR", "SHELL", "USER"}
 
 
@@ -363,7 +386,7 @@ def _check_tests(data: dict, root: Path) -> Found:
             )
 
 
-def semantic_problems(doc: Document, root: Path) -> list:
+def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> list:
     """Problems the schema cannot see: pins, ids, checksums, dates, seat counts."""
     if not isinstance(doc.data, dict):
         return []
@@ -376,5 +399,6 @@ def semantic_problems(doc: Document, root: Path) -> list:
         *_check_fleet(doc.data),
         *_check_image_env(doc.data),
         *_check_tests(doc.data, root),
+        *(_check_lock(doc.data, root) if check_lock else ()),
     ]
     return [doc.problem(path, message) for path, message in found]
