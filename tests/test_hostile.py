@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -182,3 +183,27 @@ def test_a_course_without_a_notebooks_folder_says_so_at_build(coursekit, repo):
     sh.rmtree(repo / "notebooks")
     with pytest.raises(CoursekitError, match="notebooks is missing: every student gets that folder's notebooks"):
         stage(load_course(repo / "course.yaml"), None)
+
+
+def test_huge_values_and_many_problems_give_a_bounded_report(repo):
+    def change(data):
+        data["seats"]["students"] = [{"id": f"Bad Id {n}", "name": "x"} for n in range(300)]
+        data["course"]["slug"] = "X" * 100_000
+    _edit(repo, change)
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: 301 problems in course.yaml:"
+    assert len(lines) == 102 and lines[-1] == "  ... and 201 more; fix these first"
+    assert max(len(line) for line in lines) <= 602
+    assert any(re.search(r"\.\.\. \(100,\d{3} characters\)$", line) for line in lines)
+
+
+def test_a_glob_built_to_backtrack_is_matched_in_no_time(coursekit):
+    import time
+
+    from coursekit.validate import glob_matches
+
+    started = time.monotonic()
+    assert not glob_matches("*a" * 40 + "*b", "a" * 300)
+    assert time.monotonic() - started < 0.5

@@ -22,14 +22,25 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
+MAX_SHOWN = 100  # problems listed; the rest are counted
+MAX_MESSAGE = 600  # characters of one problem: a value quoted in it may be megabytes long
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 30] + f"... ({len(text):,} characters)"
+
+
 class ConfigError(CoursekitError):
-    """course.yaml has one or more problems; all are reported at once."""
+    """course.yaml has one or more problems; all are reported at once (the first hundred listed)."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in {self.problems[0].file}:" if count else ""
-        super().__init__("\n".join([head, *(f"  {p}" for p in self.problems)]))
+        lines = [f"  {_clip(str(p))}" for p in self.problems[:MAX_SHOWN]]
+        if count > MAX_SHOWN:
+            lines.append(f"  ... and {count - MAX_SHOWN:,} more; fix these first")
+        super().__init__("\n".join([head, *lines]))
 
 
 class SecretError(CoursekitError):

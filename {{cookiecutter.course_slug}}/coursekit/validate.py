@@ -1,6 +1,8 @@
 """Checks a schema cannot express, run on the raw course.yaml after the schema."""
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
 import ipaddress
 import math
@@ -323,9 +325,19 @@ def _not_a_number(node: Any, path: tuple = ()) -> Found:
 
 
 def glob_matches(glob: str, rel: str) -> bool:
-    """True when notebooks/<rel> is one of the files glob names: * and ? within a folder, **/ across folders."""
-    pattern = re.escape(glob).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
-    return re.fullmatch(pattern, rel) is not None
+    """True when notebooks/<rel> is one of the files glob names: *, ? and [...] within a folder name (fnmatch),
+    ** for any number of folders. Matched name by name, so no pattern can make it slow."""
+    parts, names = glob.split("/"), rel.split("/")
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(names)
+        if parts[i] == "**":
+            return match(i + 1, j) or (j < len(names) and match(i, j + 1))
+        return j < len(names) and fnmatch.fnmatchcase(names[j], parts[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 LOCK_FILE = "requirements.lock"
