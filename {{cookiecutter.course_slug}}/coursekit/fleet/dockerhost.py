@@ -71,7 +71,8 @@ class DockerProvider(Provider):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def url(self, port: int) -> str:
-        return f"http://{self.settings.public_host}:{port}/"
+        host = self.settings.public_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"  # an IPv6 address goes in brackets
 
     def _probe_url(self, port: int) -> str:
         host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1", "::") else self.settings.bind
