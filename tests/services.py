@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
-import shutil
+import os
 import socket
 import subprocess
 import sys
@@ -20,7 +20,7 @@ import docker.models.images
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "baseimage"))
-from standin import SYSTEM_CA, ensure_base_image  # noqa: E402,F401  (SYSTEM_CA is re-exported to the tests)
+from standin import SYSTEM_CA, ensure_base_image, ensure_rootfs  # noqa: E402,F401  (SYSTEM_CA is re-exported to the tests)
 
 
 def free_port() -> int:
@@ -96,22 +96,51 @@ class Registry:
         self.process.wait(timeout=30)
 
 
+# Registries for the tests come from pytest-docker (tests/compose/compose.yml): Debian's docker-registry in
+# images built here on the stand-in's rootfs. The data server below stays in this process: tests switch its
+# faults (503s, redirects) while it serves. Registry (above) runs the same registry for the benchmarks.
+
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> str:
-    """host:port of a writable registry."""
-    if not shutil.which("docker-registry"):
-        pytest.fail("docker-registry is not installed: scripts/setup installs it", pytrace=False)
-    server = Registry(tmp_path_factory.mktemp("registry"))
-    yield server.host
-    server.stop()
+def docker_compose_command() -> str:
+    return "docker-compose"  # Debian's docker-compose; the engine's compose plugin is not in Debian's docker.io
 
 
 @pytest.fixture(scope="session")
-def readonly_registry(tmp_path_factory) -> str:
+def docker_compose_file() -> str:
+    return str(Path(__file__).parent / "compose" / "compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_setup(docker_client) -> list[str]:
+    """Build the services' images on the stand-in's rootfs (no registry to pull from), then start them."""
+    os.environ["COURSEKIT_ROOTFS"] = ensure_rootfs(docker_client)
+    return ["up --build -d"]
+
+
+def _service_address(docker_services, service: str) -> str:
+    host = f"127.0.0.1:{docker_services.port_for(service, 5000)}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}/v2/", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    docker_services.wait_until_responsive(check=answers, timeout=60.0, pause=0.2)
+    return host
+
+
+@pytest.fixture(scope="session")
+def registry(docker_services) -> str:
+    """host:port of a writable registry on 127.0.0.1."""
+    return _service_address(docker_services, "registry")
+
+
+@pytest.fixture(scope="session")
+def readonly_registry(docker_services) -> str:
     """host:port of a registry in read-only maintenance mode: it refuses every push."""
-    server = Registry(tmp_path_factory.mktemp("readonly-registry"), readonly=True)
-    yield server.host
-    server.stop()
+    return _service_address(docker_services, "registry-readonly")
 
 
 class DataServer:
