@@ -140,3 +140,33 @@ def test_a_seat_runs_without_capabilities_and_with_a_capped_tmp(fleet_factory, b
     assert host["Tmpfs"] == {"/tmp": "size=1g,mode=1777"}
     code, out = container.exec_run(["df", "-B1", "--output=size", "/tmp"])
     assert code == 0 and int(out.split()[-1]) == 2**30
+
+
+def test_sigint_stops_teardown_within_seconds_and_nothing_unarchived_is_lost(fleet_factory, base_image, docker_client, tmp_path):
+    repo = fleet_factory("safe-sigint-down", students=["eva", "fin", "gil", "hal"])
+    _ready(repo, base_image)
+    for seat in ("eva", "fin", "gil", "hal"):  # enough work that each archive takes a moment
+        container = docker_client.containers.get(f"coursekit-safe-sigint-down.{seat}")
+        assert container.exec_run(["sh", "-c", "head -c 150000000 /dev/urandom > ~/work/big.bin"]).exit_code == 0
+    env = {**{k: v for k, v in os.environ.items() if k != "CI"}, **ENV}
+    archives = tmp_path / "arch"
+    process = subprocess.Popen([sys.executable, "-m", "coursekit", "teardown", "--yes", "--archive-dir", str(archives)],
+                               cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(archives.glob("*.tar.gz")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    process.communicate(timeout=60)
+    assert time.monotonic() - started < 8, "teardown took too long to stop"
+    assert process.returncode == 130
+    done = {p.name.removesuffix(".tar.gz") for p in archives.glob("*.tar.gz")}
+    assert not list(archives.glob(".*.part"))  # no half-written archive
+    left = {c.labels["org.coursekit.seat"] for c in docker_client.containers.list(
+        all=True, filters={"label": "org.coursekit.course=safe-sigint-down"})}
+    volumes = {v.attrs["Labels"]["org.coursekit.seat"] for v in docker_client.volumes.list(
+        filters={"label": "org.coursekit.course=safe-sigint-down"})}
+    assert {"eva", "fin", "gil", "hal"} - done <= left & volumes  # every seat not archived is still there, whole
+    again = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives), env=ENV)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {p.name for p in archives.glob("*.tar.gz")} == {f"{s}.tar.gz" for s in ("eva", "fin", "gil", "hal")}

@@ -351,6 +351,9 @@ class DockerProvider(Provider):
         return done
 
     def after_teardown(self, everything_removed: bool) -> None:
+        with engine.guarded("removing archive helpers an interrupted run left"):
+            for helper in self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "archive-helper")):
+                helper.remove(force=True)  # never started, no network: they hold nothing
         if everything_removed:
             with engine.guarded("removing the course's network"):
                 for network in self.client.networks.list(filters=labels.course_filter(self.slug)):
