@@ -43,7 +43,12 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return f"text {value!r}"
-    return f"the number {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    # Explicit YAML tags make other kinds: !!binary, !!set, !!timestamp.
+    kinds = {bytes: "binary data (a !!binary tag)", set: "a set (a !!set tag)"}
+    kind = next((word for cls, word in kinds.items() if isinstance(value, cls)), None)
+    return kind or f"a {type(value).__name__} (a YAML tag made it; write the value in quotes)"
 
 
 def _suggest(word: str, choices: list[str]) -> str:
