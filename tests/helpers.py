@@ -57,8 +57,14 @@ def commit(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "--short", "HEAD")
 
 
+BUILT: list[str] = []  # image references this test session built; the session removes these and nothing else
+
+
 def build(repo: Path, base_image: str, *extra: str) -> subprocess.CompletedProcess:
-    return run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA), *extra)
+    result = run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA), *extra)
+    if result.returncode == 0:
+        BUILT.append(result.stdout.strip())
+    return result
 
 
 def insecure_tls() -> ssl.SSLContext:

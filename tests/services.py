@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
@@ -31,19 +30,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def docker_client() -> docker.DockerClient:
-    """The engine; a missing engine fails the tests that need it (never a skip). Course images built
-    during the session are removed after it, so repeated runs do not fill the disk."""
+    """The engine; a missing engine fails the tests that need it (never a skip). The course images this
+    session built (helpers.BUILT) are removed after it, and nothing else: another run's stay."""
     try:
         client = docker.from_env(timeout=600)
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.fail(f"no Docker engine ({exc}): scripts/setup installs and starts one", pytrace=False)
-    started = time.time()
     yield client
-    built = [i for i in client.images.list(filters={"label": "org.coursekit.course"}) if _created(i) >= started - 1]
-    for image in built:
+    from helpers import BUILT
+
+    ours = [t for image in client.images.list() for t in image.tags if t.startswith(tuple(f"{h}/" for h in REGISTRIES))]
+    for reference in [*BUILT, *ours]:  # tags, not image ids: an identical image of another run keeps its own tag
         with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(image.id, force=True)
+            client.images.remove(reference, force=True)
     client.close()
 
 
@@ -54,9 +54,6 @@ def remove_course_layers(client: docker.DockerClient, slug: str) -> None:
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(image.id, force=True)
 
-
-def _created(image: docker.models.images.Image) -> float:
-    return datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(scope="session")
@@ -117,8 +114,12 @@ def docker_setup(docker_client) -> list[str]:
     return ["up --build -d"]
 
 
+REGISTRIES: list[str] = []  # this session's registries: images tagged for them are this session's
+
+
 def _service_address(docker_services, service: str) -> str:
     host = f"127.0.0.1:{docker_services.port_for(service, 5000)}"
+    REGISTRIES.append(host)
 
     def answers() -> bool:
         try:
@@ -196,9 +197,12 @@ def data_server(tmp_path) -> DataServer:
 
 @pytest.fixture
 def course_containers(docker_client):
-    """Checks after the test that no container of the course was left behind, and cleans up if one was."""
+    """Checks after the test that it left no image-test container behind (another run's are not its concern),
+    and cleans up if it did."""
+    label = {"label": "org.coursekit.role=image-test"}
+    before = {c.id for c in docker_client.containers.list(all=True, filters=label)}
     yield
-    leftovers = docker_client.containers.list(all=True, filters={"label": "org.coursekit.role=image-test"})
+    leftovers = [c for c in docker_client.containers.list(all=True, filters=label) if c.id not in before]
     for container in leftovers:
         container.remove(force=True, v=True)
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"

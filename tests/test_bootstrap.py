@@ -15,7 +15,8 @@ import docker.errors
 import pytest
 import yaml
 from conftest import run_coursekit
-from services import SYSTEM_CA, free_port
+from helpers import build
+from services import free_port
 from standin import ensure_rootfs
 
 TOKEN = "bootstrap-test-token-0123456789abcdef"
@@ -81,7 +82,7 @@ def _publish_commit(repo, base_image, docker_client, message: str) -> str:
     """Commit, build and publish; the local copy is removed, so the VM must pull it from the registry."""
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message], cwd=repo, check=True)
-    built = run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA))
+    built = build(repo, base_image)
     assert built.returncode == 0, built.stderr
     assert run_coursekit(repo, "publish", "--no-latest").returncode == 0
     docker_client.images.remove(built.stdout.strip())

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_coursekit
-from services import SYSTEM_CA, remove_course_layers
+from helpers import build
+from services import remove_course_layers
 
 pytestmark = pytest.mark.usefixtures("course_containers")
 
@@ -42,10 +43,6 @@ def course(course_repo, tmp_path, registry) -> Path:
     _git(repo, "init", "-q", "-b", "main")
     _commit(repo, "course")
     return repo
-
-
-def build(repo: Path, base_image: str, *extra: str) -> subprocess.CompletedProcess:
-    return run_coursekit(repo, "build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA), *extra)
 
 
 def test_bake_build_test_publish_pull_run(course, base_image, registry, docker_client):

@@ -126,3 +126,14 @@ def test_a_real_course_tests_exactly_as_its_course_yaml_says(real_course, base_i
     assert "timed out after 3s" in rows["slow.ipynb"]
     timing = next(line for line in tested.stdout.splitlines() if "notebook timing" in line)
     assert f"{len(NOTEBOOKS) + 1} notebooks in " in timing and "one after another they took" in timing
+
+
+def test_a_course_without_data_runs_its_notebooks(course_repo, tmp_path, base_image):
+    repo = copy_course(course_repo, tmp_path / "course")
+    edit_course(repo, lambda d: (d["course"].update(slug="no-data-course"), d.update(data=[])))
+    commit(repo, "no data")
+    built = build(repo, base_image)
+    assert built.returncode == 0, built.stderr
+    tested = run_coursekit(repo, "test")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "pass  notebook 01-welcome.ipynb" in tested.stdout
