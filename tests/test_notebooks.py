@@ -131,9 +131,11 @@ def test_a_real_course_tests_exactly_as_its_course_yaml_says(real_course, base_i
 def test_a_course_without_data_runs_its_notebooks(course_repo, tmp_path, base_image):
     repo = copy_course(course_repo, tmp_path / "course")
     edit_course(repo, lambda d: (d["course"].update(slug="no-data-course"), d.update(data=[])))
+    (repo / "notebooks" / "01-welcome.ipynb").unlink()  # it reads the sample data
+    (repo / "notebooks" / "plain.ipynb").write_text(_notebook([_cell("assert sum(range(4)) == 6")]))
     commit(repo, "no data")
     built = build(repo, base_image)
     assert built.returncode == 0, built.stderr
     tested = run_coursekit(repo, "test")
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "pass  notebook 01-welcome.ipynb" in tested.stdout
+    assert "pass  notebook plain.ipynb" in tested.stdout and "1 code cell ran" in tested.stdout
