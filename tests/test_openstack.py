@@ -312,3 +312,18 @@ def test_a_vm_with_the_wrong_certificate_never_sees_the_token(course, cloud):
     assert cloud.stand_ins[address].token_requests == 0
     others = [a for a in cloud.stand_ins if a != address]
     assert others and all(cloud.stand_ins[a].token_requests > 0 for a in others)
+
+
+def test_preflight_names_the_largest_flavor_that_fits(course, cloud):
+    # A default Education allocation: 200 cores, 780 GB; the paper's class is 48 seats of m3.medium (384 cores).
+    data = yaml.safe_load((course / "course.yaml").read_text())
+    data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"S {n}"} for n in range(40)],
+                     "instructors": [{"id": f"i{n}", "name": f"I {n}"} for n in range(5)], "spares": 3}
+    (course / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    cloud.max_cores, cloud.max_ram_mb, cloud.floating_ip_quota = 200, 780 * 1024, 100
+    result = deploy(course)
+    assert result.returncode == 1
+    assert "needs 384 more cores, quota allows 200" in result.stderr
+    assert "48 seats × m3.medium need 384 cores and 1440 GB; m3.quad fits (192 cores, 720 GB: set fleet.openstack.flavor)" \
+        in result.stderr
+    assert cloud.live_servers() == []

@@ -193,10 +193,23 @@ class OpenStackProvider(Provider):
         ]
         short = [f"needs {need} more {what}, quota allows {room}" for what, need, room in checks if need > room]
         if short:
+            sized = checks[1][1] > checks[1][2] or checks[2][1] > checks[2][2]
+            hint = self._what_fits(new_servers, flavor, checks[1][2], checks[2][2]) if sized else ""
             raise CoursekitError(
-                "preflight failed: " + "; ".join(short) + ": ask your allocation's support for a raise or use fewer seats"
+                "preflight failed: " + "; ".join(short) + f": {hint}ask your allocation's support for a raise or use fewer seats"
             )
         return found
+
+    def _what_fits(self, seats: int, flavor, cores: int, ram_gb: int) -> str:
+        """The largest Jetstream2 CPU flavor whose VMs for every new seat fit the room left in the quota."""
+        from coursekit.cost import FLAVORS
+
+        need = f"{seats} seats × {self.settings.flavor} need {seats * flavor.vcpus} cores and {seats * flavor.ram // 1024} GB"
+        candidates = sorted((f for f in FLAVORS.values() if f.name.startswith("m3.")), key=lambda f: f.vcpus, reverse=True)
+        fits = next((f for f in candidates if seats * f.vcpus <= cores and seats * f.ram_gb <= ram_gb), None)
+        if fits is None:
+            return f"{need}; no flavor fits {seats} seats in {cores} cores, so "
+        return f"{need}; {fits.name} fits ({seats * fits.vcpus} cores, {seats * fits.ram_gb} GB: set fleet.openstack.flavor), or "
 
     def _security_group(self) -> object:
         """The course's security group: 80 and 443 from anywhere, 22 only from fleet.openstack.ssh_cidrs."""
