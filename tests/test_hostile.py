@@ -207,3 +207,11 @@ def test_a_glob_built_to_backtrack_is_matched_in_no_time(coursekit):
     started = time.monotonic()
     assert not glob_matches("*a" * 40 + "*b", "a" * 300)
     assert time.monotonic() - started < 0.5
+
+
+def test_the_wrong_credential_probe_always_differs_from_the_token(coursekit):
+    # A random token starts with "x" once in 64 runs; "x" + token[1:] was then the token itself (a CI run met it).
+    from coursekit.imagetest import wrong_token
+
+    for token in ("xAbc-_9", "yAbc", "Abc", "x"):
+        assert wrong_token(token) != token and wrong_token(token)[1:] == token[1:]
