@@ -138,6 +138,18 @@ def _stream(source: TarSource) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInf
                 yield tar, member, rel
 
 
+def _entry(member: tarfile.TarInfo, kind: str, digest: str | None = None, shared: Entry | None = None,
+           link: str | None = None) -> Entry:
+    """What one tar member stands for: a file with its bytes' digest, a hard link with the bytes of the entry it
+    shares them with (at path link), a directory, or a symlink with its target. One reading for all three passes."""
+    mode = member.mode & 0o7777
+    if kind == "file":
+        return Entry("file", mode, member.size, digest)
+    if kind == "hardlink":
+        return Entry("hardlink", mode, shared.size if shared else 0, shared.sha256 if shared else None, link)
+    return Entry(kind, mode, target=member.linkname if kind == "symlink" else None)
+
+
 def _scan(source: TarSource) -> tuple[dict[str, Entry], list[str]]:
     """Every entry of the home (hard links resolved to their bytes) and the paths of other kinds of file."""
     entries: dict[str, Entry] = {}
@@ -147,15 +159,15 @@ def _scan(source: TarSource) -> tuple[dict[str, Entry], list[str]]:
         if kind is None:
             others.append(rel)
         elif kind == "file":
-            entries[rel] = Entry("file", member.mode & 0o7777, member.size, _sha256(tar.extractfile(member)))
+            entries[rel] = _entry(member, kind, _sha256(tar.extractfile(member)))
         elif kind == "hardlink":
             shared = entries.get(_relative(member.linkname))
             if shared is None or shared.kind != "file":  # a hard link to a FIFO or device
                 others.append(rel)
                 continue
-            entries[rel] = Entry("hardlink", member.mode & 0o7777, shared.size, shared.sha256, _relative(member.linkname))
+            entries[rel] = _entry(member, kind, shared=shared, link=_relative(member.linkname))
         else:
-            entries[rel] = Entry(kind, member.mode & 0o7777, target=member.linkname if kind == "symlink" else None)
+            entries[rel] = _entry(member, kind)
     return entries, others
 
 
@@ -232,13 +244,9 @@ def read_archive(path: Path) -> tuple[dict[str, Entry], dict[str, str], dict[str
             elif index == 1 and member.name == LISTING:
                 listed = _parse_listing(tar.extractfile(member).read())
             elif kind == "file":
-                held[member.name] = Entry("file", member.mode & 0o7777, member.size, _sha256(tar.extractfile(member)))
-            elif kind == "hardlink":
-                shared = held.get(member.linkname)
-                held[member.name] = Entry("hardlink", member.mode & 0o7777, shared.size if shared else 0,
-                                          shared.sha256 if shared else None, member.linkname)
+                held[member.name] = _entry(member, kind, _sha256(tar.extractfile(member)))
             elif kind is not None:
-                held[member.name] = Entry(kind, member.mode & 0o7777, target=member.linkname if kind == "symlink" else None)
+                held[member.name] = _entry(member, kind, shared=held.get(member.linkname), link=member.linkname)
     return held, sums, listed
 
 
@@ -276,14 +284,12 @@ def _write(partial: Path, source: TarSource, kept: dict[str, Entry], skipped: li
             if kind == "file":
                 reader = _Hashing(tar.extractfile(member))
                 out.addfile(member, reader)
-                written[rel] = Entry("file", member.mode & 0o7777, member.size, reader.digest.hexdigest())
+                written[rel] = _entry(member, kind, reader.digest.hexdigest())
                 continue
             if kind == "hardlink":
                 member.linkname = _relative(member.linkname)
             out.addfile(member)
-            shared = written.get(member.linkname) if kind == "hardlink" else None
-            written[rel] = Entry(kind, member.mode & 0o7777, shared.size if shared else 0, shared.sha256 if shared else None,
-                                 member.linkname if kind in ("symlink", "hardlink") else None)
+            written[rel] = _entry(member, kind, shared=written.get(member.linkname), link=member.linkname)
     return written
 
 
