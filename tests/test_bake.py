@@ -59,7 +59,8 @@ def test_exact_file_tree(bake_with):
     answers, repo = bake_with
     expected = set(COMMON_FILES)
     if answers.get("fleet_provider") == "openstack":
-        expected |= {"clouds.yaml.example", ".github/workflows/deploy.yml", ".github/workflows/teardown.yml"}
+        expected |= {"clouds.yaml.example", ".github/workflows/deploy.yml", ".github/workflows/teardown.yml",
+                     ".github/workflows/schedule.yml", ".github/actions/openstack-credentials/action.yml"}
     assert _files(repo) == expected
 
 
@@ -150,4 +151,9 @@ def test_fleet_workflows_are_tag_driven_and_never_overlap(cookies_session):
         assert "roster" not in text  # the roster (credentials) never leaves the instructor's machine
         assert "${{ secrets.COURSEKIT_SECRET }}" in text
     steps = workflows["teardown"]["jobs"]["teardown"]["steps"]
-    assert steps[0]["if"] == "${{ !github.event.repository.private }}"  # no student work in public artifacts
+    refuse = next(s for s in steps if s["name"].startswith("Refuse"))
+    # no student work in public artifacts: refused unless the archives go to the object store
+    assert refuse["if"] == "${{ !github.event.repository.private && steps.target.outputs.swift != 'True' }}"
+    schedule = yaml.safe_load((repo / ".github" / "workflows" / "schedule.yml").read_text())
+    assert schedule[True]["schedule"] == [{"cron": "*/15 * * * *"}]
+    assert schedule["concurrency"] == {"group": "fleet", "cancel-in-progress": False}

@@ -42,7 +42,7 @@ __all__ = ["ArchiveError", "Archived", "Entry", "TarSource", "archive_seat", "co
 @dataclass(frozen=True)
 class Archived:
     seat: str
-    path: Path
+    path: Path | str  # a local file, or where the store keeps it (swift://...)
     files: int
     size: int
     skipped: tuple[str, ...] = ()

@@ -6,15 +6,18 @@ import os
 import secrets
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
 from rich.table import Table
 
 from coursekit import cost, roster
+from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.fleet.provider import PROVIDERS, fleet_for
+from coursekit.schedule import Change, Decision, clock_of, now_utc, parse_time, schedule_of
 from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret
 from coursekit.ui import err, out, plural
 
@@ -55,10 +58,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
         table.add_row(item.what, str(item.seats), str(item.su_per_hour), f"{item.hours:,.1f}", f"{item.su:,.0f}")
     table.add_row("total", str(result.seats), "", "", f"{result.total_su:,.0f}", style="bold")
     out.print(table)
-    out.print(
-        f"hours = class ({course.course.start:%Y-%m-%d %H:%M} to {course.course.end:%Y-%m-%d %H:%M}) "
-        f"+ keep_days {course.course.keep_days} × 24 = {course.course.hours:,.1f}"
-    )
+    info, plan = course.course, schedule_of(course)
+    out.print(f"always on: {info.hours:,.1f} hours per seat = class ({info.start:%Y-%m-%d %H:%M} to {info.end:%Y-%m-%d %H:%M}) "
+              f"+ keep_days {info.keep_days} × 24: {result.always_on_su:,.0f} SU")
+    if plan.windows:
+        saved = result.always_on_su - result.total_su
+        share = saved / result.always_on_su if result.always_on_su else 0
+        out.print(f"with the schedule (awake {', '.join(_window_text(w) for w in plan.windows)} daily): {result.hours_per_seat:,.1f} "
+                  f"hours per seat, {result.total_su:,.0f} SU; shelving outside the windows saves {saved:,.0f} SU ({share:.0%})")
     if course.fleet.provider == "docker":
         out.print("provider is docker: your own host runs the fleet and no SUs are charged; this is what Jetstream2 would cost.")
     if result.allocation_su is not None:
@@ -67,8 +74,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
             f"allocation {result.allocation_su:,.0f} SU: this course uses {share:.0%}; "
             f"the whole fleet could run {result.affordable_hours:,.1f} hours on it"
         )
+        ends = plan.local(result.runs_out) if result.runs_out else "not within ten years"
+        out.print(f"at this rate, from course.start, the allocation runs out: {ends}")
     cost.check_budget(result)
     return 0
+
+
+def _window_text(window) -> str:
+    return f"{window.start // 60:02d}:{window.start % 60:02d}-{window.end // 60:02d}:{window.end % 60:02d}"
 
 
 def cmd_roster(args: argparse.Namespace) -> int:
@@ -182,8 +195,23 @@ def _fleet_and_plan(args: argparse.Namespace):
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     ref = args.image or image.image_ref(course)
-    actions = plan(fleet.desired(fleet.resolve_image(ref)), fleet.observe())
+    observed = fleet.observe()
+    # A paused seat wakes only when the schedule would wake it now: deploy never wakes a class outside its hours.
+    decisions = _decisions(course, observed, _now(args))
+    wake = frozenset(seat for seat, d in decisions.items() if d.change is Change.RESUME)
+    actions = plan(fleet.desired(fleet.resolve_image(ref)), observed, wake)
     return fleet, ref, discard(actions, set(getattr(args, "discard", None) or ()))
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    return getattr(args, "at", None) or now_utc()
+
+
+def _decisions(course: Course, observed, now: datetime) -> dict[str, Decision]:
+    """seat → what the schedule does to it now (seats it leaves alone are absent)."""
+    plan = schedule_of(course)
+    found = {o.seat: plan.decide(clock_of(o), now) for o in observed}
+    return {seat: d for seat, d in found.items() if d is not None}
 
 
 def _print_plan(actions) -> None:
@@ -225,11 +253,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
     if removals and not args.yes:
         raise CoursekitError(
-            f"deploy would remove {plural(len(removals), 'seat')} ({', '.join(removals)}) after archiving them to "
-            f"{args.archive_dir}/; run `python -m coursekit plan` to review, then deploy again with --yes"
+            f"deploy would remove {plural(len(removals), 'seat')} ({', '.join(removals)}) after archiving them "
+            f"({args.archive_dir or fleet.course.archive_target}); run `python -m coursekit plan` to review, then deploy again with --yes"
         )
     err.print(f"deploying {ref}")
-    outcomes = fleet.apply(actions, ref, args.archive_dir)
+    archives = any(a.kind in (Kind.REMOVE, Kind.REPLACE) for a in actions)  # only these may archive a seat
+    outcomes = fleet.apply(actions, ref, _archive_store(fleet, args.archive_dir) if archives else None)
     return _print_outcomes(outcomes, "deploy")
 
 
@@ -239,16 +268,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     course = load_course(args.config)
-    rows = fleet_for(course, args.provider, _tokens(course)).status()
+    fleet = fleet_for(course, args.provider, _tokens(course))
+    plan, now = schedule_of(course), _now(args)
+    rows = fleet.status()
+    observed = {o.seat: o for o in fleet.observe()} if plan.windows or plan.idle_pause_hours or plan.expire else {}
+    when = {seat: plan.next_change(clock_of(o), now) for seat, o in observed.items()}
+    warning = plan.expiry_warning(now)
     if args.json:
-        sys.stdout.write(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-        return 0
-    table = Table(title=f"{course.course.name}: status")
-    for column in ("seat", "state", "url", "image", "health", "last activity", "home"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity, r.home)
-    out.print(table)
+        rows = [{**asdict(r), "schedule": when.get(r.seat, "-")} for r in rows]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        table = Table(title=f"{course.course.name}: status")
+        for column in ("seat", "state", "url", "image", "health", "last activity", "home", "schedule"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity, r.home, when.get(r.seat, "-"))
+        out.print(table)
+    if warning:
+        err.print(f"warning: {warning}", markup=False)
     return 0
 
 
@@ -262,12 +299,108 @@ def cmd_teardown(args: argparse.Namespace) -> int:
             f"teardown archives and then removes {plural(len(seats_found), 'seat')} of {course.course.slug!r} "
             f"({', '.join(seats_found) or 'none found'}); run it again with --yes"
         )
-    _print_outcomes(fleet.teardown(args.archive_dir, args.keep_volumes), "teardown")
-    leftovers = [item for item in fleet.leftovers() if not (args.keep_volumes and item.startswith("volume "))]
+    _teardown(fleet, _archive_store(fleet, args.archive_dir), args.keep_volumes)
+    return 0
+
+
+def _teardown(fleet, store, keep_volumes: bool = False) -> None:
+    """Archive, verify and remove every seat; prove nothing of the course is left (CoursekitError otherwise)."""
+    _print_outcomes(fleet.teardown(store, keep_volumes), "teardown")
+    leftovers = [item for item in fleet.leftovers() if not (keep_volumes and item.startswith("volume "))]
     if leftovers:
         raise CoursekitError(f"teardown left {', '.join(leftovers)} labelled with the course; run it again")
-    out.print(f"nothing of {course.course.slug!r} is left" + (" but its volumes (--keep-volumes)" if args.keep_volumes else ""))
+    out.print(f"nothing of {fleet.slug!r} is left" + (" but its volumes (--keep-volumes)" if keep_volumes else ""))
+
+
+def _archive_store(fleet, folder: Path | None):
+    """Where this command's archives go: --archive-dir, else archive.target (Swift through the fleet's own
+    cloud connection when it has one). In CI a folder must be named: a runner's disk vanishes with it."""
+    course = fleet.course
+    if os.environ.get("CI") and folder is None and not course.archive_target.startswith("swift://"):
+        raise CoursekitError(
+            f"archive.target is the folder {course.archive_target!r}, which on a CI runner vanishes with the job: "
+            "set archive.target: swift://CONTAINER in course.yaml (private, in your allocation), or pass --archive-dir "
+            "and keep the folder (the baked workflows upload it only from a private repository)"
+        )
+    return store_for(course, folder, getattr(fleet, "cloud", None))
+
+
+def _selected(fleet, seats: list[str]):
+    """The observed seats named (all when none are), or a clear error naming seats that have nothing."""
+    observed = fleet.observe()
+    known = {o.seat for o in observed}
+    if unknown := [s for s in seats if s not in known]:
+        raise CoursekitError(f"no deployed seat called {', '.join(unknown)}; seats: {', '.join(sorted(known)) or 'none'}")
+    return observed, set(seats) or known
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause seats (all, or --seat ID ...): shelved on Jetstream2 (no SUs), stopped on Docker; homes and links stay."""
+    course = load_course(args.config)
+    fleet = fleet_for(course, args.provider, _tokens(course))
+    observed, chosen = _selected(fleet, args.seat)
+    return _print_outcomes(fleet.set_awake("pause", observed, {seat: "" for seat in chosen}), "pause")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Wake paused seats (all, or --seat ID ...) and wait until each answers, as deploy does."""
+    course = load_course(args.config)
+    fleet = fleet_for(course, args.provider, _tokens(course))
+    observed, chosen = _selected(fleet, args.seat)
+    return _print_outcomes(fleet.set_awake("resume", observed, {seat: "" for seat in chosen}), "resume")
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Apply course.yaml's schedule now: wake or pause seats by the awake windows and idleness; expire the course."""
+    course = load_course(args.config)
+    plan, now = schedule_of(course), _now(args)
+    fleet = fleet_for(course, args.provider, _tokens(course))
+    err.print(f"schedule at {plan.local(now)}", markup=False)
+    if warning := plan.expiry_warning(now):
+        err.print(f"warning: {warning}", markup=False)
+    if plan.expired(now):
+        _teardown(fleet, _archive_store(fleet, args.archive_dir))
+        return 0
+    observed = fleet.observe()
+    decisions = _decisions(course, observed, now)
+    if not decisions:
+        out.print(f"nothing to do: {plural(len(observed), 'seat')} as the schedule wants them")
+        return 0
+    outcomes = []
+    for change in (Change.PAUSE, Change.RESUME):
+        reasons = {seat: d.reason for seat, d in decisions.items() if d.change is change}
+        if reasons:
+            outcomes += fleet.set_awake(change.value, observed, reasons)
+    return _print_outcomes(outcomes, "schedule")
+
+
+def cmd_archives(args: argparse.Namespace) -> int:
+    """List the course's archives (archive.target), or fetch one seat's and check it (--fetch SEAT)."""
+    course = load_course(args.config)
+    store = store_for(course, args.archive_dir)
+    if args.fetch:
+        path = store.fetch(args.fetch, args.to)
+        out.print(f"{path}: checksum and manifest verified")
+        return 0
+    found = store.list()
+    table = Table(title=f"{course.course.name}: archives in {course.archive_target if args.archive_dir is None else args.archive_dir}")
+    for column in ("seat", "where", "bytes", "stored"):
+        table.add_column(column, justify="right" if column == "bytes" else "left")
+    for item in found:
+        table.add_row(item.seat, item.location, f"{item.size:,}", item.modified)
+    out.print(table)
+    out.print(f"{plural(len(found), 'archive')}")
     return 0
+
+
+AT_HELP = "act as if it were this moment (ISO 8601, e.g. 2027-01-11T18:05:00-05:00), to rehearse the schedule"
+
+
+def _moment(text: str) -> datetime:
+    moment = parse_time(text) or (parse_time(f"{text}:00") if len(text) == 16 else None)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a moment; write it like 2027-01-11T18:05:00-05:00")
+    return moment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,15 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
             sub.add_argument("--discard", action="append", default=[], metavar="SEAT",
                              help="replace this broken seat although its disk holds work that cannot be archived (lost)")
-            sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where removed seats' work goes")
+            sub.add_argument("--archive-dir", type=Path, help="archive removed seats into this folder instead of archive.target")
+        sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("status", cmd_status)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("teardown", cmd_teardown)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and remove the fleet")
-    sub.add_argument("--archive-dir", type=Path, default=Path("archives"), help="where each seat's work goes (default: %(default)s)")
+    sub.add_argument("--archive-dir", type=Path, help="archive into this folder instead of archive.target")
     sub.add_argument("--keep-volumes", action="store_true", help="archive and remove containers but keep the home volumes")
+    for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
+        sub = add(name, func)
+        sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+        sub.add_argument("--seat", action="append", default=[], metavar="ID", help="only this seat (repeatable; default: every seat)")
+    sub = add("schedule", cmd_schedule)
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--archive-dir", type=Path, help="archive an expired course into this folder instead of archive.target")
+    sub.add_argument("--at", type=_moment, help=AT_HELP)
+    sub = add("archives", cmd_archives)
+    sub.add_argument("--fetch", metavar="SEAT", help="download this seat's archive and check it")
+    sub.add_argument("--to", type=Path, default=Path("."), help="folder to fetch into (default: the current one)")
+    sub.add_argument("--archive-dir", type=Path, help="list this folder instead of archive.target")
     sub = add("roster", cmd_roster)
     sub.add_argument("--format", choices=sorted(roster.FORMATS), default="csv", help="output format (default: %(default)s)")
     sub.add_argument("--output", type=Path, help="write to this file (mode 600) instead of standard output")

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from coursekit.errors import ConfigError
+from coursekit.schedule import parse_window
 from coursekit.schema import schema_problems, with_defaults
 from coursekit.validate import glob_matches, normal_path, parse_when, semantic_problems
 from coursekit.yamlload import Document, load_file
@@ -121,6 +122,15 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """schedule: daily awake windows, idleness, expiry (coursekit.schedule reads them)."""
+
+    windows: tuple = ()  # schedule.Window, in course.yaml's order
+    idle_pause_hours: float = 0
+    expire: bool = False
+
+
+@dataclass(frozen=True)
 class Course:
     course: CourseInfo
     image: ImageSpec
@@ -130,6 +140,8 @@ class Course:
     allocation_su: float | None
     root: Path
     test: TestSettings = TestSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    archive_target: str = "archives"  # a folder, or swift://CONTAINER
 
 
 def problems(doc: Document, root: Path, check_lock: bool = True) -> list:
@@ -146,7 +158,7 @@ def _people(entries: list[dict]) -> tuple[Person, ...]:
 def build_course(data: dict, root: Path) -> Course:
     """A Course from course.yaml data that has passed validation (pure)."""
     d = with_defaults(data)
-    info, image, seats, fleet, test = d["course"], d["image"], d["seats"], d["fleet"], d["test"]
+    info, image, seats, fleet, test, schedule = d["course"], d["image"], d["seats"], d["fleet"], d["test"], d["schedule"]
     return Course(
         course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"]),
         image=ImageSpec(
@@ -164,6 +176,8 @@ def build_course(data: dict, root: Path) -> Course:
         allocation_su=d["budget"].get("allocation_su"),
         root=root,
         test=TestSettings(test["timeout"], tuple((glob, NotebookSettings(**settings)) for glob, settings in test["notebooks"].items())),
+        schedule=ScheduleSettings(tuple(parse_window(w) for w in schedule["awake"]), schedule["idle_pause_hours"], schedule["expire"]),
+        archive_target=d["archive"]["target"],
     )
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from coursekit.config import Course
 from coursekit.errors import BudgetError, CoursekitError
+from coursekit.schedule import Schedule, schedule_of
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,22 @@ class Item:
 @dataclass(frozen=True)
 class Estimate:
     flavor: Flavor
-    items: tuple[Item, ...]
+    items: tuple[Item, ...]  # hours as the schedule runs the seats (all hours without one)
     allocation_su: float | None
+    always_on_hours: float = 0.0  # class + keep_days, every hour
+    runs_out: datetime | None = None  # when the allocation would be spent at this rate (None: not within ten years)
 
     @property
     def total_su(self) -> float:
         return sum(item.su for item in self.items)
+
+    @property
+    def always_on_su(self) -> float:
+        return self.seats * self.flavor.su_per_hour * self.always_on_hours
+
+    @property
+    def hours_per_seat(self) -> float:
+        return self.items[0].hours if self.items else 0.0
 
     @property
     def seats(self) -> int:
@@ -90,16 +102,40 @@ def flavor(name: str) -> Flavor:
 
 
 def estimate(course: Course) -> Estimate:
-    """Seats × hours × SU per hour, per kind of seat (pure)."""
+    """Seats × hours × SU per hour, per kind of seat, the hours being those the schedule keeps seats awake (pure).
+    Paused (shelved) seats cost nothing; idle pauses cannot be foreseen, so they only make it cheaper."""
     chosen = flavor(course.fleet.openstack.flavor)
-    hours = course.course.hours
+    plan = schedule_of(course)
+    start = _aware(course.course.start, plan)
+    hours = plan.awake_hours(start, plan.expires_at)
     groups = (
         ("students", len(course.seats.students)),
         ("instructors", len(course.seats.instructors)),
         ("spares", course.seats.spares),
     )
     items = tuple(Item(what, count, chosen.su_per_hour, hours) for what, count in groups if count)
-    return Estimate(chosen, items, course.allocation_su)
+    seats = sum(count for _, count in groups)
+    runs_out = None
+    if course.allocation_su is not None and seats:
+        runs_out = _spent_at(plan, start, course.allocation_su / (seats * chosen.su_per_hour))
+    return Estimate(chosen, items, course.allocation_su, course.course.hours, runs_out)
+
+
+def _aware(moment: datetime, plan: Schedule) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=plan.tz)
+
+
+def _spent_at(plan: Schedule, start: datetime, hours: float) -> datetime | None:
+    """When seats awake on the schedule from start have run `hours` hours (None: not within ten years)."""
+    if not plan.windows:
+        return start + timedelta(hours=hours)
+    left = timedelta(hours=hours)
+    for begin, end in plan.intervals(start, start + timedelta(days=3653)):
+        begin = max(begin, start)
+        if end - begin >= left:
+            return begin + left
+        left -= end - begin
+    return None
 
 
 def check_budget(result: Estimate) -> None:
@@ -109,5 +145,6 @@ def check_budget(result: Estimate) -> None:
     raise BudgetError(
         f"the course needs {result.total_su:,.0f} SU but budget.allocation_su is {result.allocation_su:,.0f}: "
         f"{result.seats} VMs of {result.flavor.name} ({result.flavor.su_per_hour} SU/hour each) can run only "
-        f"{result.affordable_hours:,.1f} hours. Use a smaller flavor, fewer spares or fewer keep_days, or ask for a bigger allocation."
+        f"{result.affordable_hours:,.1f} hours. Use a smaller flavor, fewer spares, fewer keep_days or shorter schedule.awake "
+        "windows, or ask for a bigger allocation."
     )

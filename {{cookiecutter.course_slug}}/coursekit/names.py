@@ -139,3 +139,11 @@ def instance_name(slug: str, seat: str) -> str:
     (slug, seat) pair, also where "a-b" + "c" and "a" + "b-c" read alike (a short hash of the pair tells them apart)."""
     tag = hashlib.sha256(f"{slug}:{seat}".encode()).hexdigest()[:6]
     return f"{f'{slug}-{seat}'[:56].rstrip('-')}-{tag}"
+
+
+def swift_container_problem(name: str) -> str | None:
+    """Why name cannot be a Swift container for archives (1 to 256 bytes, no '/', printable), or None."""
+    if not name or len(name.encode()) > 256 or "/" in name or not name.isprintable() or name.strip() != name:
+        return (f"swift://{name}: a Swift container name is 1 to 256 printable characters without '/' or surrounding "
+                "spaces, e.g. swift://intro-archives")
+    return None

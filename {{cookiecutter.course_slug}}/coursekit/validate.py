@@ -8,7 +8,7 @@ import ipaddress
 import math
 import re
 import urllib.parse
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 
 from coursekit import names
 from coursekit.filehash import cached_sha256
+from coursekit.schedule import Schedule, parse_window
 from coursekit.yamlload import Document
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -398,6 +399,38 @@ def _check_tests(data: dict, root: Path) -> Found:
             )
 
 
+def _check_schedule(data: dict) -> Found:
+    windows = []
+    for i, text in _strings(data, "schedule", "awake"):
+        try:
+            windows.append(parse_window(text))
+        except ValueError as exc:
+            yield ("schedule", "awake", i), str(exc)
+    try:
+        start, end = parse_when(_at(data, "course", "start")), parse_when(_at(data, "course", "end"))
+    except (TypeError, ValueError):
+        return  # reported with course.start and course.end
+    if windows and (start.tzinfo is None) == (end.tzinfo is None) and end > start:
+        tz = start.tzinfo or timezone.utc
+        plan = Schedule(tuple(windows), 0, False, tz, end)
+        if not plan.covers(start.replace(tzinfo=tz), end.replace(tzinfo=tz)):
+            yield ("schedule", "awake"), (
+                f"the class ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}) is not all inside the awake windows, so "
+                "seats would be paused during class; widen a window (times are in course.start's UTC offset)"
+            )
+
+
+def _check_archive(data: dict) -> Found:
+    target = _at(data, "archive", "target")
+    if not isinstance(target, str):
+        return
+    if target.startswith("swift://"):
+        if why := names.swift_container_problem(target.removeprefix("swift://")):
+            yield ("archive", "target"), why
+    elif "://" in target:
+        yield ("archive", "target"), f"{target!r}: give a folder, or swift://CONTAINER for the allocation's object store"
+
+
 def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> list:
     """Problems the schema cannot see: pins, ids, checksums, dates, seat counts."""
     if not isinstance(doc.data, dict):
@@ -411,6 +444,8 @@ def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> lis
         *_check_fleet(doc.data),
         *_check_image_env(doc.data),
         *_check_tests(doc.data, root),
+        *_check_schedule(doc.data),
+        *_check_archive(doc.data),
         *(_check_lock(doc.data, root) if check_lock else ()),
     ]
     return [doc.problem(path, message) for path, message in found]

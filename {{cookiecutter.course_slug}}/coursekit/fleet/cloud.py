@@ -7,7 +7,8 @@ a 5xx on a create, `adopt` looks for what the failed call made anyway before any
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import keystoneauth1.exceptions as ksaerr
 import openstack
@@ -94,6 +95,10 @@ class Cloud:
         what, call = WAKE_CALLS.get(status, ("starting the VM", "start_server"))
         self.retrying(what, lambda: getattr(self.conn.compute, call)(server_id))
 
+    def shelve(self, server_id: str) -> None:
+        """Shelve a VM: Jetstream2 charges nothing for it and keeps its disk."""
+        self.retrying("shelving the VM", lambda: self.conn.compute.shelve_server(server_id))
+
     def find(self, kind: str, name: str):
         """A flavor, image, network or key pair by name (None when there is none)."""
         service, method = {"flavor": ("compute", "find_flavor"), "image": ("image", "find_image"),
@@ -142,3 +147,39 @@ class Cloud:
 
     def delete_security_group(self, group) -> None:
         self.call("deleting the security group", lambda: self.conn.network.delete_security_group(group))
+
+    # Object store (Swift) -------------------------------------------------------------------------
+
+    def create_container(self, name: str) -> None:
+        self.retrying(f"creating the object store container {name!r}", lambda: self.conn.object_store.create_container(name=name))
+
+    def upload_object(self, container: str, name: str, path: Path, metadata: dict[str, str]) -> None:
+        """Upload a file (in segments when it is larger than the store takes in one piece)."""
+        self.retrying(f"uploading {name}", lambda: self.conn.object_store.create_object(
+            container, name, filename=str(path), metadata=metadata))
+
+    def stream_object(self, container: str, name: str) -> Iterator[bytes]:
+        """An object's bytes, as they are read."""
+        try:
+            yield from self.conn.object_store.stream_object(name, container, chunk_size=1 << 20)
+        except (oserr.SDKException, ksaerr.ClientException) as exc:
+            raise CoursekitError(f"reading {container}/{name} failed: {exc}") from None
+
+    def objects(self, container: str, prefix: str) -> list:
+        try:
+            return self.call(f"listing the object store container {container!r}",
+                             lambda: self.conn.object_store.objects(container, prefix=prefix))
+        except CoursekitError as exc:
+            if "404" in str(exc) or "Not Found" in str(exc):
+                return []
+            raise
+
+    def object_metadata(self, container: str, name: str) -> dict[str, str] | None:
+        """An object's metadata (None when there is no such object)."""
+        try:
+            found = self.conn.object_store.get_object_metadata(name, container)
+        except oserr.NotFoundException:
+            return None
+        except (oserr.SDKException, ksaerr.ClientException) as exc:
+            raise CoursekitError(f"reading {container}/{name} failed: {exc}") from None
+        return dict(found.metadata or {})

@@ -12,19 +12,20 @@ import socket
 import time
 from contextlib import suppress
 from datetime import datetime, timezone
-from pathlib import Path
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
 from coursekit import archive, engine, labels, probe
+from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet.parallel import Interrupted, Stop, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
+from coursekit.schedule import jupyter_clocks, parse_time
 from coursekit.seats import SeatTokens
 
 HOME = "/home/jovyan"
@@ -32,6 +33,7 @@ MAX_PORT = 65535
 START_GRACE = 120  # seconds a new container may take before a failing probe counts as unhealthy
 HARDENING = 2  # bump when the container options below change, so deploy replaces older seats (safely)
 TMP_SIZE = "1g"  # /tmp is memory-backed and counted in the seat's memory limit
+RESTART = {"Name": "unless-stopped"}  # a paused seat's container has "no" instead
 
 
 class DockerProvider(Provider):
@@ -93,21 +95,25 @@ class DockerProvider(Provider):
 
     def _observe(self, container: Container) -> Observed:
         seat = container.labels[labels.SEAT]
-        state, detail = container.status, ""
+        state, detail, clocks, paused_at = container.status, "", {}, None
         if state == "running":
-            status, _ = probe.get(self._probe_url(int(container.labels[labels.PORT])), self.token(seat), timeout=3)
+            status, body = probe.get(self._probe_url(int(container.labels[labels.PORT])), self.token(seat), timeout=3)
             started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
             age = (datetime.now(timezone.utc) - started).total_seconds()
             if status == 200:
-                state = "running"
+                state, clocks = "running", jupyter_clocks(body)
             elif age < START_GRACE:
                 state = "starting"
             else:
                 state, detail = "failed", f"Jupyter does not answer (HTTP {status or 'no answer'})"
+        elif _paused(container):
+            state, detail = "paused", "paused (container stopped, home kept)"
+            paused_at = parse_time(container.attrs["State"].get("FinishedAt", ""))
         else:
             code = container.attrs["State"].get("ExitCode")
             state, detail = "stopped", f"container {container.status}, exit code {code}"
-        return Observed(seat, container.name, container.image.id, container.labels.get(labels.SETTINGS, ""), state, detail)
+        return Observed(seat, container.name, container.image.id, container.labels.get(labels.SETTINGS, ""), state, detail,
+                        paused_at=paused_at, **clocks)
 
     def observe(self) -> list[Observed]:
         """The course's seats as they are."""
@@ -204,7 +210,7 @@ class DockerProvider(Provider):
                 volumes={volume: {"bind": HOME, "mode": "rw"}},
                 ports={"8888/tcp": (s.bind, port)}, network=self.network,
                 nano_cpus=int(s.cpus * 1e9), mem_limit=s.memory, memswap_limit=s.memory, pids_limit=2048,
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy=RESTART,
                 # Jupyter runs as the notebook user and needs no capability; /tmp is a capped tmpfs. The root
                 # filesystem stays writable: students `pip install` into the image's environment during class.
                 cap_drop=["ALL"], security_opt=["no-new-privileges"], tmpfs={"/tmp": f"size={TMP_SIZE},mode=1777"},
@@ -214,6 +220,29 @@ class DockerProvider(Provider):
         def gone() -> str | None:
             return self.stop.reason() or engine.stopped_reason(container)
         probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, gone)
+
+    def _wake(self, container: Container, seat: str, port: int) -> None:
+        """Start a paused or stopped container again (same container, same home) and wait until it answers."""
+        with engine.guarded(f"starting the container of {seat}"):
+            container.update(restart_policy=RESTART)
+            container.start()
+        self._wait_ready(container, seat, port)
+
+    def pause(self, observed: list[Observed]) -> list[Outcome]:
+        """Stop each seat's container; its home volume, port and link stay. Marked by its restart policy "no"
+        (so the engine never restarts it), which tells a paused seat from one that crashed or was stopped by hand."""
+        def one(seat: Observed) -> Outcome:
+            started = time.monotonic()
+            try:
+                self.stop.check()
+                container = self._container(seat.instance_id)
+                with engine.guarded(f"pausing the container of {seat.seat}"):
+                    container.update(restart_policy={"Name": "no"})
+                    container.stop(timeout=10)
+                return Outcome(seat.seat, "pause", True, "container stopped; its home stays", time.monotonic() - started)
+            except (CoursekitError, Interrupted) as exc:
+                return Outcome(seat.seat, "pause", False, str(exc), time.monotonic() - started)
+        return run_all(one, observed, self.settings.concurrency, self.stop)
 
     def _start_new(self, seat: str, image: str, port: int) -> None:
         container = self._create(seat, image, port, self.container_name(seat))
@@ -249,9 +278,9 @@ class DockerProvider(Provider):
         helper_labels = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: seat}
         return lambda: engine.volume_tar(self.client, volume, HOME, helper_labels)
 
-    def archive(self, seat: str, archive_dir: Path) -> archive.Archived:
+    def archive(self, seat: str, store: ArchiveStore) -> archive.Archived:
         """Archive one seat's home from its volume (the container need not exist) and verify it."""
-        return archive.archive_seat(seat, self._tar_source(seat), archive_dir, archive.course_checksums(self.course.data))
+        return archive_to(store, seat, self._tar_source(seat), archive.course_checksums(self.course.data))
 
     def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
         with engine.guarded(f"removing the seat {seat}"):
@@ -267,7 +296,7 @@ class DockerProvider(Provider):
         with engine.guarded(f"reading container {name}"):
             return self.client.containers.get(name)
 
-    def _apply_one(self, action: Action, image: str, port: int | None, archive_dir: Path, progress: SeatProgress) -> Outcome:
+    def _apply_one(self, action: Action, image: str, port: int | None, store: ArchiveStore, progress: SeatProgress) -> Outcome:
         started = time.monotonic()
         seat = action.seat
         try:
@@ -279,13 +308,16 @@ class DockerProvider(Provider):
                     self._remove_seat(seat, [self._container(action.observed.instance_id)], keep_volume=True)
                     return Outcome(seat, "remove", True, "duplicate removed", time.monotonic() - started)
                 progress.update(seat, "archiving")
-                done = self.archive(seat, archive_dir)
+                done = self.archive(seat, store)
                 self._remove_seat(seat, [self._container(action.observed.instance_id)])
                 progress.update(seat, "removed", f"archived {done.files} files to {done.path}")
                 return Outcome(seat, "remove", True, f"archived to {done.path}, then removed", time.monotonic() - started)
             if action.kind in (Kind.REPLACE, Kind.UPDATE):  # the home volume stays either way
                 progress.update(seat, "updating" if action.kind is Kind.UPDATE else "replacing", action.reason)
                 self._swap(seat, self._container(action.observed.instance_id), image, port)
+            elif action.kind is Kind.WAKE:
+                progress.update(seat, "waking", action.reason)
+                self._wake(self._container(action.observed.instance_id), seat, port)
             elif action.kind is Kind.CREATE:
                 progress.update(seat, "starting", f"port {port}")
                 self._start_new(seat, image, port)
@@ -298,12 +330,12 @@ class DockerProvider(Provider):
             progress.update(seat, "FAILED", detail.splitlines()[0][:120])
             return Outcome(seat, action.kind.value, False, detail, time.monotonic() - started)
 
-    def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
+    def apply(self, actions: list[Action], image: str, store: ArchiveStore) -> list[Outcome]:
         """Carry out the plan with bounded concurrency; one seat's failure does not stop the others."""
         ports = self._allocate_ports(actions)  # before anything is created: a port shortage leaves nothing behind
         self._ensure_network()
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
-            return run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), archive_dir, progress),
+            return run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), store, progress),
                            actions, self.settings.concurrency, self.stop)
 
     # Reading and removing -----------------------------------------------------------------------
@@ -336,7 +368,8 @@ class DockerProvider(Provider):
         code, body = probe.get(self._probe_url(port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
         image = (container.image.tags or [container.image.id[:19]])[0]
-        return SeatStatus(seat, container.status, self.url(port), image, health, (body or {}).get("last_activity", "-"), home)
+        state = "paused" if _paused(container) else container.status
+        return SeatStatus(seat, state, self.url(port), image, health, (body or {}).get("last_activity", "-"), home)
 
     def teardown_units(self) -> list[tuple[str, list[Container]]]:
         """Every seat with a container or a home volume, with its containers."""
@@ -345,8 +378,8 @@ class DockerProvider(Provider):
             by_seat.setdefault(container.labels[labels.SEAT], []).append(container)
         return [(seat, by_seat.get(seat, [])) for seat in sorted(set(by_seat) | set(self._volumes()))]
 
-    def archive_and_remove(self, seat: str, unit: list[Container], archive_dir: Path, keep_volumes: bool) -> archive.Archived:
-        done = self.archive(seat, archive_dir)
+    def archive_and_remove(self, seat: str, unit: list[Container], store: ArchiveStore, keep_volumes: bool) -> archive.Archived:
+        done = self.archive(seat, store)
         self._remove_seat(seat, unit, keep_volume=keep_volumes)
         return done
 
@@ -367,6 +400,11 @@ class DockerProvider(Provider):
             found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
             found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
         return found
+
+
+def _paused(container: Container) -> bool:
+    """Stopped by `coursekit pause` (restart policy "no"), not crashed or stopped by hand."""
+    return container.status == "exited" and container.attrs["HostConfig"].get("RestartPolicy", {}).get("Name") == "no"
 
 
 def _bindable(host: str, port: int) -> bool:

@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from coursekit import archive, labels, names
+from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
@@ -24,6 +24,7 @@ from coursekit.fleet.cloud import Cloud
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
+from coursekit.schedule import jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import SeatTokens
 
@@ -131,13 +132,14 @@ class OpenStackProvider(Provider):
         served = server.metadata.get(labels.META_SERVED) == "yes"  # a VM that never answered holds no work yet
         state, detail = SeatState.STOPPED, f"VM {server.status}"
         image = server.metadata.get(labels.META_IMAGE, "")  # what was asked of the VM
+        clocks, paused_at = {}, None
         if server.status == "ACTIVE" and fip is not None and fip.port_id:
             try:
-                answer = self._probe(seat, fip.floating_ip_address)
+                answer, body = self._get(seat, fip.floating_ip_address, "/api/status")
             except UntrustedSeat as exc:
                 answer, state, detail = -1, SeatState.FAILED, str(exc)
             if answer == 200:
-                state, detail = SeatState.RUNNING, ""
+                state, detail, clocks = SeatState.RUNNING, "", jupyter_clocks(body)
                 image = self._running_image(seat, fip.floating_ip_address) or image
             elif answer == -1:
                 served = True  # cannot tell what it holds: treat it as holding work
@@ -155,7 +157,9 @@ class OpenStackProvider(Provider):
             state, detail = SeatState.FAILED, f"VM in ERROR: {(server.fault or {}).get('message', 'no fault given')}"
         elif server.status in POWERED_OFF:
             state, detail = POWERED_OFF[server.status], f"VM {server.status}"
-        return Observed(seat, server.id, image, server.metadata.get(labels.META_SETTINGS, ""), state, detail, holds_work=served)
+            paused_at = parse_time(server.metadata.get(labels.META_PAUSED))
+        return Observed(seat, server.id, image, server.metadata.get(labels.META_SETTINGS, ""), state, detail, holds_work=served,
+                        paused_at=paused_at, **clocks)
 
     def observe(self) -> list[Observed]:
         """The course's VMs as they are (2 API calls, whatever the fleet's size)."""
@@ -249,13 +253,13 @@ class OpenStackProvider(Provider):
             return fips[seat]
         return self.cloud.create_floating_ip(found["public"].id, f"coursekit {self.slug} {seat}", [self.tag, self.seat_tag(seat)])
 
-    def _launch(self, item: _Seat, image: str, found: dict, group, fips: dict, archive_dir: Path, progress: SeatProgress) -> None:
+    def _launch(self, item: _Seat, image: str, found: dict, group, fips: dict, store: ArchiveStore, progress: SeatProgress) -> None:
         seat = item.action.seat
         try:
             if item.action.kind is Kind.REPLACE:
                 progress.update(seat, "replacing", item.action.reason)
                 if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
-                    done = self._archive_at(seat, fips[seat].floating_ip_address, archive_dir)
+                    done = self._archive_at(seat, fips[seat].floating_ip_address, store)
                     progress.update(seat, "replacing", f"work archived to {done.path}")
                 self.cloud.delete_server(item.action.observed.instance_id, "deleting the old VM")
             item.fip = self._floating_ip(seat, fips, found)
@@ -297,7 +301,7 @@ class OpenStackProvider(Provider):
     def _attach(self, item: _Seat) -> None:
         self.cloud.attach_floating_ip(item.fip, item.server_id)
 
-    def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
+    def apply(self, actions: list[Action], image: str, store: ArchiveStore) -> list[Outcome]:
         """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
         outcomes: dict[str, Outcome] = {}
         work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
@@ -313,9 +317,9 @@ class OpenStackProvider(Provider):
                     outcomes[action.seat] = Outcome(action.seat, "blocked", False, action.reason)
                     progress.update(action.seat, "LEFT IN PLACE", action.observed.detail[:120])
                 elif action.kind is Kind.REMOVE:
-                    outcomes[action.seat] = self._remove(action, fips, archive_dir, progress)
+                    outcomes[action.seat] = self._remove(action, fips, store, progress)
             with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-                for future in [pool.submit(self._launch, i, image, found, group, fips, archive_dir, progress) for i in items]:
+                for future in [pool.submit(self._launch, i, image, found, group, fips, store, progress) for i in items]:
                     future.result()
                 updates = [a for a in actions if a.kind is Kind.UPDATE]
                 updating = list(pool.map(lambda a: self._update(a, image, fips, progress), updates))
@@ -378,8 +382,9 @@ class OpenStackProvider(Provider):
                 item.attached = True
                 progress.update(seat, "booting", item.fip.floating_ip_address)
             if item.attached and item.outcome is None and server.status == "ACTIVE" and self._serves(item, image):
-                if server.metadata.get(labels.META_SERVED) != "yes":  # from now on its disk may hold work: never replace it unarchived
-                    self.cloud.set_metadata(server.id, "marking the VM as serving", **{labels.META_SERVED: "yes"})
+                marks = {labels.META_SERVED: "yes", labels.META_PAUSED: ""}  # from now on its disk may hold work, and it is awake
+                if any(server.metadata.get(key, "") != value for key, value in marks.items()):
+                    self.cloud.set_metadata(server.id, "marking the VM as serving", **marks)
                 item.outcome = item.finish(True, self.url(seat, item.fip.floating_ip_address))
                 progress.update(seat, "ready", item.outcome.detail)
         except CoursekitError as exc:
@@ -391,6 +396,38 @@ class OpenStackProvider(Provider):
         if self._probe(seat, address, timeout=3) != 200:
             return False
         return item.action.kind is not Kind.UPDATE or self._running_image(seat, address, timeout=3) == image
+
+    # Pausing ------------------------------------------------------------------------------------
+
+    def pause(self, observed: list[Observed]) -> list[Outcome]:
+        """Shelve each seat's VM (no SUs; its disk, address and link stay), noting when in its metadata; done
+        when every VM is shelved. One shared poll of the course's servers follows, as after a boot."""
+        items = [_Seat(Action(Kind.KEEP, o.seat, "pause", None, o), server_id=o.instance_id) for o in observed]
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+        def shelve(item: _Seat) -> None:
+            try:
+                self.cloud.set_metadata(item.server_id, "noting the pause", **{labels.META_PAUSED: now})
+                self.cloud.shelve(item.server_id)
+            except CoursekitError as exc:
+                item.outcome = Outcome(item.action.seat, "pause", False, str(exc), time.monotonic() - item.started)
+
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+            list(pool.map(shelve, items))
+        deadline = time.monotonic() + self.boot_timeout
+        while pending := [i for i in items if i.outcome is None]:
+            time.sleep(self.settings.poll_seconds)
+            servers = {s.id: s for s in self._servers()}
+            for item in pending:
+                server = servers.get(item.server_id)
+                if server is None:
+                    item.outcome = Outcome(item.action.seat, "pause", False, "the VM disappeared while shelving")
+                elif POWERED_OFF.get(server.status) == SeatState.PAUSED:
+                    item.outcome = Outcome(item.action.seat, "pause", True, f"VM {server.status}: no SUs, its disk stays",
+                                           time.monotonic() - item.started)
+                elif server.status == "ERROR" or time.monotonic() > deadline:
+                    item.outcome = Outcome(item.action.seat, "pause", False, f"VM {server.status} instead of shelved; pause again")
+        return [i.outcome for i in items]
 
     # Archiving and removing --------------------------------------------------------------------
 
@@ -408,15 +445,15 @@ class OpenStackProvider(Provider):
                 raise archive.ArchiveError(f"cannot read the home folder through its VM: {exc}") from None
         return stream
 
-    def archive(self, seat: str, archive_dir: Path) -> archive.Archived:
+    def archive(self, seat: str, store: ArchiveStore) -> archive.Archived:
         """Archive a seat's home through its VM with its credential, and verify it path by path."""
         fip = self._fips().get(seat)
         if fip is None or not fip.port_id:
             raise archive.ArchiveError("it has no floating IP to be read through")
-        return self._archive_at(seat, fip.floating_ip_address, archive_dir)
+        return self._archive_at(seat, fip.floating_ip_address, store)
 
-    def _archive_at(self, seat: str, address: str, archive_dir: Path) -> archive.Archived:
-        return archive.archive_seat(seat, self._tar_source(seat, address), archive_dir, archive.course_checksums(self.course.data))
+    def _archive_at(self, seat: str, address: str, store: ArchiveStore) -> archive.Archived:
+        return archive_to(store, seat, self._tar_source(seat, address), archive.course_checksums(self.course.data))
 
     def _wait_answering(self, seat: str, server_id: str, address: str) -> None:
         """Poll until the VM is ACTIVE and its Jupyter answers with the token, within the boot timeout."""
@@ -430,7 +467,7 @@ class OpenStackProvider(Provider):
             time.sleep(self.settings.poll_seconds)
         raise CoursekitError(f"the VM did not answer within {self.boot_timeout / 60:g} minutes of waking it")
 
-    def _archive_then_delete(self, seat: str, server, fip, archive_dir: Path) -> archive.Archived | None:
+    def _archive_then_delete(self, seat: str, server, fip, store: ArchiveStore) -> archive.Archived | None:
         """Archive a seat's disk (waking it first when it is powered off or shelved), then delete the VM and its
         address. A VM that never answered holds no work and is deleted as is; one that holds work but cannot
         be read is left in place (CoursekitError says why)."""
@@ -446,13 +483,13 @@ class OpenStackProvider(Provider):
             elif status != "ACTIVE":
                 raise CoursekitError(f"VM {status}: its disk holds the student's work and cannot be read; left in place "
                                      f"(deploy --discard {seat} deletes it, and the work on it)")
-            done = self._archive_at(seat, fip.floating_ip_address, archive_dir)
+            done = self._archive_at(seat, fip.floating_ip_address, store)
         self.cloud.delete_server(server.id)
         if fip is not None:
             self.cloud.delete_floating_ip(fip)
         return done
 
-    def _remove(self, action: Action, fips: dict, archive_dir: Path, progress: SeatProgress) -> Outcome:
+    def _remove(self, action: Action, fips: dict, store: ArchiveStore, progress: SeatProgress) -> Outcome:
         seat = action.seat
         try:
             if action.duplicate:
@@ -460,7 +497,7 @@ class OpenStackProvider(Provider):
                 return Outcome(seat, "remove", True, "duplicate removed")
             progress.update(seat, "archiving")
             server = self.cloud.server(action.observed.instance_id)
-            done = self._archive_then_delete(seat, server, fips.get(seat), archive_dir)
+            done = self._archive_then_delete(seat, server, fips.get(seat), store)
             progress.update(seat, "removed", str(done.path) if done else "it never served")
             return Outcome(seat, "remove", True, f"archived to {done.path}, then removed" if done else "it never served; removed")
         except CoursekitError as exc:
@@ -488,7 +525,8 @@ class OpenStackProvider(Provider):
         url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
         image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get(labels.META_IMAGE, "")
         activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
-        return SeatStatus(seat, server.status.lower(), url, image, health, activity)
+        state = "paused" if POWERED_OFF.get(server.status) == SeatState.PAUSED else server.status.lower()
+        return SeatStatus(seat, state, url, image, health, activity)
 
     def teardown_units(self) -> list[tuple[str, tuple]]:
         """Every server with its address, then every address whose server is already gone."""
@@ -497,12 +535,12 @@ class OpenStackProvider(Provider):
         served = {seat for seat, _ in units}
         return units + [(seat, (None, fip)) for seat, fip in fips.items() if seat not in served]
 
-    def archive_and_remove(self, seat: str, unit: tuple, archive_dir: Path, keep_volumes: bool) -> archive.Archived | None:
+    def archive_and_remove(self, seat: str, unit: tuple, store: ArchiveStore, keep_volumes: bool) -> archive.Archived | None:
         server, fip = unit
         if server is None:  # its VM was already gone: nothing to archive, release the address
             self.cloud.delete_floating_ip(fip)
             return None
-        return self._archive_then_delete(seat, server, fip, archive_dir)
+        return self._archive_then_delete(seat, server, fip, store)
 
     def left_in_place(self, unit: tuple) -> str:
         server, _ = unit

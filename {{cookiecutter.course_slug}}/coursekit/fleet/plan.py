@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
 
@@ -21,7 +22,7 @@ class SeatState(str, Enum):
     RUNNING = "running"
     STARTING = "starting"
     STOPPED = "stopped"  # powered off (a VM) or exited (a container)
-    PAUSED = "paused"  # shelved: costs nothing, keeps its disk
+    PAUSED = "paused"  # shelved (a VM) or stopped by `pause` (a container): keeps its home; only resume or the schedule wakes it
     FAILED = "failed"
 
 
@@ -45,6 +46,9 @@ class Observed:
     state: str  # a SeatState: the provider's reading of it
     detail: str = ""
     holds_work: bool = False  # the instance's own disk holds the student's work: never replaced or deleted unarchived
+    paused_at: datetime | None = None  # when coursekit paused it (None: not paused, or paused by other means)
+    started: datetime | None = None  # Jupyter's own clocks, from /api/status, when it answers
+    last_activity: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,10 @@ class Action:
     duplicate: bool = False  # a second instance of a seat that has one: removing it loses nothing
 
 
-def _change(want: Desired, have: Observed) -> tuple[Kind, str] | None:
+def _change(want: Desired, have: Observed, wake: frozenset[str]) -> tuple[Kind, str] | None:
     """What a seat that exists needs, if anything: a new instance, a wake-up, or only a new image."""
+    if have.state == SeatState.PAUSED:  # never broken, never replaced: woken only when the schedule says so
+        return (Kind.WAKE, f"{have.detail or 'paused'}: its awake hours have begun") if have.seat in wake else None
     if have.holds_work and have.state in (SeatState.STOPPED, SeatState.PAUSED):
         return Kind.WAKE, f"{have.detail or have.state}: start it (its disk holds the student's work)"
     if have.holds_work and have.state == SeatState.FAILED:
@@ -73,8 +79,11 @@ def _change(want: Desired, have: Observed) -> tuple[Kind, str] | None:
     return None
 
 
-def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
-    """Actions that turn observed into desired, in roster order, removals last."""
+KEEP_REASONS = {SeatState.RUNNING: "up to date", SeatState.PAUSED: "paused: `coursekit resume` or the schedule wakes it"}
+
+
+def plan(desired: list[Desired], observed: list[Observed], wake: frozenset[str] = frozenset()) -> list[Action]:
+    """Actions that turn observed into desired, in roster order, removals last; paused seats wake only if in wake."""
     by_seat: dict[str, list[Observed]] = {}
     for instance in observed:
         by_seat.setdefault(instance.seat, []).append(instance)
@@ -85,10 +94,10 @@ def plan(desired: list[Desired], observed: list[Observed]) -> list[Action]:
             actions.append(Action(Kind.CREATE, want.seat, "new seat", want))
             continue
         have, extra = instances[0], instances[1:]
-        if change := _change(want, have):
+        if change := _change(want, have, wake):
             actions.append(Action(change[0], want.seat, change[1], want, have))
         else:
-            actions.append(Action(Kind.KEEP, want.seat, "up to date" if have.state == SeatState.RUNNING else "starting", want, have))
+            actions.append(Action(Kind.KEEP, want.seat, KEEP_REASONS.get(have.state, "starting"), want, have))
         # A duplicate never served anyone unless its own disk says so; then it is archived like any removal.
         actions += [Action(Kind.REMOVE, want.seat, "duplicate instance", None, o, duplicate=not o.holds_work) for o in extra]
     for seat, instances in by_seat.items():

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 from coursekit.archive import Archived
+from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.fleet.plan import Action, Desired, Observed, Outcome, SeatStatus
+from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.seats import SeatTokens, seats, status_order
 
 # name → "module:Class". Adding a provider: write the class, add its line here (and to the schema's enum).
@@ -82,8 +82,36 @@ class Provider(ABC):
         """The course's instances as they are, found by exact labels or tags."""
 
     @abstractmethod
-    def apply(self, actions: list[Action], image: str, archive_dir: Path) -> list[Outcome]:
-        """Carry out a plan; one outcome per acting seat, one seat's failure never stopping the others."""
+    def apply(self, actions: list[Action], image: str, store: ArchiveStore | None) -> list[Outcome]:
+        """Carry out a plan; one outcome per acting seat, one seat's failure never stopping the others
+        (store: where seats that are removed or replaced are archived; None when the plan removes nothing)."""
+
+    # Pausing and resuming ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def pause(self, observed: list[Observed]) -> list[Outcome]:
+        """Pause these seats so they cost nothing (or little) while their homes stay; done when each is paused."""
+
+    def resume(self, observed: list[Observed]) -> list[Outcome]:
+        """Wake these paused or stopped seats; done when each answers again, as after deploy."""
+        return self.apply([Action(Kind.WAKE, o.seat, "resume", None, o) for o in observed], "", None)
+
+    def set_awake(self, change: str, observed: list[Observed], reasons: dict[str, str]) -> list[Outcome]:
+        """Pause or resume the observed seats named in reasons (seat → why); seats already so are reported, not touched."""
+        chosen = [o for o in observed if o.seat in reasons]
+        if change == "pause":
+            act = [o for o in chosen if o.state != SeatState.PAUSED]
+            done = self.pause(act) if act else []
+            left = [Outcome(o.seat, "pause", True, "already paused") for o in chosen if o.state == SeatState.PAUSED]
+        else:
+            act = [o for o in chosen if o.state in (SeatState.PAUSED, SeatState.STOPPED)]
+            done = self.resume(act) if act else []
+            left = [Outcome(o.seat, "resume", True, f"already {SeatState(o.state).value}")
+                    for o in chosen if o not in act]
+        detailed = [Outcome(o.seat, o.action, o.ok, f"{reasons[o.seat]}: {o.detail}" if reasons[o.seat] else o.detail, o.seconds)
+                    for o in done]
+        order = {o.seat: i for i, o in enumerate(chosen)}
+        return sorted(detailed + left, key=lambda o: order[o.seat])
 
     @abstractmethod
     def urls(self) -> dict[str, str]:
@@ -107,15 +135,15 @@ class Provider(ABC):
     # Archiving and teardown (template method) -----------------------------------------------------
 
     @abstractmethod
-    def archive(self, seat: str, archive_dir: Path) -> Archived:
-        """Archive one seat's home into archive_dir/<seat>.tar.gz and verify it path by path."""
+    def archive(self, seat: str, store: ArchiveStore) -> Archived:
+        """Archive one seat's home into store/<seat>.tar.gz and verify it path by path."""
 
     @abstractmethod
     def teardown_units(self) -> Iterable[tuple[str, Any]]:
         """(seat, what holds it) for everything of the course that teardown must archive and remove."""
 
     @abstractmethod
-    def archive_and_remove(self, seat: str, unit: Any, archive_dir: Path, keep_volumes: bool) -> Archived | None:
+    def archive_and_remove(self, seat: str, unit: Any, store: ArchiveStore, keep_volumes: bool) -> Archived | None:
         """Archive the seat (None when it provably holds no work), verify, then remove it; CoursekitError leaves it."""
 
     def left_in_place(self, unit: Any) -> str:
@@ -126,12 +154,12 @@ class Provider(ABC):
         """Remove what the seats shared (a network, a security group) once no seat is left."""
         return None  # a hook: nothing shared unless the provider says so
 
-    def teardown(self, archive_dir: Path, keep_volumes: bool) -> list[Outcome]:
+    def teardown(self, store: ArchiveStore, keep_volumes: bool) -> list[Outcome]:
         """Archive every seat, verify it, then remove it; a seat that fails stays and is reported, the others go on."""
         outcomes = []
         for seat, unit in self.teardown_units():
             try:
-                done = self.archive_and_remove(seat, unit, archive_dir, keep_volumes)
+                done = self.archive_and_remove(seat, unit, store, keep_volumes)
             except CoursekitError as exc:
                 outcomes.append(Outcome(seat, "teardown", False, f"{exc}; {self.left_in_place(unit)}"))
                 continue

@@ -1,0 +1,176 @@
+"""Where verified archives end up: a local folder, or the allocation's object store (Swift).
+
+Every archive is first written and verified path by path in a local folder (archive.archive_seat). A
+Swift store then uploads it, reads it back and compares its SHA-256 before the seat may be removed, so
+a scheduled teardown in CI keeps every student's work private and out of the workflow's artifacts.
+Objects are named <course slug>/<seat>.tar.gz, so one container can hold several courses.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from coursekit.archive import Archived, read_archive
+from coursekit.errors import ArchiveError, CoursekitError
+
+SWIFT = "swift://"
+SHA_KEY = "coursekit-sha256"
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One seat's archive as a store lists it."""
+
+    seat: str
+    location: str
+    size: int
+    modified: str
+    sha256: str = ""
+
+
+class ArchiveStore(Protocol):
+    folder: Path  # where archives are written and verified first (owner-only)
+
+    def keep(self, done: Archived) -> Archived:
+        """Make a verified local archive final (upload and re-check it); ArchiveError leaves the seat in place."""
+
+    def list(self) -> list[Stored]:
+        """Every archive of the course."""
+
+    def fetch(self, seat: str, dest: Path) -> Path:
+        """One seat's archive as a local file under dest, checked against its checksum and its own manifest."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_archive_file(path: Path) -> None:
+    """The archive holds exactly what its own manifests list (ArchiveError otherwise)."""
+    held, sums, listed = read_archive(path)
+    files = {rel: e.sha256 for rel, e in held.items() if e.kind in ("file", "hardlink")}
+    if held != listed or sums != files:
+        raise ArchiveError(f"{path} does not match its own manifest")
+
+
+class LocalStore:
+    """Archives stay in a folder on this machine."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def keep(self, done: Archived) -> Archived:
+        return done
+
+    def list(self) -> list[Stored]:
+        from datetime import datetime, timezone
+
+        found = sorted(self.folder.glob("*.tar.gz")) if self.folder.is_dir() else []
+        return [Stored(p.name.removesuffix(".tar.gz"), str(p), p.stat().st_size,
+                       datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")) for p in found]
+
+    def fetch(self, seat: str, dest: Path) -> Path:
+        path = self.folder / f"{seat}.tar.gz"
+        if not path.is_file():
+            raise CoursekitError(f"no archive of seat {seat!r} in {self.folder}/")
+        check_archive_file(path)
+        return path
+
+
+class SwiftStore:
+    """Archives go to a Swift container of the allocation, through openstacksdk; the local copy is only staging."""
+
+    def __init__(self, connect: Callable[[], Any], container: str, slug: str):
+        self._connect, self.container, self.slug = connect, container, slug
+        self._staging = tempfile.TemporaryDirectory(prefix="coursekit-archives-")
+        self.folder = Path(self._staging.name)
+        self._ready = False
+
+    @cached_property
+    def cloud(self):
+        """The connection, made on first use: a deploy that archives nothing needs no object store."""
+        return self._connect()
+
+    def name(self, seat: str) -> str:
+        return f"{self.slug}/{seat}.tar.gz"
+
+    def location(self, seat: str) -> str:
+        return f"{SWIFT}{self.container}/{self.name(seat)}"
+
+    def keep(self, done: Archived) -> Archived:
+        """Upload, read back, compare SHA-256; only then is the archive final and the local copy dropped."""
+        local = Path(done.path)
+        digest = file_sha256(local)
+        try:
+            if not self._ready:
+                self.cloud.create_container(self.container)
+                self._ready = True
+            self.cloud.upload_object(self.container, self.name(done.seat), local, {SHA_KEY: digest})
+            back = self._read_back(done.seat)
+        except CoursekitError as exc:
+            raise ArchiveError(f"uploading to {self.location(done.seat)} failed ({exc}); the seat is kept") from None
+        if back != digest:
+            raise ArchiveError(f"{self.location(done.seat)} reads back with another checksum ({back[:12]}… "
+                               f"instead of {digest[:12]}…); the seat is kept, run the command again")
+        local.unlink()
+        return replace(done, path=self.location(done.seat))
+
+    def _read_back(self, seat: str) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.cloud.stream_object(self.container, self.name(seat)):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def list(self) -> list[Stored]:
+        return [Stored(o.name.removeprefix(f"{self.slug}/").removesuffix(".tar.gz"), f"{SWIFT}{self.container}/{o.name}",
+                       o.content_length or 0, str(o.last_modified_at or ""))
+                for o in self.cloud.objects(self.container, f"{self.slug}/") if o.name.endswith(".tar.gz")]
+
+    def fetch(self, seat: str, dest: Path) -> Path:
+        meta = self.cloud.object_metadata(self.container, self.name(seat))
+        if meta is None:
+            raise CoursekitError(f"no archive of seat {seat!r} at {self.location(seat)}")
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = dest / f"{seat}.tar.gz"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in self.cloud.stream_object(self.container, self.name(seat)):
+                digest.update(chunk)
+                handle.write(chunk)
+        want = (meta.get(SHA_KEY) or "").lower()
+        if want and digest.hexdigest() != want:
+            raise ArchiveError(f"{self.location(seat)} does not match the checksum it was stored with")
+        check_archive_file(path)
+        return path
+
+
+def store_for(course, folder: Path | None = None, cloud=None) -> ArchiveStore:
+    """archive.target of course.yaml (a folder given on the command line wins)."""
+    target = course.archive_target
+    if folder is not None:
+        return LocalStore(folder)
+    if not target.startswith(SWIFT):
+        return LocalStore(course.root / target)  # relative to the course repository, wherever the command runs
+    def connect():
+        from coursekit.fleet.cloud import Cloud
+
+        return cloud or Cloud.connect(course.fleet.openstack.cloud)
+    return SwiftStore(connect, target.removeprefix(SWIFT), course.course.slug)
+
+
+def archive_to(store: ArchiveStore, seat: str, source, course_data: dict[str, str]) -> Archived:
+    """Archive a seat into the store's folder, verify it path by path, then make it final in the store."""
+    from coursekit.archive import archive_seat
+
+    return store.keep(archive_seat(seat, source, store.folder, course_data))
