@@ -19,6 +19,9 @@ Faults (attributes of Emulator, switchable while it runs):
     fip_conflicts      the next N floating-IP creates get 409 OverQuota, then they succeed
     power_seconds      os-stop / os-start take this long; shelve_seconds: shelving; unshelving boots anew
     wrong_cert         server names whose VM presents another certificate than its user data gave it
+    swift_put_fail     object names whose uploads get 503; swift_corrupt: object names stored with a flipped byte
+The object store (Swift v1: /info, account, containers, objects with X-Object-Meta-* metadata, listings with
+prefix/marker/limit) keeps objects in memory, so archives uploaded there can be read back and compared.
 Servers take the actions os-stop, os-start, shelve and unshelve (POST /servers/{id}/action) through
 ACTIVE, SHUTOFF and SHELVED_OFFLOADED, and tests can power off, shelve or break a VM behind the API's back.
 When a server turns ACTIVE with a floating IP, the emulated VM answers like the seat's Jupyter
@@ -29,6 +32,7 @@ shelving, served as a tar at /coursekit/home.tar by the VM's own streamer (fleet
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import itertools
 import json
@@ -42,9 +46,10 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
 
@@ -88,6 +93,7 @@ class SeatStandIn:
         self.broken = False  # when set, the contents API and the home streamer answer 500, as a wedged server would
         self.image = image  # what the bootstrap reports at /coursekit/seat.json
         self.started = _now()
+        self.last_activity = self.started  # Jupyter's activity clock: moves when the student does something (a PUT here)
         self.token_requests = 0  # requests that carried a token: a VM with the wrong certificate must see none
         stand_in = self
 
@@ -112,7 +118,8 @@ class SeatStandIn:
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
                 if url.path == "/api/status":
-                    return self._reply(200, {"started": stand_in.started, "last_activity": _now(), "connections": 0, "kernels": 0})
+                    return self._reply(200, {"started": stand_in.started, "last_activity": stand_in.last_activity,
+                                             "connections": 0, "kernels": 0})
                 if url.path == "/coursekit/seat.json":
                     return self._reply(200, {"image": stand_in.image})
                 if url.path == homestream.PATH and stand_in.broken:
@@ -139,6 +146,7 @@ class SeatStandIn:
                 target = stand_in.home / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
+                stand_in.last_activity = _now()
                 self._reply(201, {"name": path.rsplit("/", 1)[-1], "path": path, "type": "file"})
 
             def log_message(self, *args):
@@ -187,6 +195,10 @@ class Emulator:
         self.shelve_seconds = 0.3
         self.wrong_cert: set[str] = set()
         self.floating_ip_quota = 25
+        self.swift_put_fail: set[str] = set()  # object names whose uploads are answered 503 (nothing stored)
+        self.swift_corrupt: set[str] = set()  # object names stored with one byte flipped (a bad disk); reads show it
+        self.swift_max_file_size = 5 * 2**30 + 2  # Swift's default: larger uploads must be segmented
+        self.containers: dict[str, dict[str, dict]] = {}
         self.fip_conflicts = 0  # the next N floating-IP creates get 409 OverQuota (another project's race)
         self.max_instances, self.max_cores, self.max_ram_mb = 100, 800, 3_200_000
         self.seat_port = seat_port
@@ -225,17 +237,32 @@ class Emulator:
             protocol_version = "HTTP/1.1"
 
             def _handle(self, method: str):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null") if length else None
-                status, headers, payload = emulator.handle(method, self.path, body, self.headers)
-                data = b"" if payload is None else json.dumps(payload).encode()
+                raw = self._body()
+                if self.path.startswith("/swift"):
+                    status, headers, data = emulator.handle_swift(method, self.path, raw, self.headers)
+                else:
+                    body = json.loads(raw or b"null") if raw else None
+                    status, headers, payload = emulator.handle(method, self.path, body, self.headers)
+                    data = b"" if payload is None else json.dumps(payload).encode()
+                    headers = {**headers, "Content-Type": "application/json"}
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if method != "HEAD":
+                    self.wfile.write(data)
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while (size := int(self.rfile.readline().strip() or b"0", 16)) > 0:
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
             def do_GET(self):
                 self._handle("GET")
@@ -248,6 +275,9 @@ class Emulator:
 
             def do_DELETE(self):
                 self._handle("DELETE")
+
+            def do_HEAD(self):
+                self._handle("HEAD")
 
             def log_message(self, *args):
                 pass
@@ -341,6 +371,84 @@ class Emulator:
             (r"/image/v2/images/([^/]+)", "GET", self._get_image),
         ]
 
+    # Swift -----------------------------------------------------------------------------------------
+
+    def handle_swift(self, method: str, raw_path: str, body: bytes, headers) -> tuple[int, dict, bytes]:
+        """The object store (Swift API v1): account, containers and objects, raw bytes in and out."""
+        if self.latency:
+            time.sleep(self.latency)
+        url = urlparse(raw_path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        with self._lock:
+            self.calls.append(f"{method} {url.path}")
+            if url.path == "/swift/info":
+                info = {"swift": {"max_file_size": self.swift_max_file_size, "version": "2.31.0"},
+                        "slo": {"max_manifest_segments": 1000, "min_segment_size": 1}}
+                return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+            if headers.get("X-Auth-Token") != "tok-" + self.credential["id"]:
+                return 401, {}, b"<html><h1>Unauthorized</h1><p>This server could not verify that you are authorized.</p></html>"
+            match = re.fullmatch(rf"/swift/v1/AUTH_{PROJECT['id']}(?:/([^/]+)(?:/(.+))?)?", url.path)
+            if not match:
+                return 404, {}, b"Not Found"
+            container, name = (unquote(part) if part else None for part in match.groups())
+            if container is None:
+                return self._swift_account(method, query)
+            if name is None:
+                return self._swift_container(method, container, query)
+            return self._swift_object(method, container, name, body, headers)
+
+    def _swift_account(self, method: str, query: dict) -> tuple[int, dict, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, {}, b""
+        listing = [{"name": c, "count": len(objs), "bytes": sum(len(o["data"]) for o in objs.values())}
+                   for c, objs in sorted(self.containers.items()) if c > query.get("marker", "")]
+        return 200, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(listing).encode()
+
+    def _swift_container(self, method: str, container: str, query: dict) -> tuple[int, dict, bytes]:
+        if method == "PUT":
+            existed = container in self.containers
+            self.containers.setdefault(container, {})
+            return (202 if existed else 201), {}, b""
+        objects = self.containers.get(container)
+        if objects is None:
+            return 404, {}, b"<html><h1>Not Found</h1><p>The resource could not be found.</p></html>"
+        if method == "DELETE":
+            if objects:
+                return 409, {}, b"There was a conflict when trying to complete your request."
+            del self.containers[container]
+            return 204, {}, b""
+        prefix, marker, limit = query.get("prefix", ""), query.get("marker", ""), int(query.get("limit", 10000))
+        names = [n for n in sorted(objects) if n.startswith(prefix) and n > marker][:limit]
+        listing = [{"name": n, "bytes": len(objects[n]["data"]), "hash": objects[n]["etag"],
+                    "last_modified": objects[n]["modified"], "content_type": objects[n]["type"]} for n in names]
+        return 200, {"Content-Type": "application/json; charset=utf-8", "X-Container-Object-Count": str(len(objects))}, \
+            json.dumps(listing).encode()
+
+    def _swift_object(self, method: str, container: str, name: str, body: bytes, headers) -> tuple[int, dict, bytes]:
+        objects = self.containers.get(container)
+        if objects is None:
+            return 404, {}, b"<html><h1>Not Found</h1><p>The resource could not be found.</p></html>"
+        if method == "PUT":
+            if name in self.swift_put_fail:
+                return 503, {}, b"<html><h1>Service Unavailable</h1><p>Please try again later.</p></html>"
+            etag = hashlib.md5(body).hexdigest()
+            if headers.get("ETag") and headers["ETag"].strip('"') != etag:
+                return 422, {}, b"<html><h1>Unprocessable Entity</h1><p>The ETag does not match the body.</p></html>"
+            meta = {k: v for k, v in headers.items() if k.lower().startswith("x-object-meta-")}
+            data = bytes([body[0] ^ 0xFF]) + body[1:] if name in self.swift_corrupt and body else body
+            objects[name] = {"data": data, "etag": etag, "meta": meta, "type": headers.get("Content-Type") or "application/octet-stream",
+                             "modified": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")}
+            return 201, {"ETag": etag, "Last-Modified": formatdate(usegmt=True)}, b""
+        found = objects.get(name)
+        if found is None:
+            return 404, {}, b"<html><h1>Not Found</h1><p>The resource could not be found.</p></html>"
+        if method == "DELETE":
+            del objects[name]
+            return 204, {}, b""
+        reply = {"Content-Length": str(len(found["data"])), "ETag": found["etag"], "Content-Type": found["type"],
+                 "Last-Modified": formatdate(usegmt=True), "X-Timestamp": f"{time.time():.5f}", **found["meta"]}
+        return 200, reply, found["data"] if method == "GET" else b""
+
     # Keystone ----------------------------------------------------------------------------------
 
     def _identity_version(self, body, query, _=None):
@@ -365,7 +473,8 @@ class Emulator:
             "project": PROJECT, "roles": [{"id": "role-member", "name": "member"}],
             "application_credential": {"id": self.credential["id"], "name": "coursekit", "restricted": True},
             "catalog": [service("identity", "keystone", "/identity"), service("compute", "nova", "/compute/v2.1"),
-                        service("network", "neutron", "/network"), service("image", "glance", "/image")],
+                        service("network", "neutron", "/network"), service("image", "glance", "/image"),
+                        service("object-store", "swift", f"/swift/v1/AUTH_{PROJECT['id']}")],
         }}
         return 201, {"X-Subject-Token": "tok-" + self.credential["id"]}, token
 

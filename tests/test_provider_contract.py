@@ -40,6 +40,12 @@ class DockerRig:
             tar.addfile(info, io.BytesIO(content))
         assert self.docker.containers.get(f"coursekit-contract-docker.{seat}").put_archive("/home/jovyan", data.getvalue())
 
+    def read(self, seat: str, path: str) -> bytes:
+        """A file of the seat's home, read from its volume (the container may be stopped)."""
+        stream, _ = self.docker.containers.get(f"coursekit-contract-docker.{seat}").get_archive(f"/home/jovyan/{path}")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            return tar.extractfile(tar.getmembers()[0]).read()
+
     def stop(self) -> None:
         pass
 
@@ -64,6 +70,10 @@ class OpenStackRig:
         target = server["_home"] / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
+
+    def read(self, seat: str, path: str) -> bytes:
+        server = next(s for s in self.cloud.live_servers() if s["metadata"]["coursekit-seat"] == seat)
+        return (server["_home"] / path).read_bytes()
 
     def stop(self) -> None:
         self.cloud.stop()
@@ -139,3 +149,52 @@ def test_teardown_archives_every_seat_and_leaves_nothing(rig, tmp_path):
     assert json.loads(_run(rig, "status", "--json").stdout) == [
         {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-"} for s in STUDENTS
     ]
+
+
+def _status(rig) -> dict[str, dict]:
+    return {r["seat"]: r for r in json.loads(_run(rig, "status", "--json").stdout)}
+
+
+def _roster_urls(rig) -> dict[str, str]:
+    return {r["seat"]: r["url"] for r in csv.DictReader(io.StringIO(_run(rig, "roster").stdout))}
+
+
+def test_pause_and_resume_keep_every_home_and_link(rig):
+    edit_course(rig.repo, lambda d: d["schedule"].update(awake=[]))  # the test's hour of day must not matter
+    _deploy(rig)
+    rig.write("ann", "work/.notes/today.txt", b"ann's notes")
+    links = _roster_urls(rig)
+    paused = _run(rig, "pause")
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert {seat: row["state"] for seat, row in _status(rig).items()} == {s: "paused" for s in STUDENTS}
+    again = _run(rig, "pause")
+    assert again.returncode == 0 and again.stdout.count("already paused") == len(STUDENTS)
+    plan = _run(rig, "plan", *rig.deploy_args)
+    assert plan.returncode == 0 and plan.stdout.count("paused: `coursekit resume` or the") == len(STUDENTS), plan.stdout
+    one = _run(rig, "resume", "--seat", "ann")
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert {seat: row["state"] == "paused" for seat, row in _status(rig).items()} == {"ann": False, "ben": True, "cy": True}
+    rest = _run(rig, "resume")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert "already running" in rest.stdout
+    assert [row["health"] for row in _status(rig).values()] == ["ok"] * len(STUDENTS)
+    assert _roster_urls(rig) == links
+    assert rig.read("ann", "work/.notes/today.txt") == b"ann's notes"
+    unknown = _run(rig, "pause", "--seat", "zed")
+    assert unknown.returncode == 1 and "no deployed seat called zed" in unknown.stderr
+
+
+def test_the_schedule_pauses_seats_idle_by_jupyters_own_clock(rig):
+    from datetime import datetime, timedelta, timezone
+
+    edit_course(rig.repo, lambda d: d["schedule"].update(awake=[], idle_pause_hours=2))
+    _deploy(rig)
+    now = datetime.now(timezone.utc)
+    fresh = _run(rig, "schedule")
+    assert fresh.returncode == 0 and "nothing to do" in fresh.stdout, fresh.stdout + fresh.stderr
+    later = _run(rig, "schedule", "--at", (now + timedelta(hours=3)).isoformat())
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert later.stdout.count("idle for 3.0 hours") == len(STUDENTS), later.stdout
+    assert {row["state"] for row in _status(rig).values()} == {"paused"}
+    again = _run(rig, "schedule", "--at", (now + timedelta(hours=3, minutes=15)).isoformat())
+    assert again.returncode == 0 and "nothing to do" in again.stdout

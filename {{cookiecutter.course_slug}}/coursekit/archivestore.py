@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -116,10 +117,12 @@ class SwiftStore:
                 self.cloud.create_container(self.container)
                 self._ready = True
             self.cloud.upload_object(self.container, self.name(done.seat), local, {SHA_KEY: digest})
-            back = self._read_back(done.seat)
+            back = self._read_back(done.seat)  # the upload's own answer is not proof: read every byte back
         except CoursekitError as exc:
             raise ArchiveError(f"uploading to {self.location(done.seat)} failed ({exc}); the seat is kept") from None
         if back != digest:
+            with suppress(CoursekitError):  # else the SDK's own checksum metadata would skip the next upload
+                self.cloud.delete_object(self.container, self.name(done.seat))
             raise ArchiveError(f"{self.location(done.seat)} reads back with another checksum ({back[:12]}… "
                                f"instead of {digest[:12]}…); the seat is kept, run the command again")
         local.unlink()

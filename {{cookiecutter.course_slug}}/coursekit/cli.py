@@ -339,7 +339,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     observed, chosen = _selected(fleet, args.seat)
-    return _print_outcomes(fleet.set_awake("pause", observed, {seat: "" for seat in chosen}), "pause")
+    return _print_outcomes(fleet.set_awake("pause", observed, {seat: "" for seat in chosen}, now_utc()), "pause")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -347,7 +347,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     observed, chosen = _selected(fleet, args.seat)
-    return _print_outcomes(fleet.set_awake("resume", observed, {seat: "" for seat in chosen}), "resume")
+    return _print_outcomes(fleet.set_awake("resume", observed, {seat: "" for seat in chosen}, now_utc()), "resume")
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -370,7 +370,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     for change in (Change.PAUSE, Change.RESUME):
         reasons = {seat: d.reason for seat, d in decisions.items() if d.change is change}
         if reasons:
-            outcomes += fleet.set_awake(change.value, observed, reasons)
+            outcomes += fleet.set_awake(change.value, observed, reasons, now)
     return _print_outcomes(outcomes, "schedule")
 
 

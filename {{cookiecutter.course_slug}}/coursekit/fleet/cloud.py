@@ -162,8 +162,13 @@ class Cloud:
         """An object's bytes, as they are read."""
         try:
             yield from self.conn.object_store.stream_object(name, container, chunk_size=1 << 20)
+        except oserr.NotFoundException:
+            raise CoursekitError(f"{container}/{name} is not in the object store (the upload did not arrive)") from None
         except (oserr.SDKException, ksaerr.ClientException) as exc:
             raise CoursekitError(f"reading {container}/{name} failed: {exc}") from None
+
+    def delete_object(self, container: str, name: str) -> None:
+        self.call(f"deleting {container}/{name}", lambda: self.conn.object_store.delete_object(name, container=container))
 
     def objects(self, container: str, prefix: str) -> list:
         try:
@@ -182,4 +187,4 @@ class Cloud:
             return None
         except (oserr.SDKException, ksaerr.ClientException) as exc:
             raise CoursekitError(f"reading {container}/{name} failed: {exc}") from None
-        return dict(found.metadata or {})
+        return {key.lower(): value for key, value in (found.metadata or {}).items()}

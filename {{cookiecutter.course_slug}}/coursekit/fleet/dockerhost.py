@@ -228,9 +228,10 @@ class DockerProvider(Provider):
             container.start()
         self._wait_ready(container, seat, port)
 
-    def pause(self, observed: list[Observed]) -> list[Outcome]:
+    def pause(self, observed: list[Observed], now: datetime) -> list[Outcome]:
         """Stop each seat's container; its home volume, port and link stay. Marked by its restart policy "no"
-        (so the engine never restarts it), which tells a paused seat from one that crashed or was stopped by hand."""
+        (so the engine never restarts it), which tells a paused seat from one that crashed or was stopped by hand.
+        The engine records when it stopped (State.FinishedAt): that is the pause time the schedule reads."""
         def one(seat: Observed) -> Outcome:
             started = time.monotonic()
             try:

@@ -399,15 +399,15 @@ class OpenStackProvider(Provider):
 
     # Pausing ------------------------------------------------------------------------------------
 
-    def pause(self, observed: list[Observed]) -> list[Outcome]:
+    def pause(self, observed: list[Observed], now: datetime) -> list[Outcome]:
         """Shelve each seat's VM (no SUs; its disk, address and link stay), noting when in its metadata; done
         when every VM is shelved. One shared poll of the course's servers follows, as after a boot."""
         items = [_Seat(Action(Kind.KEEP, o.seat, "pause", None, o), server_id=o.instance_id) for o in observed]
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        when = now.astimezone(timezone.utc).isoformat(timespec="seconds")
 
         def shelve(item: _Seat) -> None:
             try:
-                self.cloud.set_metadata(item.server_id, "noting the pause", **{labels.META_PAUSED: now})
+                self.cloud.set_metadata(item.server_id, "noting the pause", **{labels.META_PAUSED: when})
                 self.cloud.shelve(item.server_id)
             except CoursekitError as exc:
                 item.outcome = Outcome(item.action.seat, "pause", False, str(exc), time.monotonic() - item.started)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import Any, ClassVar, Iterable
 
 from coursekit.archive import Archived
@@ -89,19 +90,20 @@ class Provider(ABC):
     # Pausing and resuming ----------------------------------------------------------------------------
 
     @abstractmethod
-    def pause(self, observed: list[Observed]) -> list[Outcome]:
-        """Pause these seats so they cost nothing (or little) while their homes stay; done when each is paused."""
+    def pause(self, observed: list[Observed], now: datetime) -> list[Outcome]:
+        """Pause these seats so they cost nothing (or little) while their homes stay; done when each is paused
+        (now: the schedule's clock, recorded as the pause time where the provider can record one)."""
 
     def resume(self, observed: list[Observed]) -> list[Outcome]:
         """Wake these paused or stopped seats; done when each answers again, as after deploy."""
         return self.apply([Action(Kind.WAKE, o.seat, "resume", None, o) for o in observed], "", None)
 
-    def set_awake(self, change: str, observed: list[Observed], reasons: dict[str, str]) -> list[Outcome]:
+    def set_awake(self, change: str, observed: list[Observed], reasons: dict[str, str], now: datetime) -> list[Outcome]:
         """Pause or resume the observed seats named in reasons (seat → why); seats already so are reported, not touched."""
         chosen = [o for o in observed if o.seat in reasons]
         if change == "pause":
             act = [o for o in chosen if o.state != SeatState.PAUSED]
-            done = self.pause(act) if act else []
+            done = self.pause(act, now) if act else []
             left = [Outcome(o.seat, "pause", True, "already paused") for o in chosen if o.state == SeatState.PAUSED]
         else:
             act = [o for o in chosen if o.state in (SeatState.PAUSED, SeatState.STOPPED)]
