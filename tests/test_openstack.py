@@ -236,10 +236,17 @@ def test_a_seat_that_cannot_be_archived_is_left_running(course, cloud, tmp_path)
 
 # Work safety: a VM's disk holds the student's work -------------------------------------------------
 
-def _plan_rows(course: Path) -> str:
-    result = coursekit(course, "plan", "--image", IMAGE)
+def _plan_rows(course: Path, *args: str) -> str:
+    result = coursekit(course, "plan", "--image", IMAGE, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def _today(hour: int) -> str:
+    """A moment of today in UTC (the default course's awake window is 08:00-18:00 UTC)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).replace(hour=hour, minute=0, second=0, microsecond=0).isoformat()
 
 
 def test_a_shut_off_and_a_shelved_seat_are_woken_not_replaced(course, cloud):
@@ -248,10 +255,12 @@ def test_a_shut_off_and_a_shelved_seat_are_woken_not_replaced(course, cloud):
     ids = {s["name"]: s["id"] for s in cloud.live_servers()}
     (cloud.home(name["alice"]) / "answer.txt").write_text("alice's answer\n")
     cloud.force(name["alice"], "SHUTOFF")
-    cloud.force(name["bob"], "SHELVED_OFFLOADED")
-    plan = _plan_rows(course)
+    cloud.force(name["bob"], "SHELVED_OFFLOADED")  # shelved in Exosphere: a paused seat
+    plan = _plan_rows(course, "--at", _today(12))
     assert plan.count(" wake ") == 2 and "replace" not in plan
-    woken = deploy(course)
+    night = _plan_rows(course, "--at", _today(20))  # outside the awake hours a paused seat stays paused
+    assert night.count(" wake ") == 1 and "paused: `coursekit resume` or the" in night and "replace" not in night
+    woken = deploy(course, "--at", _today(12))
     assert woken.returncode == 0, woken.stdout + woken.stderr
     assert {s["name"]: s["id"] for s in cloud.live_servers()} == ids  # the same VMs: nothing was deleted
     assert {s["status"] for s in cloud.live_servers()} == {"ACTIVE"}

@@ -56,13 +56,12 @@ def test_idle_paused_seat_stays_paused_until_the_next_window(plan):
     assert woken.change.value == "resume" and woken.reason == "awake hours began at Tue 2027-01-12 08:00 -0500"
 
 
-def test_what_the_instructor_did_by_hand_after_the_last_edge_stands(plan):
+def test_outside_the_windows_every_seat_is_paused_and_inside_pauses_by_hand_stand(plan):
     from coursekit.schedule import SeatClock
 
-    # Resumed by hand at 19:00 for an evening session: not paused again before the idle limit.
-    evening = SeatClock("ann", paused=False, started=at(11, 19), last_activity=at(11, 19, 30))
-    assert plan.decide(evening, at(11, 20)) is None
-    assert plan.decide(evening, at(11, 21, 45)).reason.startswith("idle for 2.2 hours")
+    # Created by a deploy (or resumed by hand) at 19:00: outside the windows, paused at the next run.
+    evening = SeatClock("ann", paused=False, started=at(11, 19), last_activity=at(11, 19))
+    assert plan.decide(evening, at(11, 19, 15)).change.value == "pause"
     # Paused by hand during class: it stays paused for the rest of the window.
     assert plan.decide(SeatClock("ann", paused=True, paused_at=at(11, 10)), at(11, 11)) is None
     # Shelved outside coursekit (no pause time): woken in the window, left alone outside it.
@@ -73,9 +72,11 @@ def test_what_the_instructor_did_by_hand_after_the_last_edge_stands(plan):
 def test_a_missed_cron_run_still_acts_on_the_edge(plan):
     from coursekit.schedule import SeatClock
 
-    # The 18:00 and 18:15 runs never happened (GitHub delays cron jobs): 19:40 still pauses.
+    # The 18:00 and 18:15 runs never happened (GitHub delays cron jobs): 19:40 still pauses, and the
+    # 08:00 run missed the next morning still wakes the seat at 09:10.
     seat = SeatClock("ann", paused=False, started=at(11, 8), last_activity=at(11, 17, 55))
     assert plan.decide(seat, at(11, 19, 40)).reason == "outside the awake hours (next wake Tue 2027-01-12 08:00 -0500)"
+    assert plan.decide(SeatClock("ann", paused=True, paused_at=at(11, 19, 40)), at(12, 9, 10)).change.value == "resume"
 
 
 def test_without_windows_only_idleness_pauses_and_nothing_wakes_by_itself(coursekit):

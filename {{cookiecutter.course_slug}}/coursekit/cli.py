@@ -347,6 +347,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     observed, chosen = _selected(fleet, args.seat)
+    plan = schedule_of(course)
+    if plan.awake_interval(now_utc()) is None:
+        err.print(f"note: it is outside schedule.awake, so `coursekit schedule` pauses these seats again at its next run "
+                  f"(next awake hours: {plan.local(plan.next_wake(now_utc()))}); widen schedule.awake for a session now", markup=False)
     return _print_outcomes(fleet.set_awake("resume", observed, {seat: "" for seat in chosen}, now_utc()), "resume")
 
 

@@ -1,9 +1,9 @@
 """When seats should be awake: daily windows, idleness and expiry, as pure functions of an injected clock.
 
-The schedule acts on edges, as a cron job that may miss runs must: at a window's start it wakes the seats
-paused before that start, at its end it pauses the seats started before that end, and at any time it
-pauses a seat whose Jupyter has been idle too long. A seat paused or resumed by hand after the latest
-edge is left as the instructor set it until the next one.
+Outside the awake windows every seat is paused, whoever started it. Inside a window a seat is paused
+when its Jupyter has been idle too long, and a paused seat wakes only if it was paused before the window
+began (so a seat paused for idleness, or by hand, stays paused until the next window). Decisions depend on
+the seat's own clocks, not on when the cron job last ran, so a missed or delayed run changes nothing.
 """
 from __future__ import annotations
 
@@ -110,13 +110,6 @@ class Schedule:
             return None
         return next((b for b, _ in self.intervals(now, now + 2 * DAY) if b > now), None)
 
-    def last_sleep(self, now: datetime) -> datetime | None:
-        """The end of the latest awake interval before now (None without windows)."""
-        if not self.windows:
-            return None
-        ends = [e for _, e in self.intervals(now - 2 * DAY, now) if e <= now]
-        return ends[-1] if ends else None
-
     def awake_hours(self, frm: datetime, to: datetime) -> float:
         """Hours of [frm, to) inside the awake windows."""
         total = sum(((min(e, to) - max(b, frm)) for b, e in self.intervals(frm, to) if e > frm and b < to), timedelta())
@@ -150,9 +143,7 @@ class Schedule:
                 return Decision(seat.seat, Change.RESUME, f"awake hours began at {self.local(interval[0])}")
             return None
         if interval is None:
-            ended = self.last_sleep(now)
-            if seat.started is None or ended is None or seat.started < ended:
-                return Decision(seat.seat, Change.PAUSE, f"outside the awake hours (next wake {self.local(self.next_wake(now))})")
+            return Decision(seat.seat, Change.PAUSE, f"outside the awake hours (next wake {self.local(self.next_wake(now))})")
         if self.idle_pause_hours and seat.last_activity is not None:
             idle = now - seat.last_activity
             if idle >= timedelta(hours=self.idle_pause_hours):
