@@ -147,7 +147,7 @@ def test_teardown_archives_every_seat_and_leaves_nothing(rig, tmp_path):
         with tarfile.open(tmp_path / "arch" / f"{seat}.tar.gz") as tar:
             assert tar.extractfile(".config/notes.txt").read() == f"{seat}'s hidden notes".encode()
     assert json.loads(_run(rig, "status", "--json").stdout) == [
-        {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-"} for s in STUDENTS
+        {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-", "schedule": "-"} for s in STUDENTS
     ]
 
 
