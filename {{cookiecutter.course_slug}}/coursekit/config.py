@@ -97,6 +97,10 @@ class DockerSettings:
     public_host: str
     port_base: int
     concurrency: int
+    access: str = "ports"  # or "gateway": one HTTPS front door
+    https_port: int = 443
+    http_port: int = 80
+    gateway_base: str = "debian:bookworm-slim"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from coursekit.seats import SeatTokens, seats
 
 NOT_DEPLOYED = "(not deployed yet)"
 COLUMNS = ("seat", "name", "role", "url", "credential")
+CSV_COLUMNS = (*COLUMNS, "link")  # the link that logs the student straight in: url + ?token=credential
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ def to_csv(course: Course, table: list[Row]) -> str:
     left exact (it is HMAC output, never attacker-chosen, and scripts read it back)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; a \r inside a cell is then quoted too
-    writer.writerow(COLUMNS)
-    writer.writerows([spreadsheet_safe(r.seat), spreadsheet_safe(r.name), r.role, spreadsheet_safe(r.url), r.credential]
-                     for r in table)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows([spreadsheet_safe(r.seat), spreadsheet_safe(r.name), r.role, spreadsheet_safe(r.url), r.credential,
+                      spreadsheet_safe(r.login_url or "")] for r in table)
     return out.getvalue()
 
 

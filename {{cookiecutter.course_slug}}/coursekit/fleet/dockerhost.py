@@ -21,6 +21,8 @@ from coursekit import archive, engine, labels, probe
 from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
+from coursekit.fleet.dockergateway import DockerGateway
+from coursekit.fleet.gateway import Route
 from coursekit.fleet.parallel import Interrupted, Stop, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
@@ -48,6 +50,7 @@ class DockerProvider(Provider):
         self.ready_timeout = ready_timeout
         self.network = f"coursekit-{self.slug}"
         self.stop = Stop()
+        self.gateway = DockerGateway(client, self.slug, self.settings) if self.settings.access == "gateway" else None
 
     @classmethod
     def connect(cls, course: Course, tokens: SeatTokens) -> DockerProvider:
@@ -68,17 +71,28 @@ class DockerProvider(Provider):
     def fingerprint(self) -> str:
         """What a container's settings hash to; a change means replace."""
         s = self.settings
-        text = json.dumps({"cpus": s.cpus, "memory": s.memory, "bind": s.bind, "network": self.network,
-                           "hardening": HARDENING}, sort_keys=True)
+        text = json.dumps({"cpus": s.cpus, "memory": s.memory, "bind": self._listen_host(), "network": self.network,
+                           "hardening": HARDENING, **({"base_url": "seat"} if self.gateway else {})}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def url(self, port: int) -> str:
+    def url(self, seat: str, port: int) -> str:
+        """The link students open: the seat's own port, or its path behind the gateway."""
+        if self.gateway:
+            return f"{self.gateway.url}{seat}/"
         host = self.settings.public_host
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"  # an IPv6 address goes in brackets
 
-    def _probe_url(self, port: int) -> str:
-        host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1", "::") else self.settings.bind
-        return f"http://{host if ':' not in host else f'[{host}]'}:{port}/api/status"
+    def _listen_host(self) -> str:
+        """Where a seat's port listens: behind a gateway only on loopback, else on fleet.docker.bind."""
+        return "127.0.0.1" if self.gateway else self.settings.bind
+
+    def _probe_url(self, seat: str, port: int) -> str:
+        bind = self._listen_host()
+        host = "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1", "::") else bind
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}{self._base_url(seat)}api/status"
+
+    def _base_url(self, seat: str) -> str:
+        return f"/{seat}/" if self.gateway else "/"
 
     # Observing ---------------------------------------------------------------------------------
 
@@ -97,7 +111,7 @@ class DockerProvider(Provider):
         seat = container.labels[labels.SEAT]
         state, detail, clocks, paused_at = container.status, "", {}, None
         if state == "running":
-            status, body = probe.get(self._probe_url(int(container.labels[labels.PORT])), self.token(seat), timeout=3)
+            status, body = probe.get(self._probe_url(seat, int(container.labels[labels.PORT])), self.token(seat), timeout=3)
             started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
             age = (datetime.now(timezone.utc) - started).total_seconds()
             if status == 200:
@@ -145,6 +159,8 @@ class DockerProvider(Provider):
                         f"course.yaml: fleet.docker.bind: {s.bind} is not an address of this host ({exc.strerror}); "
                         "use 127.0.0.1, 0.0.0.0 or one of the addresses `ip -brief address` lists"
                     ) from None
+        if self.gateway:
+            self.gateway.preflight()
         with engine.guarded("reading the Docker engine's resources"):
             host_cpus = self.client.info()["NCPU"]
         if s.cpus > host_cpus:
@@ -208,7 +224,9 @@ class DockerProvider(Provider):
                 environment={"JUPYTER_TOKEN": self.token(seat)},
                 labels=self.labels(seat, **{labels.SETTINGS: self.fingerprint(), labels.PORT: str(port)}),
                 volumes={volume: {"bind": HOME, "mode": "rw"}},
-                ports={"8888/tcp": (s.bind, port)}, network=self.network,
+                ports={"8888/tcp": (self._listen_host(), port)}, network=self.network,
+                # Behind the gateway Jupyter serves under /<seat>/, the path students' links carry.
+                **({"command": ["start-notebook.sh", f"--ServerApp.base_url={self._base_url(seat)}"]} if self.gateway else {}),
                 nano_cpus=int(s.cpus * 1e9), mem_limit=s.memory, memswap_limit=s.memory, pids_limit=2048,
                 restart_policy=RESTART,
                 # Jupyter runs as the notebook user and needs no capability; /tmp is a capped tmpfs. The root
@@ -219,7 +237,7 @@ class DockerProvider(Provider):
     def _wait_ready(self, container: Container, seat: str, port: int) -> None:
         def gone() -> str | None:
             return self.stop.reason() or engine.stopped_reason(container)
-        probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, gone)
+        probe.wait_ready(self._probe_url(seat, port), self.token(seat), self.ready_timeout, gone)
 
     def _wake(self, container: Container, seat: str, port: int) -> None:
         """Start a paused or stopped container again (same container, same home) and wait until it answers."""
@@ -243,7 +261,7 @@ class DockerProvider(Provider):
                 return Outcome(seat.seat, "pause", True, "container stopped; its home stays", time.monotonic() - started)
             except (CoursekitError, Interrupted) as exc:
                 return Outcome(seat.seat, "pause", False, str(exc), time.monotonic() - started)
-        return run_all(one, observed, self.settings.concurrency, self.stop)
+        return run_all(one, observed, self.settings.concurrency, self.stop) + self._sync_gateway()
 
     def _start_new(self, seat: str, image: str, port: int) -> None:
         container = self._create(seat, image, port, self.container_name(seat))
@@ -266,7 +284,7 @@ class DockerProvider(Provider):
                 new.remove(force=True)
             with suppress(docker.errors.DockerException, TimeoutError, RuntimeError):
                 old.start()
-                probe.wait_ready(self._probe_url(port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(old))
+                probe.wait_ready(self._probe_url(seat, port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(old))
             raise CoursekitError(f"the new container did not start ({exc}); the old one is back, with its home") from None
         with engine.guarded(f"retiring the old container of {seat}"):
             old.remove(force=True)
@@ -324,8 +342,8 @@ class DockerProvider(Provider):
                 self._start_new(seat, image, port)
             elif action.observed.state == "starting":
                 self._wait_ready(self._container(action.observed.instance_id), seat, port)
-            progress.update(seat, "ready", self.url(port))
-            return Outcome(seat, action.kind.value, True, self.url(port), time.monotonic() - started)
+            progress.update(seat, "ready", self.url(seat, port))
+            return Outcome(seat, action.kind.value, True, self.url(seat, port), time.monotonic() - started)
         except (CoursekitError, Interrupted, TimeoutError, RuntimeError) as exc:
             detail = str(exc)
             progress.update(seat, "FAILED", detail.splitlines()[0][:120])
@@ -336,14 +354,50 @@ class DockerProvider(Provider):
         ports = self._allocate_ports(actions)  # before anything is created: a port shortage leaves nothing behind
         self._ensure_network()
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
-            return run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), store, progress),
-                           actions, self.settings.concurrency, self.stop)
+            outcomes = run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), store, progress),
+                               actions, self.settings.concurrency, self.stop)
+        return outcomes + self._sync_gateway()
+
+    # The gateway -----------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        """One route per seat container: its loopback port, or its paused page."""
+        from coursekit.schedule import now_utc, schedule_of
+
+        plan = schedule_of(self.course)
+        wake = plan.next_wake(now_utc())
+        until = plan.local(wake) if wake else ""
+        return [Route(c.labels[labels.SEAT], paused_until=until) if _paused(c)
+                else Route(c.labels[labels.SEAT], f"127.0.0.1:{c.labels[labels.PORT]}")
+                for c in sorted(self.containers(), key=lambda c: c.labels[labels.SEAT])]
+
+    def _sync_gateway(self) -> list[Outcome]:
+        """Routes follow the fleet; a gateway failure is reported as its own outcome."""
+        if self.gateway is None:
+            return []
+        started = time.monotonic()
+        try:
+            self.gateway.sync(self.routes())
+        except CoursekitError as exc:
+            return [Outcome("gateway", "routes", False, str(exc), time.monotonic() - started)]
+        return [Outcome("gateway", "routes", True, f"{self.gateway.url}<seat>/", time.monotonic() - started)]
+
+    def extra_status_rows(self) -> list[SeatStatus]:
+        """The gateway's own row, when there is one."""
+        if self.gateway is None:
+            return []
+        container = self.gateway.container()
+        if container is None:
+            return [SeatStatus("gateway", "missing", "", "", "-", "-")]
+        code = self.gateway.answer() if container.status == "running" else 0
+        health = "ok" if code == 404 else (f"HTTP {code}" if code else "no answer")  # no seat at / : its own 404 page
+        return [SeatStatus("gateway", container.status, self.gateway.url, (container.image.tags or ["?"])[0], health, "-")]
 
     # Reading and removing -----------------------------------------------------------------------
 
     def urls(self) -> dict[str, str]:
         """seat → URL for every seat that has a container."""
-        return {c.labels[labels.SEAT]: self.url(int(c.labels[labels.PORT])) for c in self.containers()}
+        return {c.labels[labels.SEAT]: self.url(c.labels[labels.SEAT], int(c.labels[labels.PORT])) for c in self.containers()}
 
     def _home_usage(self) -> dict[str, int]:
         """volume name → bytes used (the engine's own accounting; empty when it cannot tell)."""
@@ -366,11 +420,11 @@ class DockerProvider(Provider):
         if container is None:
             return SeatStatus(seat, "home only" if volume else "missing", "", "", "-", "-", home)
         port = int(container.labels[labels.PORT])
-        code, body = probe.get(self._probe_url(port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
+        code, body = probe.get(self._probe_url(seat, port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
         image = (container.image.tags or [container.image.id[:19]])[0]
         state = "paused" if _paused(container) else container.status
-        return SeatStatus(seat, state, self.url(port), image, health, (body or {}).get("last_activity", "-"), home)
+        return SeatStatus(seat, state, self.url(seat, port), image, health, (body or {}).get("last_activity", "-"), home)
 
     def teardown_units(self) -> list[tuple[str, list[Container]]]:
         """Every seat with a container or a home volume, with its containers."""
@@ -388,6 +442,10 @@ class DockerProvider(Provider):
         with engine.guarded("removing archive helpers an interrupted run left"):
             for helper in self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "archive-helper")):
                 helper.remove(force=True)  # never started, no network: they hold nothing
+        if self.gateway and everything_removed:
+            self.gateway.remove()
+        elif self.gateway:
+            self._sync_gateway()
         if everything_removed:
             with engine.guarded("removing the course's network"):
                 for network in self.client.networks.list(filters=labels.course_filter(self.slug)):

@@ -110,10 +110,10 @@ class Provider(ABC):
             done = self.resume(act) if act else []
             left = [Outcome(o.seat, "resume", True, f"already {SeatState(o.state).value}")
                     for o in chosen if o not in act]
-        detailed = [Outcome(o.seat, o.action, o.ok, f"{reasons[o.seat]}: {o.detail}" if reasons[o.seat] else o.detail, o.seconds)
+        detailed = [Outcome(o.seat, o.action, o.ok, f"{reasons[o.seat]}: {o.detail}" if reasons.get(o.seat) else o.detail, o.seconds)
                     for o in done]
         order = {o.seat: i for i, o in enumerate(chosen)}
-        return sorted(detailed + left, key=lambda o: order[o.seat])
+        return sorted(detailed + left, key=lambda o: order.get(o.seat, len(order)))  # a gateway row last
 
     @abstractmethod
     def urls(self) -> dict[str, str]:
@@ -132,7 +132,11 @@ class Provider(ABC):
     def status(self) -> list[SeatStatus]:
         """Every seat in roster order, then any the roster no longer has."""
         found = self.instances_by_seat()
-        return [self.status_row(seat, found.get(seat)) for seat in status_order(self.course, found)]
+        return [self.status_row(seat, found.get(seat)) for seat in status_order(self.course, found)] + self.extra_status_rows()
+
+    def extra_status_rows(self) -> list[SeatStatus]:
+        """Rows for what serves the seats (a gateway), after the seats."""
+        return []  # a hook: nothing but seats unless the provider says so
 
     # Archiving and teardown (template method) -----------------------------------------------------
 

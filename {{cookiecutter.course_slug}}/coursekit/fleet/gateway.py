@@ -1,0 +1,76 @@
+"""One front door for a whole class: a Caddy configuration that routes https://<host>/<seat>/ to each seat.
+
+Pure: the routes go in, the Caddyfile comes out. A seat that is not answering yet gets a page that says it
+is starting (and reloads itself), not a 502; a paused seat gets a page that says when it wakes. Jupyter
+checks each seat's own credential behind the gateway, which holds none.
+"""
+from __future__ import annotations
+
+import html
+import ipaddress
+from dataclasses import dataclass
+
+STARTING = ("Starting", "Your environment is starting. This page reloads itself; it takes a minute or two.")
+NO_SEAT = ("Not found", "There is no environment at this address. Check the link on your sheet, or ask your instructor.")
+
+
+@dataclass(frozen=True)
+class Route:
+    seat: str
+    upstream: str = ""  # host:port of the seat's Jupyter; empty when it is paused
+    paused_until: str = ""  # for a paused seat: when it wakes ("" : when the instructor resumes it)
+
+
+def page(title: str, text: str, refresh: bool = False) -> str:
+    """A small self-contained HTML page (no outside resources)."""
+    meta = '<meta http-equiv="refresh" content="10">' if refresh else ""
+    return (f'<!doctype html><html><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
+            '<style>body{font-family:sans-serif;max-width:36em;margin:4em auto;line-height:1.5}</style></head>'
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+
+
+def paused_page(route: Route) -> str:
+    wakes = f"It wakes at {route.paused_until}" if route.paused_until else "It wakes when your instructor resumes it"
+    return page("Paused", f"This environment is paused to save resources; your files are kept. {wakes}, "
+                          "or ask your instructor.")
+
+
+def is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return host == "localhost"
+
+
+def _quoted(text: str) -> str:
+    """A Caddyfile token in backticks: HTML pages hold quotes and braces."""
+    if "`" in text:
+        raise ValueError("a page may not contain a backtick")
+    return f"`{text}`"
+
+
+def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "") -> str:
+    """The gateway's whole configuration: HTTPS for host (an internal CA for an address, ACME for a DNS name),
+    HTTP redirecting to it, and one route per seat, in roster order."""
+    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    site = f"https://{name}:{https_port}"
+    lines = ["{", f"\thttp_port {http_port}", f"\thttps_port {https_port}", "\tauto_https disable_redirects"]
+    lines += [f"\tadmin {admin}" if admin else "\tadmin off", "\tskip_install_trust"]
+    if bind:
+        lines.append(f"\tdefault_bind {bind}")
+    lines += ["}", "", f"http://{name}:{http_port} {{", f"\tredir https://{name}:{https_port}{{uri}} 308", "}", "", f"{site} {{"]
+    if is_address(host):
+        lines.append("\ttls internal")
+    for route in routes:
+        lines += [f"\t@{route.seat} path /{route.seat} /{route.seat}/*", f"\thandle @{route.seat} {{"]
+        if route.upstream:
+            lines += [f"\t\tredir /{route.seat} /{route.seat}/", f"\t\treverse_proxy {route.upstream}"]
+        else:
+            lines += ['\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(paused_page(route))} 503"]
+        lines.append("\t}")
+    lines += ["\thandle {", '\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(page(*NO_SEAT))} 404", "\t}"]
+    lines += ["\thandle_errors {", "\t\t@down expression `{err.status_code} in [502, 503, 504]`", "\t\thandle @down {",
+              '\t\t\theader Content-Type "text/html; charset=utf-8"', f"\t\t\trespond {_quoted(page(*STARTING, refresh=True))} 503",
+              "\t\t}", "\t}", "}", ""]
+    return "\n".join(lines)
