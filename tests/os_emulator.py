@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import importlib.util
 import itertools
 import json
@@ -55,9 +56,17 @@ import yaml
 
 PROJECT = {"id": "f1a2b3c4d5e6", "name": "TRA160003", "domain": {"id": "default", "name": "Default"}}
 _HOMESTREAM = Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "homestream.py"
-_spec = importlib.util.spec_from_file_location("coursekit_homestream", _HOMESTREAM)
-homestream = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(homestream)
+def _template_module(name: str, file: str):
+    """A stdlib-only module of the template's fleet/ (what runs on the VMs), loaded without the package."""
+    spec = importlib.util.spec_from_file_location(name, _HOMESTREAM.with_name(file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+homestream = _template_module("coursekit_homestream", "homestream.py")
+gatewayroutes = _template_module("coursekit_gatewayroutes", "gatewayroutes.py")
+gateway = gatewayroutes.sys.modules["gateway"]  # the renderer it imports: the pages the gateway VM serves
 WELCOME = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 FLAVORS = [
     ("1", "m3.tiny", 1, 3), ("2", "m3.small", 2, 6), ("3", "m3.quad", 4, 15),
@@ -88,7 +97,8 @@ class SeatStandIn:
     /api/status and contents API over a real home folder (hidden files hidden, as Jupyter does), the
     bootstrap's report of the image it runs, and the home streamer, all guarded by the seat's token."""
 
-    def __init__(self, address: str, port: int, token: str, image: str, cert: tuple[str, str], home: Path):
+    def __init__(self, address: str, port: int, token: str, image: str, cert: tuple[str, str] | None, home: Path,
+                 prefix: str = ""):
         self.home = home
         self.broken = False  # when set, the contents API and the home streamer answer 500, as a wedged server would
         self.image = image  # what the bootstrap reports at /coursekit/seat.json
@@ -113,8 +123,18 @@ class SeatStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _path(self) -> str | None:
+                """The request's path below the seat's base URL (None: outside it)."""
+                path = urlparse(self.path).path
+                if prefix and not (path + "/").startswith(prefix + "/"):
+                    return None
+                return "/" + path[len(prefix):].lstrip("/") if prefix else path
+
             def do_GET(self):
                 url = urlparse(self.path)
+                url = url._replace(path=self._path())
+                if url.path is None:
+                    return self._reply(404, {"message": "not under this seat's base URL"})
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
                 if url.path == "/api/status":
@@ -135,6 +155,9 @@ class SeatStandIn:
 
             def do_PUT(self):
                 url = urlparse(self.path)
+                url = url._replace(path=self._path())
+                if url.path is None:
+                    return self._reply(404, {"message": "not under this seat's base URL"})
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
                 model = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
@@ -154,9 +177,10 @@ class SeatStandIn:
 
         self.httpd = ThreadingHTTPServer((address, port), Handler)
         self.httpd.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*cert)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        if cert:  # behind a gateway a seat serves plain HTTP on the private network
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def get(self, path: str) -> tuple[int, dict]:
@@ -172,6 +196,85 @@ class SeatStandIn:
                      "type": "directory" if child.is_dir() else ("notebook" if child.suffix == ".ipynb" else "file")}
                     for child in sorted(target.iterdir()) if not child.name.startswith(".")]
         return 200, {"name": name, "path": path, "type": "directory", "format": "json", "content": children}
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class GatewayStandIn:
+    """What the course's gateway VM shows the world: HTTPS on its floating address with the certificate from its
+    user data; /coursekit/routes takes the routes with the gateway's token (gatewayroutes.py's own parser);
+    /<seat>/... is forwarded to the seat's private address, with a starting page when the seat does not answer,
+    its paused page when it is paused, and a not-found page for a seat it has no route for."""
+
+    def __init__(self, address: str, port: int, token: str, cert: tuple[str, str]):
+        self.routes: dict[str, object] = {}
+        self.puts = 0
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _control(self, method: str) -> None:
+                if self.headers.get("Authorization", "") != f"token {token}" or not token:
+                    return self._send(403, b'{"message": "no"}')
+                if method == "PUT":
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    try:
+                        routes = gatewayroutes.parse_routes(body)
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        return self._send(400, json.dumps({"message": str(exc)}).encode())
+                    stand_in.routes = {r.seat: r for r in routes}
+                    stand_in.puts += 1
+                listed = [vars(r) for r in stand_in.routes.values()]
+                self._send(200, json.dumps({"routes": listed}).encode())
+
+            def _forward(self, method: str) -> None:
+                path = urlparse(self.path).path
+                if path.startswith("/coursekit/"):
+                    return self._control(method)
+                seat = path.strip("/").split("/", 1)[0]
+                route = stand_in.routes.get(seat)
+                if route is None:
+                    return self._send(404, gateway.page(*gateway.NO_SEAT).encode(), "text/html")
+                if not route.upstream:
+                    return self._send(503, gateway.paused_page(route).encode(), "text/html")
+                host, _, upstream_port = route.upstream.rpartition(":")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "PUT" else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                try:
+                    connection = http.client.HTTPConnection(host, int(upstream_port), timeout=30)
+                    connection.request(method, self.path, body=body, headers=headers)
+                    answer = connection.getresponse()
+                    data = answer.read()
+                    connection.close()
+                except OSError:
+                    return self._send(503, gateway.page(*gateway.STARTING, refresh=True).encode(), "text/html")
+                self._send(answer.status, data, answer.getheader("Content-Type") or "application/octet-stream")
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_PUT(self):
+                self._forward("PUT")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer((address, port), Handler)
+        self.httpd.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*cert)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -623,6 +726,9 @@ class Emulator:
         for fip in self.floating_ips.values():
             if self._server_of_port(fip["port_id"]) is server:
                 self._stop_stand_in(fip["floating_ip_address"])
+        if private := server.get("_private_stand_in"):
+            self._stop_stand_in(private)
+            server["_private_stand_in"] = None
 
     def _advance(self) -> None:
         """Move time on: builds finish (or fail), deletes complete, seats boot."""
@@ -630,6 +736,7 @@ class Emulator:
         for server in list(self.servers.values()):
             if server.get("_deleted_at") is not None and now >= server["_deleted_at"] and server["status"] != "DELETED":
                 server["status"] = "DELETED"
+                self._stop_stand_ins_of(server)
                 for port_id in [p for p, port in self.ports.items() if port["device_id"] == server["id"]]:
                     for fip in self.floating_ips.values():
                         if fip["port_id"] == port_id:
@@ -650,8 +757,14 @@ class Emulator:
             server = self._server_of_port(fip["port_id"])
             if server and server["status"] == "ACTIVE" and fip["floating_ip_address"] not in self.stand_ins:
                 self._start_stand_in(fip["floating_ip_address"], server)
-            stand_in = self.stand_ins.get(fip["floating_ip_address"])
-            if server and stand_in and server.get("_image_at") and now >= server["_image_at"]:
+        for server in self.servers.values():
+            private = self._env(server, "seat.env").get("GATEWAY_PORT")
+            if private and server["status"] == "ACTIVE" and not server.get("_private_stand_in"):
+                self._start_private_stand_in(server, int(private))
+        for server in self.servers.values():
+            addresses = [f["floating_ip_address"] for f in self.floating_ips.values() if self._server_of_port(f["port_id"]) is server]
+            stand_in = next((self.stand_ins[a] for a in [*addresses, server.get("_private_stand_in")] if a in self.stand_ins), None)
+            if stand_in and server.get("_image_at") and now >= server["_image_at"]:
                 # The updater re-ran the bootstrap: a new container on the same home folder.
                 stand_in.image, stand_in.started, server["_image_at"] = server["metadata"]["coursekit-image"], _now(), None
 
@@ -659,27 +772,48 @@ class Emulator:
         port = self.ports.get(port_id or "")
         return self.servers.get(port["device_id"]) if port else None
 
+    def _files(self, server: dict) -> dict[str, str]:
+        """file name → content of what cloud-init writes from the server's user data."""
+        if not server["_user_data"]:
+            return {}
+        return {Path(f["path"]).name: f.get("content", "") for f in (yaml.safe_load(server["_user_data"]) or {}).get("write_files", [])}
+
+    def _env(self, server: dict, name: str) -> dict[str, str]:
+        """The KEY=VALUE settings file `name` from the server's user data."""
+        words = shlex.split(self._files(server).get(name, ""))
+        return dict(word.partition("=")[::2] for word in words)
+
     def _start_stand_in(self, address: str, server: dict) -> None:
-        settings = {}
-        for entry in (yaml.safe_load(server["_user_data"]) or {}).get("write_files", []) if server["_user_data"] else []:
-            for word in shlex.split(entry.get("content", "")) if entry["path"].endswith("seat.env") else []:
-                key, _, value = word.partition("=")
-                settings[key] = value
+        if server["metadata"].get("coursekit-role") == "gateway":
+            cert = self._user_data_cert(server, "gateway") or self._cert
+            self.stand_ins[address] = GatewayStandIn(address, self.seat_port, self._env(server, "gateway.env").get("TOKEN", ""), cert)
+            return
+        settings = self._env(server, "seat.env")
+        if settings.get("GATEWAY_PORT"):
+            return  # behind the gateway: it serves on its private address only
         token, image = settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", "")
         cert = self._cert if server["name"] in self.wrong_cert else (self._user_data_cert(server) or self._cert)
         self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, image, cert, server["_home"])
 
-    def _user_data_cert(self, server: dict) -> tuple[str, str] | None:
+    def _start_private_stand_in(self, server: dict, port: int) -> None:
+        """A seat behind the gateway: plain HTTP on its fixed address, under its base URL."""
+        settings = self._env(server, "seat.env")
+        fixed = server["addresses"]["auto_allocated_network"][0]["addr"]
+        address = f"{fixed}:{port}"
+        self.stand_ins[address] = SeatStandIn(fixed, port, settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", ""),
+                                              None, server["_home"], prefix=settings.get("BASE_URL", "/").rstrip("/"))
+        server["_private_stand_in"] = address
+
+    def _user_data_cert(self, server: dict, name: str = "seat") -> tuple[str, str] | None:
         """The certificate and key cloud-init would write from the server's user data, if it carries them."""
-        files = {Path(f["path"]).name: f.get("content", "") for f in
-                 (yaml.safe_load(server["_user_data"]) or {}).get("write_files", [])} if server["_user_data"] else {}
-        if "seat.crt" not in files or "seat.key" not in files:
+        files = self._files(server)
+        if f"{name}.crt" not in files or f"{name}.key" not in files:
             return None
         folder = Path(self._cert_dir.name, "tls", server["id"])
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "seat.crt").write_text(files["seat.crt"])
-        (folder / "seat.key").write_text(files["seat.key"])
-        return str(folder / "seat.crt"), str(folder / "seat.key")
+        (folder / f"{name}.crt").write_text(files[f"{name}.crt"])
+        (folder / f"{name}.key").write_text(files[f"{name}.key"])
+        return str(folder / f"{name}.crt"), str(folder / f"{name}.key")
 
     def _stop_stand_in(self, address: str) -> None:
         if stand_in := self.stand_ins.pop(address, None):
@@ -692,8 +826,10 @@ class Emulator:
 
     def _filter(self, items, query, keys):
         for key in keys:
-            if key in query:
-                items = [i for i in items if str(i.get(key)) == query[key][0] or (key == "tags" and query[key][0] in i.get("tags", []))]
+            if key == "tags" and key in query:  # Neutron: tags=a,b matches resources that have all of them
+                items = [i for i in items if all(t in i.get("tags", []) for t in query[key][0].split(","))]
+            elif key in query:
+                items = [i for i in items if str(i.get(key)) == query[key][0]]
         return items
 
     def _list_networks(self, body, query):

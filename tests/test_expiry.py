@@ -60,7 +60,7 @@ def _stored(cloud, seat: str) -> tarfile.TarFile:
 def test_expiry_archives_to_the_object_store_and_keeps_a_seat_whose_upload_failed(course, cloud, tmp_path):
     assert coursekit(course, "deploy", "--image", IMAGE).returncode == 0
     for seat in STUDENTS:
-        server = next(s for s in cloud.live_servers() if s["metadata"]["coursekit-seat"] == seat)
+        server = next(s for s in cloud.live_servers() if s["metadata"].get("coursekit-seat") == seat)
         (server["_home"] / "project" / ".git").mkdir(parents=True)
         (server["_home"] / "project" / ".git" / "HEAD").write_text(f"{seat}'s branch\n")
 
@@ -77,8 +77,8 @@ def test_expiry_archives_to_the_object_store_and_keeps_a_seat_whose_upload_faile
     assert "the course expired at" in expired.stderr
     assert "ann: uploading to swift://course-archives/expiry/ann.tar.gz failed" in expired.stderr
     assert "cy: swift://course-archives/expiry/cy.tar.gz reads back with another checksum" in expired.stderr
-    left = {s["metadata"]["coursekit-seat"] for s in cloud.live_servers()}
-    assert left == {"ann", "cy"}  # their work is only on their VMs: kept
+    left = {s["metadata"].get("coursekit-seat", "(gateway)") for s in cloud.live_servers()}
+    assert left == {"ann", "cy", "(gateway)"}  # their work is only on their VMs: kept, and reached through the gateway
     with _stored(cloud, "ben") as tar:
         assert tar.extractfile("project/.git/HEAD").read() == b"ben's branch\n"
 
@@ -109,15 +109,15 @@ def test_expiry_in_ci_refuses_a_folder_that_would_vanish_with_the_runner(course,
     result = run_coursekit(course, "schedule", "--at", (_expires() + timedelta(minutes=1)).isoformat(), env=env)
     assert result.returncode == 1
     assert "archive.target is the folder 'archives', which on a CI runner vanishes with the job" in result.stderr
-    assert len(cloud.live_servers()) == len(STUDENTS)
+    assert len(cloud.live_servers()) == len(STUDENTS) + 1  # and the gateway
 
 
 def test_a_paused_seat_is_woken_archived_then_removed_at_expiry(course, cloud):
     assert coursekit(course, "deploy", "--image", IMAGE).returncode == 0
     assert coursekit(course, "pause").returncode == 0
-    assert {s["status"] for s in cloud.live_servers()} == {"SHELVED_OFFLOADED"}
+    assert {s["status"] for s in cloud.live_servers() if "coursekit-seat" in s["metadata"]} == {"SHELVED_OFFLOADED"}
     status = json.loads(coursekit(course, "status", "--json").stdout)
-    assert {r["state"] for r in status} == {"paused"}
+    assert {r["seat"]: r["state"] for r in status} == {**{s: "paused" for s in STUDENTS}, "gateway": "active"}
     expired = coursekit(course, "schedule", "--at", (_expires() + timedelta(minutes=1)).isoformat())
     assert expired.returncode == 0, expired.stdout + expired.stderr
     assert sorted(name for name in cloud.containers["course-archives"]) == [f"{SLUG}/{s}.tar.gz" for s in STUDENTS]

@@ -31,11 +31,12 @@ def cloud():
 
 @pytest.fixture
 def course(course_repo, tmp_path, cloud) -> Path:
-    """The default bake on the openstack provider, with fast polling and a short boot timeout."""
+    """The default bake on the openstack provider with a floating IP per seat, fast polling and a short boot timeout."""
     repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
     data = yaml.safe_load((repo / "course.yaml").read_text())
     data["fleet"]["provider"] = "openstack"
-    data["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25)
+    # One floating IP per seat, the mode before the gateway (test_gateway_openstack.py covers the default).
+    data["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25, access="floating-ip")
     (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     cloud.clouds_yaml(tmp_path / "clouds.yaml")
     return repo

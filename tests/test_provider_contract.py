@@ -66,13 +66,13 @@ class OpenStackRig:
         self.deploy_args = ["--image", "docker.io/your-user/contract:abc1234"]
 
     def write(self, seat: str, path: str, content: bytes) -> None:
-        server = next(s for s in self.cloud.live_servers() if s["metadata"]["coursekit-seat"] == seat)
+        server = next(s for s in self.cloud.live_servers() if s["metadata"].get("coursekit-seat") == seat)
         target = server["_home"] / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
 
     def read(self, seat: str, path: str) -> bytes:
-        server = next(s for s in self.cloud.live_servers() if s["metadata"]["coursekit-seat"] == seat)
+        server = next(s for s in self.cloud.live_servers() if s["metadata"].get("coursekit-seat") == seat)
         return (server["_home"] / path).read_bytes()
 
     def stop(self) -> None:
@@ -106,6 +106,11 @@ def _run(rig, *args: str):
     return run_coursekit(rig.repo, *args, env=rig.env)
 
 
+def _seat_rows(rig) -> list[dict]:
+    """`status --json` without the row of what serves the seats (a gateway), which some providers add."""
+    return [r for r in json.loads(_run(rig, "status", "--json").stdout) if r["seat"] != "gateway"]
+
+
 def _deploy(rig, *args: str):
     result = _run(rig, "deploy", *rig.deploy_args, *args)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -114,7 +119,7 @@ def _deploy(rig, *args: str):
 
 def test_deploy_converges_and_every_seat_answers_only_its_own_credential(rig):
     _deploy(rig)
-    status = json.loads(_run(rig, "status", "--json").stdout)
+    status = _seat_rows(rig)
     assert [(r["seat"], r["health"]) for r in status] == [(s, "ok") for s in STUDENTS]
     roster = {r["seat"]: r for r in csv.DictReader(io.StringIO(_run(rig, "roster").stdout))}
     assert sorted(roster) == STUDENTS and len({r["url"] for r in roster.values()}) == len(STUDENTS)
@@ -132,7 +137,7 @@ def test_a_seat_leaving_the_roster_is_archived_before_it_goes(rig, tmp_path):
     _deploy(rig, "--yes", "--archive-dir", str(tmp_path / "left"))
     with tarfile.open(tmp_path / "left" / "cy.tar.gz") as tar:
         assert tar.extractfile("work/.git/HEAD").read() == b"ref: refs/heads/main\n"
-    status = json.loads(_run(rig, "status", "--json").stdout)
+    status = _seat_rows(rig)
     assert [r["seat"] for r in status] == ["ann", "ben"]
 
 
@@ -146,13 +151,13 @@ def test_teardown_archives_every_seat_and_leaves_nothing(rig, tmp_path):
     for seat in STUDENTS:
         with tarfile.open(tmp_path / "arch" / f"{seat}.tar.gz") as tar:
             assert tar.extractfile(".config/notes.txt").read() == f"{seat}'s hidden notes".encode()
-    assert json.loads(_run(rig, "status", "--json").stdout) == [
+    assert _seat_rows(rig) == [
         {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-", "schedule": "-"} for s in STUDENTS
     ]
 
 
 def _status(rig) -> dict[str, dict]:
-    return {r["seat"]: r for r in json.loads(_run(rig, "status", "--json").stdout)}
+    return {r["seat"]: r for r in _seat_rows(rig)}
 
 
 def _roster_urls(rig) -> dict[str, str]:

@@ -115,6 +115,8 @@ class OpenStackSettings:
     poll_seconds: float
     key_name: str | None = None
     dns_domain: str | None = None
+    access: str = "gateway"  # or "floating-ip": one per seat
+    gateway_flavor: str = "m3.small"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ META_SEAT = "coursekit-seat"
 META_IMAGE = "coursekit-image"
 META_SETTINGS = "coursekit-settings"
 META_SERVED = "coursekit-served"  # "yes" once the seat answered: from then on its disk may hold work
+META_ROLE = "coursekit-role"  # "gateway" on the course's gateway VM (seats carry META_SEAT instead)
 META_PAUSED = "coursekit-paused-at"  # when `pause` or the schedule shelved it (ISO 8601, UTC); "" once awake again
 
 

@@ -29,6 +29,7 @@ class SeatClient:
         self.seat, self.token, self.pinned_key = seat, token, pinned_key
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname or "", parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")  # behind a gateway: /<seat>
         self.base_url = base_url.rstrip("/")
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
@@ -55,15 +56,17 @@ class SeatClient:
                                     "its token was not sent (is the address someone else's now?)")
         return connection
 
-    def _open(self, path: str, timeout: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(self, path: str, timeout: float, method: str = "GET", body: bytes | None = None
+              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         connection = self._connect(timeout)
-        connection.request("GET", path, headers={"Authorization": f"token {self.token}"})
+        headers = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {})}
+        connection.request(method, self.prefix + path, body=body, headers=headers)
         return connection, connection.getresponse()
 
-    def get(self, path: str, timeout: float = 5) -> tuple[int, dict | None]:
+    def get(self, path: str, timeout: float = 5, method: str = "GET", body: bytes | None = None) -> tuple[int, dict | None]:
         """(status, JSON body or None); 0 when nothing answers. UntrustedSeat when the server is not the seat."""
         try:
-            connection, response = self._open(path, timeout)
+            connection, response = self._open(path, timeout, method, body)
             try:
                 body = response.read()
             finally:

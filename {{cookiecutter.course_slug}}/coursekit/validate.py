@@ -30,6 +30,7 @@ MIN_CPUS = 0.01  # the engine's smallest CPU quota
 MAX_SEATS = 5000
 RESERVED_DATA = ".coursekit-verified"  # data.py keeps its checksum stamps here, inside ~/data
 _SPARE_ID = re.compile(r"spare-[0-9]+")
+RESERVED_SEATS = ("gateway", "coursekit")  # https://<gateway>/<seat>/: the gateway's status row and control paths
 Found = Iterator[tuple[tuple, str]]
 
 
@@ -237,6 +238,8 @@ def _check_seats(data: dict) -> Found:
                 yield where, why
             elif _SPARE_ID.fullmatch(seat_id):
                 yield where, f"{seat_id!r} is reserved for spare seats; choose another id"
+            elif seat_id in RESERVED_SEATS:
+                yield where, f"{seat_id!r} is reserved (the gateway serves its own pages there); choose another id"
             elif seat_id in seen:
                 yield where, f"{seat_id!r} is already the id of seats.{seen[seat_id][1]}[{seen[seat_id][2]}]; seat ids must be unique"
             seen.setdefault(seat_id, where)

@@ -16,6 +16,8 @@ JUPYTER_PORT=${JUPYTER_PORT:-8888}
 HOMESTREAM_PORT=${HOMESTREAM_PORT:-8890}
 HOMESTREAM=${HOMESTREAM:-/usr/local/sbin/coursekit-homestream}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
+BASE_URL=${BASE_URL:-/}  # behind the course's gateway: /<seat>/, the path students' links carry
+GATEWAY_PORT=${GATEWAY_PORT:-}  # set: serve plain HTTP on this port for the gateway, instead of HTTPS
 CADDY_CONFIG=${CADDY_CONFIG:-/etc/caddy/Caddyfile}
 STATE_DIR=${STATE_DIR:-/var/lib/coursekit}
 log() { echo "coursekit-bootstrap: $*" >&2; }
@@ -43,13 +45,16 @@ docker image inspect "$IMAGE" > /dev/null
 # Only Caddy is reachable from outside; Jupyter listens on the loopback interface.
 docker volume create "coursekit-$SEAT-home" > /dev/null
 docker rm -f "coursekit-$SEAT" > /dev/null 2>&1 || true
+[[ "$BASE_URL" =~ ^/([a-z0-9-]+/)?$ ]] || { log "ERROR: BASE_URL must be / or /<seat>/"; exit 1; }
+command=()
+[ "$BASE_URL" = / ] || command=(start-notebook.sh "--ServerApp.base_url=$BASE_URL")
 docker run -d --name "coursekit-$SEAT" --restart unless-stopped \
     --label org.coursekit.seat="$SEAT" -e JUPYTER_TOKEN \
-    -p "127.0.0.1:$JUPYTER_PORT:8888" -v "coursekit-$SEAT-home:/home/jovyan" "$IMAGE" > /dev/null
+    -p "127.0.0.1:$JUPYTER_PORT:8888" -v "coursekit-$SEAT-home:/home/jovyan" "$IMAGE" "${command[@]}" > /dev/null
 
 log "waiting for Jupyter (the course data is fetched and verified first)"
 deadline=$((SECONDS + READY_TIMEOUT))
-until curl -fs -o /dev/null -H "Authorization: token $JUPYTER_TOKEN" "http://127.0.0.1:$JUPYTER_PORT/api/status"; do
+until curl -fs -o /dev/null -H "Authorization: token $JUPYTER_TOKEN" "http://127.0.0.1:$JUPYTER_PORT${BASE_URL}api/status"; do
     if [ "$(docker inspect -f '{{.State.Running}}' "coursekit-$SEAT")" != true ] || [ $SECONDS -gt $deadline ]; then
         docker logs --tail 20 "coursekit-$SEAT" >&2 || true
         log "ERROR: Jupyter did not start"
@@ -59,10 +64,11 @@ until curl -fs -o /dev/null -H "Authorization: token $JUPYTER_TOKEN" "http://127
 done
 
 # What the seat runs, for `coursekit deploy` to read (with the token) at /coursekit/seat.json.
-mkdir -p "$STATE_DIR/www/coursekit"
+www="$STATE_DIR/www${BASE_URL%/}/coursekit"
+mkdir -p "$www"
 image_id=$(docker inspect -f '{{.Image}}' "coursekit-$SEAT")
-printf '{"seat": "%s", "image": "%s", "image_id": "%s"}\n' "$SEAT" "$IMAGE" "$image_id" > "$STATE_DIR/www/coursekit/seat.json.new"
-mv "$STATE_DIR/www/coursekit/seat.json.new" "$STATE_DIR/www/coursekit/seat.json"
+printf '{"seat": "%s", "image": "%s", "image_id": "%s"}\n' "$SEAT" "$IMAGE" "$image_id" > "$www/seat.json.new"
+mv "$www/seat.json.new" "$www/seat.json"
 
 # The home folder as one tar stream, for coursekit's archive (loopback only; Caddy asks for the token).
 if systemctl is-system-running > /dev/null 2>&1; then
@@ -72,24 +78,37 @@ elif ! curl -s -o /dev/null "http://127.0.0.1:$HOMESTREAM_PORT/"; then
 fi
 
 # A DNS name gets a real certificate from Let's Encrypt; a bare address serves the seat's own key, which
-# coursekit derives from its secret and pins (TLS_CERT, TLS_KEY), or else Caddy's internal CA.
+# coursekit derives from its secret and pins (TLS_CERT, TLS_KEY), or else Caddy's internal CA. Behind the
+# gateway the seat serves plain HTTP on GATEWAY_PORT, which its security group opens to the gateway only.
 tls=""
 if [ -n "${TLS_CERT:-}" ] && [[ "$SITE" =~ ^[0-9.]+$ ]]; then
     tls="tls $TLS_CERT $TLS_KEY"
 elif [[ "$SITE" =~ ^[0-9.]+$ ]]; then
     tls="tls internal"
 fi
+if [ -n "$GATEWAY_PORT" ]; then
+    global="auto_https off"
+    site="http://:$GATEWAY_PORT"
+    tls=""
+    redirect=""
+else
+    global="http_port $HTTP_PORT
+	https_port $HTTPS_PORT"
+    site="https://$SITE:$HTTPS_PORT"
+    redirect="http://$SITE:$HTTP_PORT {
+	redir https://{host}:$HTTPS_PORT{uri} permanent
+}"
+fi
 mkdir -p "$(dirname "$CADDY_CONFIG")"
 umask 027  # the config holds the token: readable by root and Caddy's group only
 cat > "$CADDY_CONFIG" <<CADDY
 {
-	http_port $HTTP_PORT
-	https_port $HTTPS_PORT
+	$global
 }
-https://$SITE:$HTTPS_PORT {
+$site {
 	$tls
 	@seat {
-		path /coursekit/seat.json
+		path ${BASE_URL}coursekit/seat.json
 		header Authorization "token $JUPYTER_TOKEN"
 	}
 	handle @seat {
@@ -97,19 +116,18 @@ https://$SITE:$HTTPS_PORT {
 		file_server
 	}
 	@home {
-		path /coursekit/home.tar
+		path ${BASE_URL}coursekit/home.tar
 		header Authorization "token $JUPYTER_TOKEN"
 	}
 	handle @home {
+		rewrite * /coursekit/home.tar
 		reverse_proxy 127.0.0.1:$HOMESTREAM_PORT
 	}
 	handle {
 		reverse_proxy 127.0.0.1:$JUPYTER_PORT
 	}
 }
-http://$SITE:$HTTP_PORT {
-	redir https://{host}:$HTTPS_PORT{uri} permanent
-}
+$redirect
 CADDY
 chmod 0640 "$CADDY_CONFIG"
 getent group caddy > /dev/null && chgrp caddy "$CADDY_CONFIG"
@@ -120,4 +138,4 @@ else
     caddy stop > /dev/null 2>&1 || true
     caddy start --config "$CADDY_CONFIG" --adapter caddyfile > /dev/null 2>&1
 fi
-log "ready: https://$SITE:$HTTPS_PORT/"
+log "ready: ${GATEWAY_PORT:+behind the gateway on port $GATEWAY_PORT, }${site}${BASE_URL}"

@@ -135,14 +135,16 @@ class Cloud:
         return self.call("listing security groups", lambda: self.conn.network.security_groups(tags=tags))
 
     def create_security_group(self, name: str, description: str, tags: list[str], rules: list[tuple[int, str]]):
-        """A security group admitting TCP on each (port, CIDR) rule, tagged."""
+        """A security group admitting TCP on each (port, source) rule, tagged; a source is a CIDR, or
+        group:<id> for members of another security group (a remote-group rule)."""
         group = self.call("creating the security group", lambda: self.conn.network.create_security_group(
             name=name, description=description))
         self.call("tagging the security group", lambda: self.conn.network.set_tags(group, tags))
         for port, cidr in rules:
-            self.call("adding a security group rule", lambda port=port, cidr=cidr: self.conn.network.create_security_group_rule(
-                security_group_id=group.id, direction="ingress", ethertype="IPv6" if ":" in cidr else "IPv4",
-                protocol="tcp", port_range_min=port, port_range_max=port, remote_ip_prefix=cidr))
+            source = {"remote_group_id": cidr.removeprefix("group:")} if cidr.startswith("group:") else {"remote_ip_prefix": cidr}
+            self.call("adding a security group rule", lambda port=port, source=source: self.conn.network.create_security_group_rule(
+                security_group_id=group.id, direction="ingress", ethertype="IPv6" if ":" in source.get("remote_ip_prefix", "") else "IPv4",
+                protocol="tcp", port_range_min=port, port_range_max=port, **source))
         return group
 
     def delete_security_group(self, group) -> None:

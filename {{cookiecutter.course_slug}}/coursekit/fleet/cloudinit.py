@@ -9,6 +9,25 @@ import yaml
 BOOTSTRAP = Path(__file__).with_name("bootstrap.sh")
 UPDATER = Path(__file__).with_name("update.sh")
 HOMESTREAM = Path(__file__).with_name("homestream.py")
+GATEWAY_BOOTSTRAP = Path(__file__).with_name("gateway.sh")
+GATEWAY_ROUTES = Path(__file__).with_name("gatewayroutes.py")
+GATEWAY_RENDER = Path(__file__).with_name("gateway.py")
+GATEWAY_ENV = "/etc/coursekit/gateway.env"
+GATEWAY_LIB = "/usr/local/lib/coursekit"
+GATEWAY_BOOTSTRAP_PATH = "/usr/local/sbin/coursekit-gateway-bootstrap"
+GATEWAY_CERT = "/etc/coursekit/tls/gateway.crt"
+GATEWAY_KEY = "/etc/coursekit/tls/gateway.key"
+GATEWAY_SERVICE = f"""[Unit]
+Description=coursekit: the gateway's control service (routes from coursekit deploy, Caddy reloads)
+After=network-online.target caddy.service
+
+[Service]
+ExecStart=/usr/bin/python3 {GATEWAY_LIB}/gatewayroutes.py {GATEWAY_ENV}
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
 SEAT_ENV = "/etc/coursekit/seat.env"
 TLS_CERT = "/etc/coursekit/tls/seat.crt"
 TLS_KEY = "/etc/coursekit/tls/seat.key"
@@ -53,14 +72,23 @@ def seat_env(seat: str, image: str, token: str, site: str, **extra: str | int) -
     return "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in values.items())
 
 
-def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: tuple[str, str] | None = None) -> str:
-    """#cloud-config that writes the settings (root-only), the seat's TLS certificate and key when given,
-    the bootstrap, the updater and the home streamer, runs the bootstrap once and starts the updater's timer."""
-    tls_files = [
-        {"path": TLS_CERT, "owner": "root:root", "permissions": "0644", "content": tls[0]},
-        {"path": TLS_KEY, "owner": "root:root", "permissions": "0600", "content": tls[1]},
+def _tls_files(tls: tuple[str, str] | None, cert: str, key: str) -> list[dict]:
+    return [
+        {"path": cert, "owner": "root:root", "permissions": "0644", "content": tls[0]},
+        {"path": key, "owner": "root:root", "permissions": "0600", "content": tls[1]},
     ] if tls else []
-    env = seat_env(seat, image, token, site, **({"TLS_CERT": TLS_CERT, "TLS_KEY": TLS_KEY} if tls else {}))
+
+
+def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: tuple[str, str] | None = None,
+              gateway_port: int | None = None) -> str:
+    """#cloud-config that writes the settings (root-only), the seat's TLS certificate and key when given,
+    the bootstrap, the updater and the home streamer, runs the bootstrap once and starts the updater's timer.
+    With gateway_port the seat serves plain HTTP on that port under /<seat>/, for the course's gateway only."""
+    tls_files = _tls_files(tls, TLS_CERT, TLS_KEY)
+    extra = {"TLS_CERT": TLS_CERT, "TLS_KEY": TLS_KEY} if tls else {}
+    if gateway_port:
+        extra.update(GATEWAY_PORT=gateway_port, BASE_URL=f"/{seat}/")
+    env = seat_env(seat, image, token, site, **extra)
     config = {
         "hostname": hostname,
         "write_files": [
@@ -74,5 +102,26 @@ def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: 
             {"path": "/etc/systemd/system/coursekit-update.timer", "content": UPDATER_TIMER},
         ],
         "runcmd": [[BOOTSTRAP_PATH, SEAT_ENV], ["systemctl", "enable", "--now", "coursekit-update.timer"]],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
+
+
+def gateway_user_data(site: str, token: str, hostname: str, tls: tuple[str, str] | None = None) -> str:
+    """#cloud-config for the course's gateway: its settings (root-only), its TLS certificate and key when
+    given, Caddy's route renderer and the control service; no cloud credential of any kind."""
+    values = {"SITE": site, "TOKEN": token, "ROUTES": f"{GATEWAY_LIB}/gatewayroutes.py",
+              **({"TLS_CERT": GATEWAY_CERT, "TLS_KEY": GATEWAY_KEY} if tls else {})}
+    env = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in values.items())
+    config = {
+        "hostname": hostname,
+        "write_files": [
+            {"path": GATEWAY_ENV, "owner": "root:root", "permissions": "0600", "content": env},
+            *_tls_files(tls, GATEWAY_CERT, GATEWAY_KEY),
+            {"path": GATEWAY_BOOTSTRAP_PATH, "owner": "root:root", "permissions": "0755", "content": GATEWAY_BOOTSTRAP.read_text()},
+            {"path": f"{GATEWAY_LIB}/gatewayroutes.py", "owner": "root:root", "permissions": "0644", "content": GATEWAY_ROUTES.read_text()},
+            {"path": f"{GATEWAY_LIB}/gateway.py", "owner": "root:root", "permissions": "0644", "content": GATEWAY_RENDER.read_text()},
+            {"path": "/etc/systemd/system/coursekit-gateway.service", "content": GATEWAY_SERVICE},
+        ],
+        "runcmd": [[GATEWAY_BOOTSTRAP_PATH, GATEWAY_ENV]],
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)

@@ -1,6 +1,7 @@
 """One front door for a whole class: a Caddy configuration that routes https://<host>/<seat>/ to each seat.
 
-Pure: the routes go in, the Caddyfile comes out. A seat that is not answering yet gets a page that says it
+Pure and standard-library only: it also runs on the Jetstream2 gateway VM (gatewayroutes.py renders with
+it there). The routes go in, the Caddyfile comes out. A seat that is not answering yet gets a page that says it
 is starting (and reloads itself), not a 502; a paused seat gets a page that says when it wakes. Jupyter
 checks each seat's own credential behind the gateway, which holds none.
 """
@@ -50,9 +51,11 @@ def _quoted(text: str) -> str:
     return f"`{text}`"
 
 
-def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "") -> str:
-    """The gateway's whole configuration: HTTPS for host (an internal CA for an address, ACME for a DNS name),
-    HTTP redirecting to it, and one route per seat, in roster order."""
+def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "",
+              tls: tuple[str, str] | None = None, control: str = "") -> str:
+    """The gateway's whole configuration: HTTPS for host (tls: certificate and key files; else an internal CA
+    for an address, ACME for a DNS name), HTTP redirecting to it, one route per seat in roster order, and
+    /coursekit/* to the control service at `control` (host:port) when there is one."""
     name = f"[{host}]" if ":" in host and not host.startswith("[") else host
     site = f"https://{name}:{https_port}"
     lines = ["{", f"\thttp_port {http_port}", f"\thttps_port {https_port}", "\tauto_https disable_redirects"]
@@ -60,8 +63,12 @@ def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], b
     if bind:
         lines.append(f"\tdefault_bind {bind}")
     lines += ["}", "", f"http://{name}:{http_port} {{", f"\tredir https://{name}:{https_port}{{uri}} 308", "}", "", f"{site} {{"]
-    if is_address(host):
+    if tls:
+        lines.append(f"\ttls {tls[0]} {tls[1]}")
+    elif is_address(host):
         lines.append("\ttls internal")
+    if control:
+        lines += ["\thandle /coursekit/* {", f"\t\treverse_proxy {control}", "\t}"]
     for route in routes:
         lines += [f"\t@{route.seat} path /{route.seat} /{route.seat}/*", f"\thandle @{route.seat} {{"]
         if route.upstream:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
 from coursekit.fleet.cloud import Cloud
+from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
@@ -66,6 +68,7 @@ class OpenStackProvider(Provider):
         self.group_name = f"coursekit-{self.slug}"
         self.boot_timeout = self.settings.boot_timeout_minutes * 60
         self.cloud = Cloud(connection, backoff) if connection is not None else Cloud.connect(self.settings.cloud, backoff)
+        self.gateway = OpenStackGateway(self) if self.settings.access == "gateway" else None
 
     @classmethod
     def connect(cls, course: Course, tokens: SeatTokens) -> OpenStackProvider:
@@ -84,11 +87,13 @@ class OpenStackProvider(Provider):
         return f"{self.server_name(seat)}.{self.settings.dns_domain}" if self.settings.dns_domain else address
 
     def url(self, seat: str, address: str) -> str:
-        return f"https://{self.site(seat, address)}/"
+        """The seat's link: its own host, or its path behind the gateway (address: the gateway's then)."""
+        return f"{self.gateway.url(address)}{seat}/" if self.gateway else f"https://{self.site(seat, address)}/"
 
     def fingerprint(self) -> str:
         s = self.settings
-        text = json.dumps([s.flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain])
+        text = json.dumps([s.flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain]
+                          + (["gateway", SEAT_PORT] if self.gateway else []))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def resolve_image(self, ref: str) -> str:
@@ -100,12 +105,18 @@ class OpenStackProvider(Provider):
     def _servers(self) -> list:
         return self.cloud.servers(self.tag)
 
-    def _fips(self) -> dict[str, object]:
+    def _fips(self) -> Mapping[str, object]:
+        """seat → the floating IP it is reached through: its own, or the gateway's for every seat."""
+        if self.gateway:
+            return self.gateway.doors()
         found = self.cloud.floating_ips(self.tag)
         return {t.removeprefix(labels.SEAT_TAG_PREFIX): f for f in found for t in f.tags if t.startswith(labels.SEAT_TAG_PREFIX)}
 
     def client(self, seat: str, address: str) -> SeatClient:
-        """The seat's Jupyter: a DNS name is checked against the public CAs, a bare address against the seat's pinned key."""
+        """The seat's Jupyter: a DNS name is checked against the public CAs, a bare address against the seat's pinned key
+        (behind the gateway: the gateway's name or key)."""
+        if self.gateway:
+            return self.gateway.client(address, seat)
         if self.settings.dns_domain:
             return SeatClient(seat, f"https://{self.site(seat, address)}:{HTTPS_PORT}", self.token(seat))
         pinned = seattls.public_key_der(self.tokens.tls_key(seat))
@@ -184,31 +195,44 @@ class OpenStackProvider(Provider):
         if problems:
             raise CoursekitError("preflight failed:\n" + "\n".join(f"  {p}" for p in problems))
         new_servers = sum(a.kind is Kind.CREATE for a in actions)
-        new_fips = sum(a.kind in (Kind.CREATE, Kind.REPLACE) and a.seat not in fips for a in actions)
         flavor = found["flavor"]
+        extra_cores = extra_ram = extra_servers = 0
+        if self.gateway:  # the gateway's one floating IP and, when it is missing, its VM
+            new_fips = 0 if isinstance(fips, FrontDoors) and fips.door else 1
+            if not self.gateway.servers():
+                gateway_flavor = self.cloud.find("flavor", s.gateway_flavor)
+                if gateway_flavor is None:
+                    raise CoursekitError(f"preflight failed:\n  gateway_flavor {s.gateway_flavor!r} does not exist in cloud {s.cloud!r}")
+                extra_servers, extra_cores, extra_ram = 1, gateway_flavor.vcpus, gateway_flavor.ram // 1024
+        else:
+            new_fips = sum(a.kind in (Kind.CREATE, Kind.REPLACE) and a.seat not in fips for a in actions)
         limits = self.cloud.compute_limits()
         quota = self.cloud.network_quota()
         fip_quota = quota.floating_ips or {}
         checks = [
-            ("instances", new_servers, limits.instances - limits.instances_used),
-            ("cores", new_servers * flavor.vcpus, limits.total_cores - limits.total_cores_used),
-            ("GB of RAM", new_servers * flavor.ram // 1024, (limits.total_ram - limits.total_ram_used) // 1024),
+            ("instances", new_servers + extra_servers, limits.instances - limits.instances_used),
+            ("cores", new_servers * flavor.vcpus + extra_cores, limits.total_cores - limits.total_cores_used),
+            ("GB of RAM", new_servers * flavor.ram // 1024 + extra_ram, (limits.total_ram - limits.total_ram_used) // 1024),
             ("floating IPs", new_fips, fip_quota.get("limit", 0) - fip_quota.get("used", 0)),
         ]
         short = [f"needs {need} more {what}, quota allows {room}" for what, need, room in checks if need > room]
         if short:
             sized = checks[1][1] > checks[1][2] or checks[2][1] > checks[2][2]
-            hint = self._what_fits(new_servers, flavor, checks[1][2], checks[2][2]) if sized else ""
+            hint = self._what_fits(new_servers, flavor, checks[1][2] - extra_cores, checks[2][2] - extra_ram,
+                                   extra_cores, extra_ram) if sized else ""
             raise CoursekitError(
                 "preflight failed: " + "; ".join(short) + f": {hint}ask your allocation's support for a raise or use fewer seats"
             )
         return found
 
-    def _what_fits(self, seats: int, flavor, cores: int, ram_gb: int) -> str:
-        """The largest Jetstream2 CPU flavor whose VMs for every new seat fit the room left in the quota."""
+    def _what_fits(self, seats: int, flavor, cores: int, ram_gb: int, gateway_cores: int = 0, gateway_ram: int = 0) -> str:
+        """The largest Jetstream2 CPU flavor whose VMs for every new seat fit the room left in the quota
+        (cores and ram_gb: what is left once the gateway, when there is a new one, has its share)."""
         from coursekit.cost import FLAVORS
 
-        need = f"{seats} seats × {self.settings.flavor} need {seats * flavor.vcpus} cores and {seats * flavor.ram // 1024} GB"
+        gateway = " and the gateway" if gateway_cores else ""
+        need = (f"{seats} seats × {self.settings.flavor}{gateway} need {seats * flavor.vcpus + gateway_cores} cores and "
+                f"{seats * flavor.ram // 1024 + gateway_ram} GB")
         candidates = sorted((f for f in FLAVORS.values() if f.name.startswith("m3.")), key=lambda f: f.vcpus, reverse=True)
         fits = next((f for f in candidates if seats * f.vcpus <= cores and seats * f.ram_gb <= ram_gb), None)
         if fits is None:
@@ -216,7 +240,10 @@ class OpenStackProvider(Provider):
         return f"{need}; {fits.name} fits ({seats * fits.vcpus} cores, {seats * fits.ram_gb} GB: set fleet.openstack.flavor), or "
 
     def _security_group(self) -> object:
-        """The course's security group: 80 and 443 from anywhere, 22 only from fleet.openstack.ssh_cidrs."""
+        """The seats' security group: 80 and 443 from anywhere, 22 only from fleet.openstack.ssh_cidrs (behind the
+        gateway: only the gateway's group, on the seats' one port)."""
+        if self.gateway:
+            return self.gateway.groups()[1]
         existing = self.cloud.security_groups(self.tag)
         if existing:
             return existing[0]
@@ -229,9 +256,12 @@ class OpenStackProvider(Provider):
     def _create_server(self, item: _Seat, image: str, found: dict, group) -> None:
         seat = item.action.seat
         address = item.fip.floating_ip_address
-        tls = None if self.settings.dns_domain else seattls.seat_certificate(
-            self.tokens.tls_key(seat), seat, address)
-        user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat), tls)
+        if self.gateway:  # plain HTTP on the private network, to the gateway only: no certificate of its own
+            user_data = cloudinit.user_data(seat, image, self.token(seat), self.server_name(seat), self.server_name(seat),
+                                            gateway_port=SEAT_PORT)
+        else:
+            tls = None if self.settings.dns_domain else seattls.seat_certificate(self.tokens.tls_key(seat), seat, address)
+            user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat), tls)
         attrs = dict(
             name=self.server_name(seat), flavor_id=found["flavor"].id, image_id=found["image"].id,
             networks=[{"uuid": found["network"].id}], security_groups=[{"name": group.name}],
@@ -248,9 +278,11 @@ class OpenStackProvider(Provider):
 
         item.server_id = self.cloud.create_server(existing, **attrs).id
 
-    def _floating_ip(self, seat: str, fips: dict, found: dict):
+    def _floating_ip(self, seat: str, fips: Mapping, found: dict):
         if seat in fips:
             return fips[seat]
+        if self.gateway:
+            raise CoursekitError("the gateway has no floating IP yet; deploy again")
         return self.cloud.create_floating_ip(found["public"].id, f"coursekit {self.slug} {seat}", [self.tag, self.seat_tag(seat)])
 
     def _launch(self, item: _Seat, image: str, found: dict, group, fips: dict, store: ArchiveStore, progress: SeatProgress) -> None:
@@ -299,14 +331,20 @@ class OpenStackProvider(Provider):
         return item
 
     def _attach(self, item: _Seat) -> None:
-        self.cloud.attach_floating_ip(item.fip, item.server_id)
+        if not isinstance(item.fip, FrontDoor):  # behind the gateway a seat has no address of its own
+            self.cloud.attach_floating_ip(item.fip, item.server_id)
 
     def apply(self, actions: list[Action], image: str, store: ArchiveStore) -> list[Outcome]:
         """Preflight, then create/replace with bounded concurrency, one shared poll until every seat answers."""
         outcomes: dict[str, Outcome] = {}
         work = [a for a in actions if a.kind in (Kind.CREATE, Kind.REPLACE)]
-        fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE, Kind.WAKE) for a in actions) else {}
+        fips = self._fips() if work or any(a.kind in (Kind.REMOVE, Kind.UPDATE, Kind.WAKE) for a in actions) or self.gateway else {}
         found = self._check_cloud(actions, fips) if work else {}
+        new_gateway = None
+        if self.gateway and any(a.kind is not Kind.REMOVE for a in actions):
+            public = found.get("public") or self.cloud.find("network", "public")
+            _, new_gateway = self.gateway.ensure(public.id)
+            fips = self._fips()
         group = self._security_group() if work else None
         items = [_Seat(a) for a in work]
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
@@ -327,7 +365,9 @@ class OpenStackProvider(Provider):
             waiting = [i for i in items if i.outcome is None] + updating + waking
             waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.instance_id)
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
-            self._wait(waiting, image, found, group, progress)
+            self._wait(waiting, image, found, group, progress, new_gateway)
+            if self.gateway:
+                outcomes[GATEWAY] = self._route(self._servers(), new_gateway)
             for item in items + waiting + waking:
                 if item.outcome:
                     outcomes[item.action.seat] = item.outcome
@@ -335,15 +375,42 @@ class OpenStackProvider(Provider):
             if action.kind is Kind.KEEP and action.seat not in outcomes:
                 fip = fips.get(action.seat)
                 outcomes[action.seat] = Outcome(action.seat, "keep", True, self.url(action.seat, fip.floating_ip_address) if fip else "up to date")
-        return [outcomes[a.seat] for a in actions if a.seat in outcomes]
+        return [outcomes[a.seat] for a in actions if a.seat in outcomes] + ([outcomes[GATEWAY]] if GATEWAY in outcomes else [])
 
-    def _wait(self, waiting: list[_Seat], image: str, found: dict, group, progress: SeatProgress) -> None:
+    def _route(self, servers: list, new_gateway: str | None = None) -> Outcome:
+        """Attach the gateway's address once its VM is up, then put the routes of these servers on it."""
+        started = time.monotonic()
+        fip = self.gateway.fip()
+        gateway = next((s for s in servers if s.metadata.get(labels.META_ROLE) == GATEWAY), None)
+        try:
+            if fip is None or gateway is None or gateway.status != "ACTIVE":
+                raise CoursekitError(f"the gateway is not up (VM {gateway.status if gateway else 'missing'}); deploy again")
+            if fip.port_id is None:
+                self.cloud.attach_floating_ip(fip, gateway.id)
+                fip = self.gateway.fip()
+            if not self.gateway.answers(fip.floating_ip_address):
+                raise CoursekitError("the gateway does not answer yet")
+            self.gateway.push(fip.floating_ip_address, self.gateway.routes(servers))
+        except CoursekitError as exc:
+            return Outcome(GATEWAY, "create" if new_gateway else "routes", False, str(exc), time.monotonic() - started)
+        return Outcome(GATEWAY, "create" if new_gateway else "routes", True, self.gateway.url(fip.floating_ip_address))
+
+    def _wait(self, waiting: list[_Seat], image: str, found: dict, group, progress: SeatProgress,
+              new_gateway: str | None = None) -> None:
         """Poll the course's servers (one call per round for all seats) until each seat answers or fails;
-        the follow-up work of a round (attach, recreate, probe) runs with bounded concurrency."""
+        the follow-up work of a round (attach, recreate, probe) runs with bounded concurrency. Behind a gateway
+        each round also brings the gateway up and puts the routes of the seats that have addresses on it."""
+        gateway_ready = self.gateway is None or new_gateway is None
+        deadline = time.monotonic() + self.boot_timeout
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            while pending := [i for i in waiting if i.outcome is None]:
+            while (pending := [i for i in waiting if i.outcome is None]) or not gateway_ready:
                 time.sleep(self.settings.poll_seconds)
-                servers = {s.id: s for s in self._servers()}
+                listed = self._servers()
+                servers = {s.id: s for s in listed}
+                if self.gateway:
+                    gateway_ready = self._route(listed, new_gateway).ok or time.monotonic() > deadline
+                    if pending and new_gateway and not gateway_ready:
+                        continue  # seats are reached through the gateway: nothing to probe yet
                 futures = [pool.submit(self._step, i, servers.get(i.server_id), image, found, group, progress) for i in pending]
                 for future in futures:
                     future.result()
@@ -427,7 +494,7 @@ class OpenStackProvider(Provider):
                                            time.monotonic() - item.started)
                 elif server.status == "ERROR" or time.monotonic() > deadline:
                     item.outcome = Outcome(item.action.seat, "pause", False, f"VM {server.status} instead of shelved; pause again")
-        return [i.outcome for i in items]
+        return [i.outcome for i in items] + ([self._route(self._servers())] if self.gateway else [])
 
     # Archiving and removing --------------------------------------------------------------------
 
@@ -460,6 +527,8 @@ class OpenStackProvider(Provider):
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
             server = self.cloud.server(server_id)
+            if self.gateway and server.status == "ACTIVE":
+                self._route(self._servers())  # the woken seat is routed again, no longer shown as paused
             if server.status == "ACTIVE" and self._probe(seat, address, timeout=3) == 200:
                 return
             if server.status == "ERROR":
@@ -485,7 +554,7 @@ class OpenStackProvider(Provider):
                                      f"(deploy --discard {seat} deletes it, and the work on it)")
             done = self._archive_at(seat, fip.floating_ip_address, store)
         self.cloud.delete_server(server.id)
-        if fip is not None:
+        if fip is not None and not isinstance(fip, FrontDoor):
             self.cloud.delete_floating_ip(fip)
         return done
 
@@ -505,12 +574,17 @@ class OpenStackProvider(Provider):
             return Outcome(seat, "remove", False, f"{exc}; left in place")
 
     def urls(self) -> dict[str, str]:
+        if self.gateway:
+            door = self.gateway.doors().door
+            seats = [s.metadata[labels.META_SEAT] for s in self._servers() if s.metadata.get(labels.META_SEAT)]
+            return {seat: self.url(seat, door.floating_ip_address) for seat in seats} if door else {}
         return {seat: self.url(seat, fip.floating_ip_address) for seat, fip in self._fips().items() if fip.port_id}
 
     def instances_by_seat(self) -> dict[str, tuple]:
         """seat → (its server, its floating IP)."""
         fips = self._fips()
-        return {s.metadata.get(labels.META_SEAT): (s, fips.get(s.metadata.get(labels.META_SEAT))) for s in self._servers()}
+        return {s.metadata[labels.META_SEAT]: (s, fips.get(s.metadata[labels.META_SEAT])) for s in self._servers()
+                if s.metadata.get(labels.META_SEAT)}
 
     def status_row(self, seat: str, instance: tuple | None) -> SeatStatus:
         if instance is None:
@@ -531,14 +605,16 @@ class OpenStackProvider(Provider):
     def teardown_units(self) -> list[tuple[str, tuple]]:
         """Every server with its address, then every address whose server is already gone."""
         fips = self._fips()
-        units = [(s.metadata.get(labels.META_SEAT, s.name), (s, fips.get(s.metadata.get(labels.META_SEAT)))) for s in self._servers()]
+        units = [(s.metadata.get(labels.META_SEAT, s.name), (s, fips.get(s.metadata.get(labels.META_SEAT)))) for s in self._servers()
+                 if s.metadata.get(labels.META_ROLE) != GATEWAY]
         served = {seat for seat, _ in units}
         return units + [(seat, (None, fip)) for seat, fip in fips.items() if seat not in served]
 
     def archive_and_remove(self, seat: str, unit: tuple, store: ArchiveStore, keep_volumes: bool) -> archive.Archived | None:
         server, fip = unit
         if server is None:  # its VM was already gone: nothing to archive, release the address
-            self.cloud.delete_floating_ip(fip)
+            if not isinstance(fip, FrontDoor):
+                self.cloud.delete_floating_ip(fip)
             return None
         return self._archive_then_delete(seat, server, fip, store)
 
@@ -547,8 +623,16 @@ class OpenStackProvider(Provider):
         return "the VM is left running" if server is not None and server.status == "ACTIVE" else "the VM is left in place"
 
     def after_teardown(self, everything_removed: bool) -> None:
+        if self.gateway and everything_removed:
+            self.gateway.remove()
+        elif self.gateway:
+            self._route(self._servers())  # the seats that went are no longer routed
         if everything_removed:
             self._delete_group_when_free()
+
+    def extra_status_rows(self) -> list[SeatStatus]:
+        """The gateway's own row, when the course has one."""
+        return [self.gateway.status_row()] if self.gateway else []
 
     def _delete_group_when_free(self) -> None:
         deadline = time.monotonic() + self.boot_timeout
@@ -556,7 +640,8 @@ class OpenStackProvider(Provider):
             if time.monotonic() > deadline:
                 raise CoursekitError("VMs are still being deleted; run teardown again to remove the security group")
             time.sleep(self.settings.poll_seconds)
-        for group in self.cloud.security_groups(self.tag):
+        # The seats' group names the gateway's in a rule: it goes first.
+        for group in sorted(self.cloud.security_groups(self.tag), key=lambda g: g.name.endswith("-gateway")):
             self.cloud.delete_security_group(group)
 
     def leftovers(self) -> list[str]:

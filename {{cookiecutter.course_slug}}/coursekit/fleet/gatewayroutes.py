@@ -1,0 +1,153 @@
+"""The gateway VM's control service: coursekit's deploy puts the class's routes here; Caddy is reloaded.
+
+Standard library only; it runs on the gateway VM as root (systemd unit coursekit-gateway), on the loopback
+interface, behind Caddy's /coursekit/ path. A request must carry the course's gateway token (derived from
+COURSEKIT_SECRET by coursekit, never a cloud credential). The routes it receives are written as the
+Caddyfile (rendered by gateway.py, shipped next to it) and Caddy reloads them without dropping connections.
+
+    python3 gatewayroutes.py SETTINGS_FILE      # KEY=VALUE lines: SITE, TOKEN, PORT, TLS_CERT, TLS_KEY, CADDY_CONFIG, STATE
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway import Route, caddyfile  # noqa: E402
+
+ROUTES_PATH = "/coursekit/routes"
+SEAT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
+UPSTREAM = re.compile(r"[0-9.]+:[0-9]{1,5}|\[[0-9a-fA-F:]+\]:[0-9]{1,5}")
+MAX_BODY = 4 << 20
+
+
+def read_settings(path: str) -> dict[str, str]:
+    """KEY=VALUE lines as the bootstrap writes them (values shell-quoted)."""
+    settings = {}
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key and not key.startswith("#"):
+            settings[key.strip()] = " ".join(shlex.split(value))
+    return settings
+
+
+def parse_routes(body: bytes) -> list[Route]:
+    """The routes in a PUT body; ValueError for anything that is not a list of well-formed routes."""
+    data = json.loads(body)
+    routes = []
+    for item in data.get("routes", []) if isinstance(data, dict) else None:
+        seat, upstream, until = item.get("seat", ""), item.get("upstream", ""), item.get("paused_until", "")
+        if not SEAT.fullmatch(seat) or (upstream and not UPSTREAM.fullmatch(upstream)) or "`" in until or len(until) > 100:
+            raise ValueError(f"bad route: {item!r}"[:200])
+        routes.append(Route(seat, upstream, until))
+    return routes
+
+
+class Gateway:
+    """The current routes and the Caddyfile they make."""
+
+    def __init__(self, settings: dict[str, str]):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.routes: list[Route] = []
+
+    def render(self, routes: list[Route]) -> str:
+        s = self.settings
+        tls = (s["TLS_CERT"], s["TLS_KEY"]) if s.get("TLS_CERT") else None
+        return caddyfile(s["SITE"], int(s.get("HTTPS_PORT", 443)), int(s.get("HTTP_PORT", 80)), routes, tls=tls,
+                         control=f"127.0.0.1:{s.get('PORT', 8081)}", admin=s.get("ADMIN", ""))
+
+    def apply(self, routes: list[Route]) -> None:
+        """Write the Caddyfile for routes, reload Caddy (start it if it is not running) and keep the routes
+        for the next boot; RuntimeError when Caddy refuses them."""
+        config = Path(self.settings.get("CADDY_CONFIG", "/etc/caddy/Caddyfile"))
+        state = Path(self.settings.get("STATE", "/var/lib/coursekit/routes.json"))
+        with self.lock:
+            _write(config, self.render(routes))
+            done = _caddy("reload", config)
+            if done.returncode and "connection refused" in done.stderr.lower():
+                done = _caddy("start", config)
+            if done.returncode:
+                raise RuntimeError(done.stderr.strip()[-300:])
+            _write(state, json.dumps({"routes": [vars(r) for r in routes]}))
+            self.routes = routes
+
+    def saved(self) -> list[Route]:
+        """The routes kept by the last apply (none on a fresh gateway)."""
+        state = Path(self.settings.get("STATE", "/var/lib/coursekit/routes.json"))
+        try:
+            return parse_routes(state.read_bytes())
+        except (OSError, ValueError, TypeError, AttributeError):
+            return []
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".next")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _caddy(verb: str, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["caddy", verb, "--config", str(config), "--adapter", "caddyfile"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _authorized(self) -> bool:
+            given = self.headers.get("Authorization", "").removeprefix("token ")
+            return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+        def _reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path != ROUTES_PATH or not self._authorized():
+                return self._reply(403 if self.path == ROUTES_PATH else 404, {"message": "no"})
+            self._reply(200, {"routes": [vars(r) for r in gateway.routes]})
+
+        def do_PUT(self):
+            if self.path != ROUTES_PATH or not self._authorized():
+                return self._reply(403 if self.path == ROUTES_PATH else 404, {"message": "no"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._reply(413, {"message": "too many routes"})
+            try:
+                routes = parse_routes(self.rfile.read(length))
+                gateway.apply(routes)
+            except (ValueError, TypeError, AttributeError) as exc:
+                return self._reply(400, {"message": str(exc)})
+            except RuntimeError as exc:
+                return self._reply(500, {"message": f"caddy refused the routes: {exc}"})
+            self._reply(200, {"routes": len(routes)})
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+def main(argv: list[str]) -> None:
+    settings = read_settings(argv[1])
+    gateway = Gateway(settings)
+    gateway.apply(gateway.saved())  # after a reboot the last routes; a fresh gateway serves no seat until deploy tells it
+    server = ThreadingHTTPServer(("127.0.0.1", int(settings.get("PORT", 8081))), handler(gateway, settings["TOKEN"]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

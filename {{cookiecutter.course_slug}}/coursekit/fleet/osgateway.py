@@ -1,0 +1,234 @@
+"""The Jetstream2 gateway (`fleet.openstack.access: gateway`): one small VM holds the course's only floating IP.
+
+It runs Caddy for https://<gateway>/<seat>/ and a control service (gatewayroutes.py) that takes the class's
+routes from `coursekit deploy` with the gateway's own token, derived from COURSEKIT_SECRET: the gateway holds
+no cloud credential, and no Nova metadata (255 characters a value, 128 items) limits the class's size. Seats
+have no floating IP; their security group admits the gateway's group only, on the one port each seat serves
+it (plain HTTP on the allocation's private network), and SSH from the gateway when ssh_cidrs opens it there.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+from coursekit import labels, names
+from coursekit.errors import CoursekitError
+from coursekit.fleet import cloudinit, seattls
+from coursekit.fleet.gateway import Route
+from coursekit.fleet.plan import SeatStatus
+from coursekit.seatclient import SeatClient, UntrustedSeat
+
+GATEWAY = "gateway"  # the gateway's name in status rows and outcomes (a reserved seat id)
+KEY = ":gateway"  # what its token and TLS key are derived from: no seat id holds a colon
+ROLE_TAG = "coursekit-role-gateway"
+SEAT_PORT = 8080  # seats serve the gateway here
+ROUTES_PATH = "/coursekit/routes"
+VERSION = 1  # bump when the gateway's software changes, so deploy replaces it (keeping its address)
+HTTPS_PORT, HTTP_PORT, SSH_PORT = 443, 80, 22
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """The gateway's address, standing in for a seat's own floating IP: every seat is reached through it."""
+
+    floating_ip_address: str
+    port_id: str | None
+
+
+class FrontDoors(Mapping):
+    """seat → the front door, for any seat; it lists no floating IP of a seat's own."""
+
+    def __init__(self, door: FrontDoor | None):
+        self.door = door
+
+    def __getitem__(self, seat: str) -> FrontDoor:
+        if self.door is None:
+            raise KeyError(seat)
+        return self.door
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, seat: object) -> bool:
+        return self.door is not None
+
+
+def fixed_address(server) -> str | None:
+    """The server's address on the allocation's private network."""
+    for entries in (server.addresses or {}).values():
+        for entry in entries:
+            if entry.get("OS-EXT-IPS:type", "fixed") == "fixed" and entry.get("version", 4) == 4:
+                return entry["addr"]
+    return None
+
+
+class OpenStackGateway:
+    """The course's gateway VM, its floating IP and the two security groups, through the provider's cloud."""
+
+    def __init__(self, provider):
+        self.provider, self.cloud, self.settings = provider, provider.cloud, provider.settings
+        self.tags = f"{provider.tag},{ROLE_TAG}"
+        self.name = names.instance_name(provider.slug, GATEWAY)
+        self.pushed: str | None = None  # the routes last put, so an unchanged fleet puts nothing
+
+    # Naming, credentials, addresses -----------------------------------------------------------------
+
+    def site(self, address: str) -> str:
+        return f"{self.name}.{self.settings.dns_domain}" if self.settings.dns_domain else address
+
+    def url(self, address: str) -> str:
+        return f"https://{self.site(address)}/"
+
+    def token(self) -> str:
+        return self.provider.tokens.token(KEY)
+
+    def client(self, address: str, seat: str | None = None) -> SeatClient:
+        """The gateway itself (its token), or a seat behind it (the seat's token), over TLS checked first."""
+        base = f"https://{self.site(address)}:{HTTPS_PORT}" + (f"/{seat}" if seat else "")
+        token = self.provider.token(seat) if seat else self.token()
+        pinned = None if self.settings.dns_domain else seattls.public_key_der(self.provider.tokens.tls_key(KEY))
+        return SeatClient(seat or GATEWAY, base, token, pinned)
+
+    def fingerprint(self) -> str:
+        s = self.settings
+        text = json.dumps([s.gateway_flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain, VERSION])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    # What exists ---------------------------------------------------------------------------------------
+
+    def fip(self):
+        found = self.cloud.floating_ips(self.tags)
+        return found[0] if found else None
+
+    def servers(self) -> list:
+        return self.cloud.servers(self.tags)
+
+    def doors(self) -> FrontDoors:
+        fip = self.fip()
+        return FrontDoors(FrontDoor(fip.floating_ip_address, fip.port_id) if fip else None)
+
+    # Creating and healing ---------------------------------------------------------------------------------
+
+    def groups(self) -> tuple[object, object]:
+        """(the gateway's group, the seats' group), created when missing: HTTPS to the gateway from anywhere,
+        the seats' one port from the gateway's group only."""
+        existing = {g.name: g for g in self.cloud.security_groups(self.provider.tag)}
+        gateway_name, seats_name = f"{self.provider.group_name}-gateway", self.provider.group_name
+        gateway = existing.get(gateway_name) or self.cloud.create_security_group(
+            gateway_name, f"coursekit course {self.provider.slug}: HTTPS to the gateway", [self.provider.tag, ROLE_TAG],
+            [(HTTP_PORT, "0.0.0.0/0"), (HTTPS_PORT, "0.0.0.0/0")] + [(SSH_PORT, c) for c in self.settings.ssh_cidrs])
+        seats = existing.get(seats_name) or self.cloud.create_security_group(
+            seats_name, f"coursekit course {self.provider.slug}: the seats, from the gateway only", [self.provider.tag],
+            [(SEAT_PORT, f"group:{gateway.id}")] + ([(SSH_PORT, f"group:{gateway.id}")] if self.settings.ssh_cidrs else []))
+        return gateway, seats
+
+    def ensure(self, public_network_id: str) -> tuple[object, str | None]:
+        """The gateway's floating IP (kept for good: every link holds it) and its server; a server that is missing,
+        in ERROR, stuck in BUILD or built with other settings is (re)created. Returns (fip, id of a new server)."""
+        fip = self.fip() or self.cloud.create_floating_ip(
+            public_network_id, f"coursekit {self.provider.slug} gateway", self.tags.split(","))
+        current = [s for s in self.servers() if s.status != "DELETED"]
+        healthy = [s for s in current if not self._broken(s, fip)]
+        for server in current:
+            if server not in healthy[:1]:
+                self.cloud.delete_server(server.id, "deleting the broken gateway")
+        if healthy:
+            return fip, None
+        self.pushed = None
+        return fip, self._create(fip.floating_ip_address)
+
+    def _broken(self, server, fip) -> bool:
+        if server.metadata.get(labels.META_SETTINGS) != self.fingerprint() or server.status == "ERROR":
+            return True
+        age = self.provider._age(server)
+        if server.status == "BUILD":
+            return age >= self.provider.boot_timeout
+        if server.status == "ACTIVE" and fip.port_id and age >= self.provider.boot_timeout:
+            return not self.answers(fip.floating_ip_address)
+        return False
+
+    def _create(self, address: str) -> str:
+        s = self.settings
+        wanted = {"flavor": s.gateway_flavor, "image": s.image, "network": s.network}
+        found = {kind: self.cloud.find(kind, name) for kind, name in wanted.items()}
+        if missing := [f"{kind} {wanted[kind]!r}" for kind, value in found.items() if value is None]:
+            raise CoursekitError(f"the gateway cannot be created: {', '.join(missing)} not found in cloud {s.cloud!r}")
+        gateway_group, _ = self.groups()
+        tls = None if s.dns_domain else seattls.seat_certificate(self.provider.tokens.tls_key(KEY), GATEWAY, address)
+        user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls)
+        attrs = dict(
+            name=self.name, flavor_id=found["flavor"].id, image_id=found["image"].id, networks=[{"uuid": found["network"].id}],
+            security_groups=[{"name": gateway_group.name}], user_data=base64.b64encode(user_data.encode()).decode(),
+            metadata={labels.META_COURSE: self.provider.slug, labels.META_ROLE: GATEWAY, labels.META_SETTINGS: self.fingerprint()},
+            tags=self.tags.split(","), **({"key_name": s.key_name} if s.key_name else {}),
+        )
+
+        def existing():
+            mine = [x for x in self.servers() if x.status not in ("DELETED", "ERROR")]
+            return mine[0] if mine else None
+        return self.cloud.create_server(existing, **attrs).id
+
+    # Serving ------------------------------------------------------------------------------------------------
+
+    def answers(self, address: str) -> bool:
+        """The gateway's control service answers its token (the TLS key checked first)."""
+        try:
+            return self.client(address).get(ROUTES_PATH, timeout=3)[0] == 200
+        except UntrustedSeat:
+            return False
+
+    def routes(self, servers: list) -> list[Route]:
+        """One route per seat server with an address: its private address, or its paused page."""
+        from coursekit.fleet.openstack import POWERED_OFF
+        from coursekit.fleet.plan import SeatState
+        from coursekit.schedule import schedule_of
+
+        plan = schedule_of(self.provider.course)
+        wake = plan.next_wake(datetime.now(timezone.utc))
+        until = plan.local(wake) if wake else ""
+        found = {}
+        for server in servers:
+            seat, address = server.metadata.get(labels.META_SEAT), fixed_address(server)
+            if not seat or server.status == "DELETED" or address is None:
+                continue
+            paused = POWERED_OFF.get(server.status) == SeatState.PAUSED
+            found[seat] = Route(seat, paused_until=until) if paused else Route(seat, f"{address}:{SEAT_PORT}")
+        return [found[seat] for seat in sorted(found)]
+
+    def push(self, address: str, routes: list[Route]) -> None:
+        """Put the routes on the gateway (nothing when they are what it already has); CoursekitError if refused."""
+        body = json.dumps({"routes": [asdict(r) for r in routes]})
+        if body == self.pushed:
+            return
+        try:
+            code, answer = self.client(address).get(ROUTES_PATH, timeout=30, method="PUT", body=body.encode())
+        except UntrustedSeat as exc:
+            raise CoursekitError(str(exc)) from None
+        if code != 200:
+            raise CoursekitError(f"the gateway did not take the routes (HTTP {code or 'no answer'}: {(answer or {}).get('message', '')})")
+        self.pushed = body
+
+    def status_row(self) -> SeatStatus:
+        servers, fip = self.servers(), self.fip()
+        if not servers:
+            return SeatStatus(GATEWAY, "missing", self.url(fip.floating_ip_address) if fip else "", "", "-", "-")
+        server = servers[0]
+        reachable = fip is not None and fip.port_id and server.status == "ACTIVE"
+        health = "ok" if reachable and self.answers(fip.floating_ip_address) else ("no answer" if reachable else "-")
+        return SeatStatus(GATEWAY, server.status.lower(), self.url(fip.floating_ip_address) if fip else "",
+                          self.settings.gateway_flavor, health, "-")
+
+    def remove(self) -> None:
+        """Delete the gateway's server and release its floating IP (teardown, once no seat is left)."""
+        for server in self.servers():
+            self.cloud.delete_server(server.id, "deleting the gateway")
+        if fip := self.fip():
+            self.cloud.delete_floating_ip(fip)
