@@ -773,10 +773,11 @@ class Emulator:
         return self.servers.get(port["device_id"]) if port else None
 
     def _files(self, server: dict) -> dict[str, str]:
-        """file name → content of what cloud-init writes from the server's user data."""
-        if not server["_user_data"]:
-            return {}
-        return {Path(f["path"]).name: f.get("content", "") for f in (yaml.safe_load(server["_user_data"]) or {}).get("write_files", [])}
+        """file name → content of what cloud-init writes from the server's user data (parsed once per server)."""
+        if "_files" not in server:
+            written = (yaml.safe_load(server["_user_data"]) or {}).get("write_files", []) if server["_user_data"] else []
+            server["_files"] = {Path(f["path"]).name: f.get("content", "") for f in written}
+        return server["_files"]
 
     def _env(self, server: dict, name: str) -> dict[str, str]:
         """The KEY=VALUE settings file `name` from the server's user data."""

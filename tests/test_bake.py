@@ -101,7 +101,7 @@ def test_validate_passes_in_the_baked_repo(bake_with):
 def test_cost_and_roster_work_in_the_baked_repo(bake_with):
     _, repo = bake_with
     cost = run_coursekit(repo, "cost")
-    # Every flavor on offer fits the default 10,000 SU with the default schedule (m3.xl: 6,080; always on it would need 12,800).
+    # Every flavor on offer fits the default 10,000 SU with the default schedule (m3.xl: 6,240 with the gateway; always on, 12,960).
     assert cost.returncode == 0, cost.stdout + cost.stderr
     assert "with the schedule (awake 08:00-18:00 daily): 38.0 hours per seat" in cost.stdout
     roster = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": "baked-roster-secret-7Qx2Lm9Kp4"})

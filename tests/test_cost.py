@@ -40,16 +40,19 @@ def test_default_course_estimate(coursekit, course_repo):
 
     result = estimate(_course(coursekit, course_repo))
     # Awake 08:00-18:00 from 09:00 on day 1 to 17:00 on day 4: 9 + 10 + 10 + 9 = 38 h; m3.medium = 8 SU/h.
+    # The gateway (m3.small, 2 SU/h) stays up all 80 hours: it shows paused seats their page.
     assert [(i.what, i.seats, i.hours, i.su) for i in result.items] == [
-        ("students", 3, 38.0, 912.0), ("instructors", 1, 38.0, 304.0), ("spares", 1, 38.0, 304.0)
+        ("students", 3, 38.0, 912.0), ("instructors", 1, 38.0, 304.0), ("spares", 1, 38.0, 304.0), ("gateway", 1, 80.0, 160.0)
     ]
-    assert result.total_su == 1520
+    assert result.total_su == 1680
     # Always on: 8 h of class + 3 keep_days × 24 h = 80 h.
-    assert result.always_on_hours == 80 and result.always_on_su == 3200
-    assert result.affordable_hours == 250  # 10,000 / (5 × 8)
-    # 250 awake hours at 10 a day: day 1 gives 9 (from 09:00), then 24 days of 10 = 249, and 1 more on day 26.
-    start = result.runs_out.replace(hour=0, minute=0)
-    assert (result.runs_out - start).total_seconds() == 9 * 3600 and (start.date() - _course(coursekit, course_repo).course.start.date()).days == 25
+    assert result.always_on_hours == 80 and result.always_on_su == 3360
+    assert result.affordable_hours == pytest.approx(10_000 / 42)  # 5 × 8 + 2 SU an hour
+    # Day 1 (from 09:00): 9 awake hours × 42 + 14 asleep × 2 to 08:00 = 406; then 448 a day (10 × 42 + 14 × 2).
+    # 10,000 - 406 = 9,594 = 21 days × 448 + 186: 186 / 42 = 4.43 awake hours into day 23, at 12:25:42.
+    start = _course(coursekit, course_repo).course.start
+    assert (result.runs_out.date() - start.date()).days == 22
+    assert result.runs_out.strftime("%H:%M:%S") == "12:25:42"
 
 
 def test_schedule_hours_cross_midnight_and_offsets(coursekit):
@@ -78,9 +81,9 @@ def test_papers_workshop_over_budget(coursekit, course_repo):
     openstack = replace(course.fleet.openstack, flavor="m3.quad")
     course = replace(course, seats=seats, fleet=replace(course.fleet, openstack=openstack))
     result = estimate(course)
-    # 50 VMs × 4 SU/h × 80 h = 16,000 SU > 10,000; affordable 10,000 / 200 = 50 h.
-    assert result.total_su == 16_000 and result.affordable_hours == 50
-    with pytest.raises(BudgetError, match=r"needs 16,000 SU but budget.allocation_su is 10,000: 50 VMs of m3.quad \(4 SU/hour each\) can run only 50.0 hours"):
+    # 50 VMs × 4 SU/h × 80 h = 16,000 SU, and the gateway 2 × 80 = 160: 16,160 > 10,000; affordable 10,000 / 202 = 49.5 h.
+    assert result.total_su == 16_160 and result.affordable_hours == pytest.approx(49.50, abs=0.01)
+    with pytest.raises(BudgetError, match=r"needs 16,160 SU but budget.allocation_su is 10,000: 51 VMs \(202 SU/hour in all\) can run only 49.5 hours"):
         check_budget(result)
 
 
@@ -89,10 +92,11 @@ def test_cost_command_prints_items_and_total(course_repo):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(re.search(r"students\s.*\b3\b.*\b8\b.*38\.0.*912", line) for line in lines)
-    assert any(re.search(r"total\s.*\b5\b.*1,520", line) for line in lines)
-    assert "always on: 80.0 hours per seat" in result.stdout and ": 3,200 SU" in result.stdout
-    assert "with the schedule (awake 08:00-18:00 daily): 38.0 hours per seat, 1,520 SU; shelving outside the windows saves 1,680 SU (52%)" in result.stdout
-    assert "the whole fleet could run 250.0 hours" in result.stdout
+    assert any(re.search(r"gateway\s.*\b1\b.*\b2\b.*80\.0.*160", line) for line in lines)
+    assert any(re.search(r"total\s.*\b6\b.*1,680", line) for line in lines)
+    assert "always on: 80.0 hours per seat" in result.stdout and ": 3,360 SU" in result.stdout
+    assert "with the schedule (awake 08:00-18:00 daily): 38.0 hours per seat, 1,680 SU; shelving outside the windows saves 1,680 SU (50%)" in result.stdout
+    assert "the whole fleet could run 238.1 hours" in result.stdout
 
 
 def test_cost_command_exits_1_over_budget(course_repo, tmp_path):
@@ -101,8 +105,8 @@ def test_cost_command_exits_1_over_budget(course_repo, tmp_path):
     (repo / "course.yaml").write_text(text)
     result = run_coursekit(repo, "cost")
     assert result.returncode == 1
-    assert "error: the course needs 1,520 SU but budget.allocation_su is 1,000" in result.stderr  # with the schedule
-    assert "can run only 25.0 hours" in result.stderr  # 1,000 / 40
+    assert "error: the course needs 1,680 SU but budget.allocation_su is 1,000" in result.stderr  # with the schedule
+    assert "can run only 23.8 hours" in result.stderr  # 1,000 / 42
 
 
 def test_unknown_flavor_is_a_clear_error(course_repo, tmp_path):

@@ -70,11 +70,16 @@ class Estimate:
 
     @property
     def always_on_su(self) -> float:
-        return self.seats * self.flavor.su_per_hour * self.always_on_hours
+        return sum(item.seats * item.su_per_hour for item in self.items) * self.always_on_hours
 
     @property
     def hours_per_seat(self) -> float:
         return self.items[0].hours if self.items else 0.0
+
+    @property
+    def su_per_hour(self) -> float:
+        """What the whole fleet burns in an hour while every seat is awake."""
+        return sum(item.seats * item.su_per_hour for item in self.items)
 
     @property
     def seats(self) -> int:
@@ -83,7 +88,7 @@ class Estimate:
     @property
     def affordable_hours(self) -> float | None:
         """How long the whole fleet can run on the allocation."""
-        return affordable_hours(self.allocation_su, self.seats, self.flavor.su_per_hour) if self.allocation_su is not None else None
+        return affordable_hours(self.allocation_su, 1, self.su_per_hour) if self.allocation_su is not None else None
 
 
 def affordable_hours(allocation_su: float, seats: int, su_per_hour: float) -> float:
@@ -114,10 +119,15 @@ def estimate(course: Course) -> Estimate:
         ("spares", course.seats.spares),
     )
     items = tuple(Item(what, count, chosen.su_per_hour, hours) for what, count in groups if count)
-    seats = sum(count for _, count in groups)
+    seats_rate = sum(item.seats * item.su_per_hour for item in items)
+    gateway_rate = 0
+    if course.fleet.openstack.access == "gateway":  # always on: it shows paused seats their page
+        gateway = flavor(course.fleet.openstack.gateway_flavor)
+        items += (Item("gateway", 1, gateway.su_per_hour, course.course.hours),)
+        gateway_rate = gateway.su_per_hour
     runs_out = None
-    if course.allocation_su is not None and seats:
-        runs_out = _spent_at(plan, start, course.allocation_su / (seats * chosen.su_per_hour))
+    if course.allocation_su is not None and seats_rate + gateway_rate:
+        runs_out = _spent_at(plan, start, course.allocation_su, seats_rate, gateway_rate)
     return Estimate(chosen, items, course.allocation_su, course.course.hours, runs_out)
 
 
@@ -125,16 +135,19 @@ def _aware(moment: datetime, plan: Schedule) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=plan.tz)
 
 
-def _spent_at(plan: Schedule, start: datetime, hours: float) -> datetime | None:
-    """When seats awake on the schedule from start have run `hours` hours (None: not within ten years)."""
+def _spent_at(plan: Schedule, start: datetime, allocation: float, awake_rate: float, always_rate: float) -> datetime | None:
+    """When the allocation is spent by seats burning awake_rate SU/hour in the awake windows and what is always
+    on (a gateway) burning always_rate, from start (None: not within ten years)."""
     if not plan.windows:
-        return start + timedelta(hours=hours)
-    left = timedelta(hours=hours)
-    for begin, end in plan.intervals(start, start + timedelta(days=3653)):
-        begin = max(begin, start)
-        if end - begin >= left:
-            return begin + left
-        left -= end - begin
+        return start + timedelta(hours=allocation / (awake_rate + always_rate))
+    left, moment = allocation, start
+    for begin, end in [*plan.intervals(start, start + timedelta(days=3653)), (start + timedelta(days=3653),) * 2]:
+        begin, end = max(begin, moment), max(end, moment)
+        for rate, until in ((always_rate, begin), (awake_rate + always_rate, end)):  # the gap, then the window
+            cost = rate * (until - moment) / timedelta(hours=1)
+            if rate and cost >= left:
+                return moment + timedelta(hours=left / rate)
+            left, moment = left - cost, until
     return None
 
 
@@ -144,7 +157,7 @@ def check_budget(result: Estimate) -> None:
         return
     raise BudgetError(
         f"the course needs {result.total_su:,.0f} SU but budget.allocation_su is {result.allocation_su:,.0f}: "
-        f"{result.seats} VMs of {result.flavor.name} ({result.flavor.su_per_hour} SU/hour each) can run only "
+        f"{result.seats} VMs ({result.su_per_hour:g} SU/hour in all) can run only "
         f"{result.affordable_hours:,.1f} hours. Use a smaller flavor, fewer spares, fewer keep_days or shorter schedule.awake "
         "windows, or ask for a bigger allocation."
     )

@@ -342,8 +342,7 @@ class OpenStackProvider(Provider):
         found = self._check_cloud(actions, fips) if work else {}
         new_gateway = None
         if self.gateway and any(a.kind is not Kind.REMOVE for a in actions):
-            public = found.get("public") or self.cloud.find("network", "public")
-            _, new_gateway = self.gateway.ensure(public.id)
+            _, new_gateway = self.gateway.ensure(lambda: (found.get("public") or self.cloud.find("network", "public")).id)
             fips = self._fips()
         group = self._security_group() if work else None
         items = [_Seat(a) for a in work]
@@ -387,7 +386,7 @@ class OpenStackProvider(Provider):
                 raise CoursekitError(f"the gateway is not up (VM {gateway.status if gateway else 'missing'}); deploy again")
             if fip.port_id is None:
                 self.cloud.attach_floating_ip(fip, gateway.id)
-                fip = self.gateway.fip()
+                fip = self.gateway.fip(fresh=True)
             if not self.gateway.answers(fip.floating_ip_address):
                 raise CoursekitError("the gateway does not answer yet")
             self.gateway.push(fip.floating_ip_address, self.gateway.routes(servers))

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 from coursekit import labels, names
 from coursekit.errors import CoursekitError
@@ -78,6 +78,7 @@ class OpenStackGateway:
         self.tags = f"{provider.tag},{ROLE_TAG}"
         self.name = names.instance_name(provider.slug, GATEWAY)
         self.pushed: str | None = None  # the routes last put, so an unchanged fleet puts nothing
+        self._fip: object = None  # the gateway's floating IP as last read, until coursekit changes it
 
     # Naming, credentials, addresses -----------------------------------------------------------------
 
@@ -104,9 +105,12 @@ class OpenStackGateway:
 
     # What exists ---------------------------------------------------------------------------------------
 
-    def fip(self):
-        found = self.cloud.floating_ips(self.tags)
-        return found[0] if found else None
+    def fip(self, fresh: bool = False):
+        """The gateway's floating IP (read once a command, and again after coursekit changed it)."""
+        if self._fip is None or fresh:
+            found = self.cloud.floating_ips(self.tags)
+            self._fip = found[0] if found else None
+        return self._fip
 
     def servers(self) -> list:
         return self.cloud.servers(self.tags)
@@ -130,11 +134,13 @@ class OpenStackGateway:
             [(SEAT_PORT, f"group:{gateway.id}")] + ([(SSH_PORT, f"group:{gateway.id}")] if self.settings.ssh_cidrs else []))
         return gateway, seats
 
-    def ensure(self, public_network_id: str) -> tuple[object, str | None]:
+    def ensure(self, public_network_id: Callable[[], str]) -> tuple[object, str | None]:
         """The gateway's floating IP (kept for good: every link holds it) and its server; a server that is missing,
         in ERROR, stuck in BUILD or built with other settings is (re)created. Returns (fip, id of a new server)."""
-        fip = self.fip() or self.cloud.create_floating_ip(
-            public_network_id, f"coursekit {self.provider.slug} gateway", self.tags.split(","))
+        fip = self.fip()
+        if fip is None:
+            fip = self._fip = self.cloud.create_floating_ip(
+                public_network_id(), f"coursekit {self.provider.slug} gateway", self.tags.split(","))
         current = [s for s in self.servers() if s.status != "DELETED"]
         healthy = [s for s in current if not self._broken(s, fip)]
         for server in current:
@@ -230,5 +236,6 @@ class OpenStackGateway:
         """Delete the gateway's server and release its floating IP (teardown, once no seat is left)."""
         for server in self.servers():
             self.cloud.delete_server(server.id, "deleting the gateway")
-        if fip := self.fip():
+        if fip := self.fip(fresh=True):
             self.cloud.delete_floating_ip(fip)
+        self._fip = None
