@@ -66,7 +66,7 @@ def _template_module(name: str, file: str):
 
 homestream = _template_module("coursekit_homestream", "homestream.py")
 gatewayroutes = _template_module("coursekit_gatewayroutes", "gatewayroutes.py")
-gateway = gatewayroutes.sys.modules["gateway"]  # the renderer it imports: the pages the gateway VM serves
+gateway = gatewayroutes.render  # the renderer it loads: the pages the gateway VM serves
 WELCOME = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 FLAVORS = [
     ("1", "m3.tiny", 1, 3), ("2", "m3.small", 2, 6), ("3", "m3.quad", 4, 15),

@@ -190,3 +190,81 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
             docker_client.containers.get("coursekit-bootstrap-test").remove(force=True)
         for volume in docker_client.volumes.list(filters={"name": "coursekit-bootstrap-test-home"}):
             volume.remove(force=True)
+
+
+def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, docker_client):
+    """The gateway VM's boot script in a container: Debian's Caddy and the control service route /<seat>/ to
+    two seat stand-ins (plain HTTP on loopback, as seats serve the gateway), routes changed while it runs, the
+    seat's own credential checked by the seat behind it, and the gateway's token guarding its routes."""
+    from coursekit.fleet import seattls
+    from coursekit.fleet.osgateway import KEY
+    from coursekit.seatclient import SeatClient
+    from os_emulator import SeatStandIn
+
+    https_port, http_port, control_port = free_port(), free_port(), free_port()
+    secret, slug, gateway_token = "gateway-boot-secret-4Rt7Yu1Io9Pa", "course", "gateway-token-0123456789abcdef"
+    key = seattls.seat_key(secret, slug, KEY)
+    tls = seattls.seat_certificate(key, "gateway", "127.0.0.1")
+    work = tmp_path / "vm"
+    work.mkdir()
+    (work / "gateway.crt").write_text(tls[0])
+    (work / "gateway.key").write_text(tls[1])
+    settings = {"SITE": "127.0.0.1", "TOKEN": gateway_token, "ROUTES": "/vm/gatewayroutes.py", "PORT": control_port,
+                "HTTPS_PORT": https_port, "HTTP_PORT": http_port, "TLS_CERT": "/vm/gateway.crt", "TLS_KEY": "/vm/gateway.key",
+                "CADDY_CONFIG": "/tmp/Caddyfile", "STATE": "/tmp/routes.json", "ADMIN": f"localhost:{free_port()}"}
+    (work / "gateway.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    for source in (cloudinit.GATEWAY_BOOTSTRAP, cloudinit.GATEWAY_ROUTES, cloudinit.GATEWAY_RENDER):
+        shutil.copyfile(source, work / source.name)
+    homes = {seat: tmp_path / seat for seat in ("ann", "ben")}
+    for home in homes.values():
+        home.mkdir()
+    tokens = {"ann": "ann-token-abcdef0123456789", "ben": "ben-token-abcdef0123456789"}
+    seats = {seat: SeatStandIn("127.0.0.1", free_port(), tokens[seat], "img", None, homes[seat], prefix=f"/{seat}")
+             for seat in ("ann", "ben")}
+    vm = docker_client.containers.run(
+        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/gateway.sh /vm/gateway.env && sleep infinity"],
+        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
+            vm.reload()
+            assert vm.status == "running", logs
+            assert time.monotonic() < deadline, logs
+            time.sleep(2)
+        front = f"https://127.0.0.1:{https_port}"
+        control = SeatClient("gateway", front, gateway_token, seattls.public_key_der(key))
+
+        def put(*routes: dict) -> int:
+            return control.get("/coursekit/routes", method="PUT", body=json.dumps({"routes": list(routes)}).encode())[0]
+
+        def upstream(seat: str) -> str:
+            return f"127.0.0.1:{seats[seat].httpd.server_port}"
+
+        assert _https(f"{front}/ann/api/status", tokens["ann"]) == 404  # a fresh gateway routes no seat
+        assert put({"seat": "ann", "upstream": upstream("ann")}) == 200, vm.exec_run(["cat", "/var/log/coursekit-gateway.log", "/tmp/Caddyfile"]).output.decode()[-3000:]
+        assert _https(f"{front}/ann/api/status", tokens["ann"]) == 200
+        assert _https(f"{front}/ann/api/status", tokens["ben"]) == 403  # the seat behind checks its own credential
+        assert _https(f"{front}/ben/api/status", tokens["ben"]) == 404
+        # A seat added, and one removed, while the gateway runs.
+        assert put({"seat": "ben", "upstream": upstream("ben")}) == 200
+        assert _https(f"{front}/ben/api/status", tokens["ben"]) == 200
+        assert _https(f"{front}/ann/api/status", tokens["ann"]) == 404
+        # A paused seat gets its page; a seat that does not answer, the starting page.
+        assert put({"seat": "ann", "paused_until": "Tue 08:00"}, {"seat": "ben", "upstream": upstream("ben")}) == 200
+        assert _https(f"{front}/ann/", None) == 503
+        seats["ben"].stop()
+        assert _https(f"{front}/ben/", None) == 503
+        # Only the gateway's token changes its routes; nonsense is refused.
+        assert SeatClient("gateway", front, "wrong", seattls.public_key_der(key)).get(
+            "/coursekit/routes", method="PUT", body=b'{"routes": []}')[0] == 403
+        assert put({"seat": "../etc", "upstream": "127.0.0.1:1"}) == 400
+        plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        plain.request("GET", "/ann/?token=x")
+        answer = plain.getresponse()
+        assert answer.status == 308 and answer.getheader("Location") == f"{front}/ann/?token=x"
+    finally:
+        vm.remove(force=True)
+        for seat in seats.values():
+            with contextlib.suppress(OSError):
+                seat.stop()

@@ -35,4 +35,5 @@ for _ in $(seq 60); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
     sleep 1
 done
+curl -s -o /dev/null "http://127.0.0.1:$PORT/" || { log "ERROR: the control service did not start"; exit 1; }
 log "ready: https://$SITE/ (no seat is routed until coursekit deploy puts the routes)"

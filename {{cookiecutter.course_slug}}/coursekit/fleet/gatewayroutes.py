@@ -10,6 +10,7 @@ Caddyfile (rendered by gateway.py, shipped next to it) and Caddy reloads them wi
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import json
 import os
 import re
@@ -20,8 +21,18 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway import Route, caddyfile  # noqa: E402
+
+def _sibling(name: str):
+    """A module shipped next to this file (on the VM there is no coursekit package), loaded without sys.path."""
+    spec = importlib.util.spec_from_file_location(f"coursekit_gateway_{name}", Path(__file__).resolve().with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while they are made
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _sibling("gateway")
+Route, caddyfile = render.Route, render.caddyfile
 
 ROUTES_PATH = "/coursekit/routes"
 SEAT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
@@ -63,7 +74,7 @@ class Gateway:
         s = self.settings
         tls = (s["TLS_CERT"], s["TLS_KEY"]) if s.get("TLS_CERT") else None
         return caddyfile(s["SITE"], int(s.get("HTTPS_PORT", 443)), int(s.get("HTTP_PORT", 80)), routes, tls=tls,
-                         control=f"127.0.0.1:{s.get('PORT', 8081)}", admin=s.get("ADMIN", ""))
+                         control=f"127.0.0.1:{s.get('PORT', 8081)}", admin=s.get("ADMIN", "localhost:2019"))
 
     def apply(self, routes: list[Route]) -> None:
         """Write the Caddyfile for routes, reload Caddy (start it if it is not running) and keep the routes
@@ -76,7 +87,7 @@ class Gateway:
             if done.returncode and "connection refused" in done.stderr.lower():
                 done = _caddy("start", config)
             if done.returncode:
-                raise RuntimeError(done.stderr.strip()[-300:])
+                raise RuntimeError((done.stderr or f"caddy {done.args[1]} failed").strip()[-300:])
             _write(state, json.dumps({"routes": [vars(r) for r in routes]}))
             self.routes = routes
 
@@ -97,8 +108,11 @@ def _write(path: Path, text: str) -> None:
 
 
 def _caddy(verb: str, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["caddy", verb, "--config", str(config), "--adapter", "caddyfile"],
-                          capture_output=True, text=True, timeout=60)
+    command = ["caddy", verb, "--config", str(config), "--adapter", "caddyfile"]
+    if verb == "start":  # it leaves Caddy running in the background, holding any pipe it was given open
+        with open(os.devnull, "w") as quiet:
+            return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=quiet, stderr=quiet, text=True, timeout=60)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
