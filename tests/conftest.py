@@ -60,6 +60,18 @@ def cookiecutter_json() -> dict:
 
 
 @pytest.fixture
+def cloud():
+    """An emulated Jetstream2 (tests/os_emulator.py) with quick boots, for this test alone."""
+    from os_emulator import Emulator
+
+    emulator = Emulator()
+    emulator.boot_seconds = 0.3
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
 def fleet_factory(course_repo, tmp_path, docker_client):
     """Makes committed course copies with a given slug and seats (no instructors, no spares by default);
     everything labelled with those slugs is removed afterwards, and nothing of any other course."""

@@ -40,6 +40,7 @@ import json
 import random
 import re
 import shlex
+import socketserver
 import ssl
 import subprocess
 import tempfile
@@ -90,6 +91,17 @@ def _nova_error(status: int, kind: str, message: str) -> HttpError:
 
 def _neutron_error(status: int, kind: str, message: str) -> HttpError:
     return HttpError(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
+
+
+class _Server(ThreadingHTTPServer):
+    """An HTTP server that does not look its own address up in DNS when it binds: on a machine without
+    reverse DNS for 127.x.y.z that lookup waits for a resolver timeout, for every stand-in."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 class SeatStandIn:
@@ -175,8 +187,7 @@ class SeatStandIn:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer((address, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((address, port), Handler)
         if cert:  # behind a gateway a seat serves plain HTTP on the private network
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*cert)
@@ -269,8 +280,7 @@ class GatewayStandIn:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer((address, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((address, port), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*cert)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
@@ -780,9 +790,11 @@ class Emulator:
         return server["_files"]
 
     def _env(self, server: dict, name: str) -> dict[str, str]:
-        """The KEY=VALUE settings file `name` from the server's user data."""
-        words = shlex.split(self._files(server).get(name, ""))
-        return dict(word.partition("=")[::2] for word in words)
+        """The KEY=VALUE settings file `name` from the server's user data (parsed once)."""
+        cache = server.setdefault("_envs", {})
+        if name not in cache:
+            cache[name] = dict(word.partition("=")[::2] for word in shlex.split(self._files(server).get(name, "")))
+        return cache[name]
 
     def _start_stand_in(self, address: str, server: dict) -> None:
         if server["metadata"].get("coursekit-role") == "gateway":

@@ -10,22 +10,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from conftest import run_coursekit
 from helpers import edit_course, make_course
-from os_emulator import Emulator
 
 SECRET = "expiry-tests-secret-5Hq8Zr2Nw7Kc"
 IMAGE = "docker.io/your-user/expiry:abc1234"
 SLUG = "expiry"
 STUDENTS = ["ann", "ben", "cy"]
 pytestmark = pytest.mark.cloud
-
-
-@pytest.fixture
-def cloud():
-    emulator = Emulator()
-    emulator.boot_seconds = 0.3
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture

@@ -10,21 +10,11 @@ import json
 import pytest
 from conftest import run_coursekit
 from helpers import edit_course, http, insecure_tls, make_course
-from os_emulator import Emulator
 
 SECRET = "gateway-openstack-secret-Hs8Qw2Lz5Xn3"
 IMAGE = "docker.io/your-user/gw-cloud:abc1234"
 SLUG = "gw-cloud"
 pytestmark = pytest.mark.cloud
-
-
-@pytest.fixture
-def cloud():
-    emulator = Emulator()
-    emulator.boot_seconds = 0.3
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 def _course(course_repo, tmp_path, cloud, students: list[str], **openstack):

@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_coursekit
-from os_emulator import Emulator
 
 SECRET = "openstack-tests-secret-0123456789"
 IMAGE = "docker.io/your-user/intro-to-data-science:abc1234"
-
-
-@pytest.fixture
-def cloud():
-    emulator = Emulator()
-    emulator.boot_seconds = 0.3
-    emulator.start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
