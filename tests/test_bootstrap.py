@@ -47,6 +47,20 @@ def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
     assert "OnUnitInactiveSec=20s" in timer["content"]
 
 
+def test_gateway_user_data_passes_cloud_init_schema_and_holds_no_cloud_credential(cloudinit, tmp_path):
+    text = cloudinit.gateway_user_data("127.77.0.9", "gateway-token-0123456789", "course-gateway", None,
+                                       "https://ghcr.io", ("instructor", "registry-token-xyz"))
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(text)
+    env = next(f for f in config["write_files"] if f["path"] == "/etc/coursekit/gateway.env")
+    assert env["permissions"] == "0600" and "REGISTRY_UPSTREAM=https://ghcr.io" in env["content"]
+    assert "application_credential" not in text and "OS_" not in text and "clouds" not in text
+    assert config["runcmd"] == [["/usr/local/sbin/coursekit-gateway-bootstrap", "/etc/coursekit/gateway.env"]]
+
+
 def test_cloud_init_schema_check_can_fail(tmp_path):
     bad = tmp_path / "user-data"
     bad.write_text("#cloud-config\nwrite_files: not-a-list\n")
@@ -268,3 +282,66 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
         for seat in seats.values():
             with contextlib.suppress(OSError):
                 seat.stop()
+
+
+def test_gateway_image_cache_pulls_each_image_once_from_upstream(cloudinit, tmp_path, docker_client, registry):
+    """The gateway's pull-through cache for real (Debian's docker-registry in proxy mode, started by the gateway's
+    boot script) in front of a loopback registry serving the course image: five seats pull it through the cache,
+    and the upstream registry's own log shows one pull of the manifest and of each blob, not five."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from coursekit import engine
+
+    image = docker_client.images.get(engine.scratch_image(docker_client))
+    image.tag(f"{registry}/course/tiny", "v1")
+    assert "error" not in docker_client.images.push(f"{registry}/course/tiny", tag="v1")
+    upstream = docker_client.containers.list(filters={"publish": registry.rsplit(":", 1)[1]})[0]
+    mirror_port = free_port()
+    work = tmp_path / "vm"
+    work.mkdir()
+    settings = {"SITE": "127.0.0.1", "TOKEN": "gateway-token-0123456789abcdef", "ROUTES": "/vm/gatewayroutes.py",
+                "PORT": free_port(), "HTTPS_PORT": free_port(), "HTTP_PORT": free_port(), "ADMIN": f"localhost:{free_port()}",
+                "CADDY_CONFIG": "/tmp/Caddyfile", "STATE": "/tmp/routes.json", "REGISTRY_UPSTREAM": f"http://{registry}",
+                "MIRROR_PORT": mirror_port, "MIRROR_CONFIG": "/tmp/registry.json", "MIRROR_STORAGE": "/tmp/mirror"}
+    (work / "gateway.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    for source in (cloudinit.GATEWAY_BOOTSTRAP, cloudinit.GATEWAY_ROUTES, cloudinit.GATEWAY_RENDER):
+        shutil.copyfile(source, work / source.name)
+    vm = docker_client.containers.run(
+        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/gateway.sh /vm/gateway.env && sleep infinity"],
+        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
+            vm.reload()
+            assert vm.status == "running", logs
+            assert time.monotonic() < deadline, logs
+            time.sleep(2)
+        since = datetime.now(timezone.utc)
+        accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+
+        def seat_pulls(_: int) -> list[str]:
+            """What a seat's engine fetches: the manifest by tag, then every blob it names."""
+            base = f"http://127.0.0.1:{mirror_port}/v2/course/tiny"
+            with urllib.request.urlopen(urllib.request.Request(f"{base}/manifests/v1", headers={"Accept": accept}), timeout=30) as answer:
+                manifest = json.loads(answer.read())
+            digests = [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest["layers"]]
+            for digest in digests:
+                with urllib.request.urlopen(f"{base}/blobs/{digest}", timeout=30) as answer:
+                    answer.read()
+            return digests
+
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            pulled = list(pool.map(seat_pulls, range(5)))
+        assert len({tuple(p) for p in pulled}) == 1
+        time.sleep(1)
+        lines = [line for line in upstream.logs(since=since).decode().splitlines() if '"GET /v2/course/tiny/' in line]
+        manifests = [line for line in lines if "/manifests/" in line]
+        blobs = [line for line in lines if "/blobs/" in line]
+        assert len(manifests) == 1, lines
+        assert len(blobs) == len(pulled[0]), lines  # each blob once, whatever the seat count
+    finally:
+        vm.remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(f"{registry}/course/tiny:v1")

@@ -80,6 +80,13 @@ def test_thirty_seats_through_one_address_with_faults_that_converge(course_repo,
     inbound = [(r["port_range_min"], r.get("remote_ip_prefix"), r.get("remote_group_id"))
                for r in seats_group["security_group_rules"] if r["direction"] == "ingress"]
     assert inbound == [(8080, None, gateway_group["id"])]  # the seats' one port, from the gateway only
+    to_gateway = sorted((r["port_range_min"], r.get("remote_ip_prefix"), r.get("remote_group_id"))
+                        for r in gateway_group["security_group_rules"] if r["direction"] == "ingress")
+    assert to_gateway == [(80, "0.0.0.0/0", None), (443, "0.0.0.0/0", None), (5000, None, seats_group["id"])]
+    # Seats pull the course image through the gateway's cache, on its private address.
+    gateway_fixed = gateway["addresses"]["auto_allocated_network"][0]["addr"]
+    assert {cloud._env(s, "seat.env")["MIRROR"] for s in seat_servers(cloud)} == {f"{gateway_fixed}:5000"}
+    assert cloud._env(gateway, "gateway.env")["REGISTRY_UPSTREAM"] == "https://registry-1.docker.io"
     assert all(g.get("name") == seats_group["name"] for s in seat_servers(cloud) for g in s["security_groups"])
 
     status = {r["seat"]: r for r in json.loads(coursekit(repo, "status", "--json").stdout)}

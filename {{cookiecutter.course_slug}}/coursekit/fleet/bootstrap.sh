@@ -38,8 +38,33 @@ if ! docker info > /dev/null 2>&1; then
     for _ in $(seq 60); do docker info > /dev/null 2>&1 && break; sleep 1; done
 fi
 
-log "pulling $IMAGE"
-for attempt in 1 2 3 4 5; do docker pull -q "$IMAGE" > /dev/null && break; log "pull failed ($attempt/5)"; sleep $((attempt * 5)); done
+# Behind the gateway the image comes through its cache (MIRROR, host:port on the private network): the same
+# path without the registry's host (Docker Hub's official images under library/), tagged back as IMAGE.
+source_image=$IMAGE
+if [ -n "${MIRROR:-}" ]; then
+    path=$IMAGE
+    first=${IMAGE%%/*}
+    if [[ "$IMAGE" == */* ]] && { [[ "$first" == *.* ]] || [[ "$first" == *:* ]] || [ "$first" = localhost ]; }; then
+        path=${IMAGE#*/}
+    fi
+    [[ "$path" == */* ]] || path="library/$path"
+    source_image="$MIRROR/$path"
+    if systemctl is-system-running > /dev/null 2>&1 && ! grep -qs "\"$MIRROR\"" /etc/docker/daemon.json; then
+        printf '{"insecure-registries": ["%s"]}\n' "$MIRROR" > /etc/docker/daemon.json  # plain HTTP on the private network
+        systemctl restart docker
+        for _ in $(seq 60); do docker info > /dev/null 2>&1 && break; sleep 1; done
+    fi
+fi
+log "pulling $IMAGE${MIRROR:+ through the image cache on the gateway}"
+for attempt in 1 2 3 4 5; do docker pull -q "$source_image" > /dev/null && break; log "pull failed ($attempt/5)"; sleep $((attempt * 5)); done
+if [ "$source_image" != "$IMAGE" ]; then
+    if docker image inspect "$source_image" > /dev/null 2>&1; then
+        docker tag "$source_image" "$IMAGE"
+    else
+        log "the gateway's cache did not serve it; pulling $IMAGE directly"
+        docker pull -q "$IMAGE" > /dev/null
+    fi
+fi
 docker image inspect "$IMAGE" > /dev/null
 
 # Only Caddy is reachable from outside; Jupyter listens on the loopback interface.

@@ -140,12 +140,16 @@ class Cloud:
         group = self.call("creating the security group", lambda: self.conn.network.create_security_group(
             name=name, description=description))
         self.call("tagging the security group", lambda: self.conn.network.set_tags(group, tags))
+        self.add_rules(group, rules)
+        return group
+
+    def add_rules(self, group, rules: list[tuple[int, str]]) -> None:
+        """Admit TCP on each (port, source): a CIDR, or group:<id> for members of another security group."""
         for port, cidr in rules:
             source = {"remote_group_id": cidr.removeprefix("group:")} if cidr.startswith("group:") else {"remote_ip_prefix": cidr}
             self.call("adding a security group rule", lambda port=port, source=source: self.conn.network.create_security_group_rule(
                 security_group_id=group.id, direction="ingress", ethertype="IPv6" if ":" in source.get("remote_ip_prefix", "") else "IPv4",
                 protocol="tcp", port_range_min=port, port_range_max=port, **source))
-        return group
 
     def delete_security_group(self, group) -> None:
         self.call("deleting the security group", lambda: self.conn.network.delete_security_group(group))

@@ -80,14 +80,17 @@ def _tls_files(tls: tuple[str, str] | None, cert: str, key: str) -> list[dict]:
 
 
 def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: tuple[str, str] | None = None,
-              gateway_port: int | None = None) -> str:
+              gateway_port: int | None = None, mirror: str | None = None) -> str:
     """#cloud-config that writes the settings (root-only), the seat's TLS certificate and key when given,
     the bootstrap, the updater and the home streamer, runs the bootstrap once and starts the updater's timer.
-    With gateway_port the seat serves plain HTTP on that port under /<seat>/, for the course's gateway only."""
+    With gateway_port the seat serves plain HTTP on that port under /<seat>/, for the course's gateway only;
+    with mirror (host:port) it pulls the course image through the gateway's cache."""
     tls_files = _tls_files(tls, TLS_CERT, TLS_KEY)
     extra = {"TLS_CERT": TLS_CERT, "TLS_KEY": TLS_KEY} if tls else {}
     if gateway_port:
         extra.update(GATEWAY_PORT=gateway_port, BASE_URL=f"/{seat}/")
+    if mirror:
+        extra["MIRROR"] = mirror
     env = seat_env(seat, image, token, site, **extra)
     config = {
         "hostname": hostname,
@@ -106,11 +109,15 @@ def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: 
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
-def gateway_user_data(site: str, token: str, hostname: str, tls: tuple[str, str] | None = None) -> str:
+def gateway_user_data(site: str, token: str, hostname: str, tls: tuple[str, str] | None = None,
+                      upstream: str = "", registry_auth: tuple[str, str] | None = None) -> str:
     """#cloud-config for the course's gateway: its settings (root-only), its TLS certificate and key when
-    given, Caddy's route renderer and the control service; no cloud credential of any kind."""
+    given, Caddy's route renderer and the control service, and, with upstream, a pull-through cache of that
+    registry (with registry_auth for a private image); no cloud credential of any kind."""
     values = {"SITE": site, "TOKEN": token, "ROUTES": f"{GATEWAY_LIB}/gatewayroutes.py",
-              **({"TLS_CERT": GATEWAY_CERT, "TLS_KEY": GATEWAY_KEY} if tls else {})}
+              **({"TLS_CERT": GATEWAY_CERT, "TLS_KEY": GATEWAY_KEY} if tls else {}),
+              **({"REGISTRY_UPSTREAM": upstream} if upstream else {}),
+              **({"REGISTRY_USERNAME": registry_auth[0], "REGISTRY_PASSWORD": registry_auth[1]} if registry_auth else {})}
     env = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in values.items())
     config = {
         "hostname": hostname,

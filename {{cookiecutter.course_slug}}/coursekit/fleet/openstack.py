@@ -258,7 +258,7 @@ class OpenStackProvider(Provider):
         address = item.fip.floating_ip_address
         if self.gateway:  # plain HTTP on the private network, to the gateway only: no certificate of its own
             user_data = cloudinit.user_data(seat, image, self.token(seat), self.server_name(seat), self.server_name(seat),
-                                            gateway_port=SEAT_PORT)
+                                            gateway_port=SEAT_PORT, mirror=self.gateway.mirror())
         else:
             tls = None if self.settings.dns_domain else seattls.seat_certificate(self.tokens.tls_key(seat), seat, address)
             user_data = cloudinit.user_data(seat, image, self.token(seat), self.site(seat, address), self.server_name(seat), tls)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ GATEWAY = "gateway"  # the gateway's name in status rows and outcomes (a reserve
 KEY = ":gateway"  # what its token and TLS key are derived from: no seat id holds a colon
 ROLE_TAG = "coursekit-role-gateway"
 SEAT_PORT = 8080  # seats serve the gateway here
+MIRROR_PORT = 5000  # the gateway's pull-through cache of the course image's registry, for the seats
 ROUTES_PATH = "/coursekit/routes"
 VERSION = 1  # bump when the gateway's software changes, so deploy replaces it (keeping its address)
 HTTPS_PORT, HTTP_PORT, SSH_PORT = 443, 80, 22
@@ -79,6 +81,7 @@ class OpenStackGateway:
         self.name = names.instance_name(provider.slug, GATEWAY)
         self.pushed: str | None = None  # the routes last put, so an unchanged fleet puts nothing
         self._fip: object = None  # the gateway's floating IP as last read, until coursekit changes it
+        self._mirror: str | None = None
 
     # Naming, credentials, addresses -----------------------------------------------------------------
 
@@ -100,8 +103,21 @@ class OpenStackGateway:
 
     def fingerprint(self) -> str:
         s = self.settings
-        text = json.dumps([s.gateway_flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain, VERSION])
+        text = json.dumps([s.gateway_flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain, VERSION,
+                           self.upstream()])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def upstream(self) -> str:
+        """The registry the gateway caches: the course image's (Docker Hub's API lives at registry-1.docker.io)."""
+        registry = self.provider.course.image.registry
+        return "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
+
+    def mirror(self) -> str | None:
+        """host:port of the gateway's cache on the private network (None until the gateway has an address)."""
+        if self._mirror is None:
+            address = next((fixed_address(s) for s in self.servers() if fixed_address(s)), None)
+            self._mirror = f"{address}:{MIRROR_PORT}" if address else None
+        return self._mirror
 
     # What exists ---------------------------------------------------------------------------------------
 
@@ -129,9 +145,12 @@ class OpenStackGateway:
         gateway = existing.get(gateway_name) or self.cloud.create_security_group(
             gateway_name, f"coursekit course {self.provider.slug}: HTTPS to the gateway", [self.provider.tag, ROLE_TAG],
             [(HTTP_PORT, "0.0.0.0/0"), (HTTPS_PORT, "0.0.0.0/0")] + [(SSH_PORT, c) for c in self.settings.ssh_cidrs])
-        seats = existing.get(seats_name) or self.cloud.create_security_group(
-            seats_name, f"coursekit course {self.provider.slug}: the seats, from the gateway only", [self.provider.tag],
-            [(SEAT_PORT, f"group:{gateway.id}")] + ([(SSH_PORT, f"group:{gateway.id}")] if self.settings.ssh_cidrs else []))
+        seats = existing.get(seats_name)
+        if seats is None:
+            seats = self.cloud.create_security_group(
+                seats_name, f"coursekit course {self.provider.slug}: the seats, from the gateway only", [self.provider.tag],
+                [(SEAT_PORT, f"group:{gateway.id}")] + ([(SSH_PORT, f"group:{gateway.id}")] if self.settings.ssh_cidrs else []))
+            self.cloud.add_rules(gateway, [(MIRROR_PORT, f"group:{seats.id}")])  # the image cache, for seats only
         return gateway, seats
 
     def ensure(self, public_network_id: Callable[[], str]) -> tuple[object, str | None]:
@@ -148,8 +167,23 @@ class OpenStackGateway:
                 self.cloud.delete_server(server.id, "deleting the broken gateway")
         if healthy:
             return fip, None
-        self.pushed = None
-        return fip, self._create(fip.floating_ip_address)
+        self.pushed = self._mirror = None
+        created = self._create(fip.floating_ip_address)
+        self._wait_for_address(created)
+        return fip, created
+
+    def _wait_for_address(self, server_id: str) -> None:
+        """Until the new gateway has its private address: seats are told it, to pull through its cache."""
+        deadline = time.monotonic() + self.provider.boot_timeout
+        while time.monotonic() < deadline:
+            server = self.cloud.server(server_id)
+            if address := fixed_address(server):
+                self._mirror = f"{address}:{MIRROR_PORT}"
+                return
+            if server.status == "ERROR":
+                raise CoursekitError(f"the gateway went into ERROR: {(server.fault or {}).get('message', '')}")
+            time.sleep(self.settings.poll_seconds)
+        raise CoursekitError("the gateway got no private address in time; deploy again")
 
     def _broken(self, server, fip) -> bool:
         if server.metadata.get(labels.META_SETTINGS) != self.fingerprint() or server.status == "ERROR":
@@ -169,7 +203,10 @@ class OpenStackGateway:
             raise CoursekitError(f"the gateway cannot be created: {', '.join(missing)} not found in cloud {s.cloud!r}")
         gateway_group, _ = self.groups()
         tls = None if s.dns_domain else seattls.seat_certificate(self.provider.tokens.tls_key(KEY), GATEWAY, address)
-        user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls)
+        from coursekit.image import auth_from_env
+
+        user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls, self.upstream(),
+                                                auth_from_env(self.provider.course.image.registry))
         attrs = dict(
             name=self.name, flavor_id=found["flavor"].id, image_id=found["image"].id, networks=[{"uuid": found["network"].id}],
             security_groups=[{"name": gateway_group.name}], user_data=base64.b64encode(user_data.encode()).decode(),
