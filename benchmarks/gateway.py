@@ -63,7 +63,7 @@ def main() -> None:
         print(f"deploy {size:4d} seats: {seconds:6.1f} s (ratio to {rows[0][0]}: {seconds / one:.2f}; bar t(200)/t(1) <= 1.3), "
               f"{calls} API calls ({calls / size:.1f} per seat; bar <= 8), {addresses} floating IP(s); "
               f"no-op re-deploy {noop} calls (bar <= 10)")
-    print("upstream image pulls: not measured (the gateway's pull-through cache is not built yet)")
+    print("upstream image pulls: not measured here (emulated seats pull nothing); tests/test_bootstrap.py counts them for real")
 
 
 if __name__ == "__main__":

@@ -44,10 +44,14 @@ source_image=$IMAGE
 if [ -n "${MIRROR:-}" ]; then
     path=$IMAGE
     first=${IMAGE%%/*}
+    host=docker.io
     if [[ "$IMAGE" == */* ]] && { [[ "$first" == *.* ]] || [[ "$first" == *:* ]] || [ "$first" = localhost ]; }; then
         path=${IMAGE#*/}
+        host=$first
     fi
-    [[ "$path" == */* ]] || path="library/$path"
+    if [[ "${path%%:*}" != */* ]] && { [ "$host" = docker.io ] || [ "$host" = index.docker.io ]; }; then
+        path="library/$path"
+    fi
     source_image="$MIRROR/$path"
     if systemctl is-system-running > /dev/null 2>&1 && ! grep -qs "\"$MIRROR\"" /etc/docker/daemon.json; then
         printf '{"insecure-registries": ["%s"]}\n' "$MIRROR" > /etc/docker/daemon.json  # plain HTTP on the private network

@@ -18,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,7 +38,15 @@ Route, caddyfile = render.Route, render.caddyfile
 ROUTES_PATH = "/coursekit/routes"
 SEAT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
 UPSTREAM = re.compile(r"[0-9.]+:[0-9]{1,5}|\[[0-9a-fA-F:]+\]:[0-9]{1,5}")
+IMAGE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, "
+             "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json")
 MAX_BODY = 4 << 20
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": MANIFESTS}), timeout=120) as answer:
+        return json.loads(answer.read())
 
 
 def read_settings(path: str) -> dict[str, str]:
@@ -69,6 +78,8 @@ class Gateway:
         self.settings = settings
         self.lock = threading.Lock()
         self.routes: list[Route] = []
+        self.cached: set[str] = set()  # images pulled through the image cache
+        self.warming: set[str] = set()
 
     def render(self, routes: list[Route]) -> str:
         s = self.settings
@@ -90,6 +101,33 @@ class Gateway:
                 raise RuntimeError((done.stderr or f"caddy {done.args[1]} failed").strip()[-300:])
             _write(state, json.dumps({"routes": [vars(r) for r in routes]}))
             self.routes = routes
+
+    def warm(self, image: str) -> None:
+        """Pull image (a path:tag in the cached registry) through the image cache once, in the background, so
+        seats that boot together find it cached: the cache fetches from upstream only what it lacks, and
+        requests that arrive at the same moment would each go upstream."""
+        port = self.settings.get("MIRROR_PORT")
+        if not port or not IMAGE.fullmatch(image or "") or image in self.cached or image in self.warming:
+            return
+        self.warming.add(image)
+        threading.Thread(target=self._pull, args=(f"http://127.0.0.1:{port}", image), daemon=True).start()
+
+    def _pull(self, base: str, image: str) -> None:
+        name, _, tag = image.rpartition(":")
+        try:
+            manifest = _get_json(f"{base}/v2/{name}/manifests/{tag}")
+            if "manifests" in manifest:  # an index: the platform the seats run
+                chosen = next(m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == "amd64")
+                manifest = _get_json(f"{base}/v2/{name}/manifests/{chosen['digest']}")
+            for blob in [manifest["config"], *manifest["layers"]]:
+                with urllib.request.urlopen(f"{base}/v2/{name}/blobs/{blob['digest']}", timeout=600) as answer:
+                    while answer.read(1 << 20):
+                        pass
+            self.cached.add(image)
+        except (OSError, ValueError, KeyError, StopIteration):
+            pass  # the seats pull it themselves, through the cache, as they would have
+        finally:
+            self.warming.discard(image)
 
     def saved(self) -> list[Route]:
         """The routes kept by the last apply (none on a fresh gateway)."""
@@ -132,7 +170,7 @@ def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
         def do_GET(self):
             if self.path != ROUTES_PATH or not self._authorized():
                 return self._reply(403 if self.path == ROUTES_PATH else 404, {"message": "no"})
-            self._reply(200, {"routes": [vars(r) for r in gateway.routes]})
+            self._reply(200, {"routes": [vars(r) for r in gateway.routes], "cached": sorted(gateway.cached)})
 
         def do_PUT(self):
             if self.path != ROUTES_PATH or not self._authorized():
@@ -141,8 +179,10 @@ def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
             if length > MAX_BODY:
                 return self._reply(413, {"message": "too many routes"})
             try:
-                routes = parse_routes(self.rfile.read(length))
+                body = self.rfile.read(length)
+                routes = parse_routes(body)
                 gateway.apply(routes)
+                gateway.warm(json.loads(body).get("image", ""))
             except (ValueError, TypeError, AttributeError) as exc:
                 return self._reply(400, {"message": str(exc)})
             except RuntimeError as exc:

@@ -366,7 +366,7 @@ class OpenStackProvider(Provider):
                         for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
             self._wait(waiting, image, found, group, progress, new_gateway)
             if self.gateway:
-                outcomes[GATEWAY] = self._route(self._servers(), new_gateway)
+                outcomes[GATEWAY] = self._route(self._servers(), new_gateway, image or None)
             for item in items + waiting + waking:
                 if item.outcome:
                     outcomes[item.action.seat] = item.outcome
@@ -376,7 +376,7 @@ class OpenStackProvider(Provider):
                 outcomes[action.seat] = Outcome(action.seat, "keep", True, self.url(action.seat, fip.floating_ip_address) if fip else "up to date")
         return [outcomes[a.seat] for a in actions if a.seat in outcomes] + ([outcomes[GATEWAY]] if GATEWAY in outcomes else [])
 
-    def _route(self, servers: list, new_gateway: str | None = None) -> Outcome:
+    def _route(self, servers: list, new_gateway: str | None = None, image: str | None = None) -> Outcome:
         """Attach the gateway's address once its VM is up, then put the routes of these servers on it."""
         started = time.monotonic()
         fip = self.gateway.fip()
@@ -389,7 +389,7 @@ class OpenStackProvider(Provider):
                 fip = self.gateway.fip(fresh=True)
             if not self.gateway.answers(fip.floating_ip_address):
                 raise CoursekitError("the gateway does not answer yet")
-            self.gateway.push(fip.floating_ip_address, self.gateway.routes(servers))
+            self.gateway.push(fip.floating_ip_address, self.gateway.routes(servers), image)
         except CoursekitError as exc:
             return Outcome(GATEWAY, "create" if new_gateway else "routes", False, str(exc), time.monotonic() - started)
         return Outcome(GATEWAY, "create" if new_gateway else "routes", True, self.gateway.url(fip.floating_ip_address))
@@ -407,7 +407,7 @@ class OpenStackProvider(Provider):
                 listed = self._servers()
                 servers = {s.id: s for s in listed}
                 if self.gateway:
-                    gateway_ready = self._route(listed, new_gateway).ok or time.monotonic() > deadline
+                    gateway_ready = self._route(listed, new_gateway, image or None).ok or time.monotonic() > deadline
                     if pending and new_gateway and not gateway_ready:
                         continue  # seats are reached through the gateway: nothing to probe yet
                 futures = [pool.submit(self._step, i, servers.get(i.server_id), image, found, group, progress) for i in pending]

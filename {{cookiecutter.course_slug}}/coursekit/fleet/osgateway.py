@@ -63,6 +63,16 @@ class FrontDoors(Mapping):
         return self.door is not None
 
 
+def mirror_path(image: str) -> str:
+    """An image reference as the gateway's cache serves it: the path without the registry's host (Docker Hub's
+    official images under library/), as the seats' bootstrap computes it."""
+    first, sep, rest = image.partition("/")
+    has_host = bool(sep) and ("." in first or ":" in first or first == "localhost")
+    path = rest if has_host else image
+    docker_hub = not has_host or first in ("docker.io", "index.docker.io")
+    return f"library/{path}" if docker_hub and "/" not in path.split(":", 1)[0] else path
+
+
 def fixed_address(server) -> str | None:
     """The server's address on the allocation's private network."""
     for entries in (server.addresses or {}).values():
@@ -246,9 +256,10 @@ class OpenStackGateway:
             found[seat] = Route(seat, paused_until=until) if paused else Route(seat, f"{address}:{SEAT_PORT}")
         return [found[seat] for seat in sorted(found)]
 
-    def push(self, address: str, routes: list[Route]) -> None:
-        """Put the routes on the gateway (nothing when they are what it already has); CoursekitError if refused."""
-        body = json.dumps({"routes": [asdict(r) for r in routes]})
+    def push(self, address: str, routes: list[Route], image: str | None = None) -> None:
+        """Put the routes on the gateway (nothing when they are what it already has), and the image the seats are
+        about to pull, which the gateway pulls once into its cache first; CoursekitError if refused."""
+        body = json.dumps({"routes": [asdict(r) for r in routes], **({"image": mirror_path(image)} if image else {})})
         if body == self.pushed:
             return
         try:
