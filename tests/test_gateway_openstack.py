@@ -148,3 +148,20 @@ def test_the_papers_class_fits_a_default_education_allocation(course_repo, tmp_p
     deployed = coursekit(repo, "deploy", "--image", IMAGE)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert len(cloud.floating_ips) == 1 and len(seat_servers(cloud)) == 48
+
+
+def test_an_image_update_reaches_every_seat_in_place_through_the_gateway(course_repo, tmp_path, cloud):
+    repo = _course(course_repo, tmp_path, cloud, ["ann", "ben"])
+    assert coursekit(repo, "deploy", "--image", IMAGE).returncode == 0
+    ids = {s["id"] for s in seat_servers(cloud)}
+    links = roster(repo)
+    (cloud.home(_names(repo, ["ann"])[0]) / "answer.txt").write_text("kept\n")
+    newer = IMAGE.replace("abc1234", "def5678")
+    updated = coursekit(repo, "deploy", "--image", newer)
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert updated.stdout.count(" update ") == 2
+    assert {s["id"] for s in seat_servers(cloud)} == ids  # the same VMs: updated in place, homes kept
+    for seat in ("ann", "ben"):
+        code, body = get(f"{links[seat]['url']}coursekit/seat.json", links[seat]["credential"])
+        assert code == 200 and json.loads(body)["image"] == newer
+    assert (cloud.home(_names(repo, ["ann"])[0]) / "answer.txt").read_text() == "kept\n"
