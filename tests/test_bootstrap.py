@@ -225,6 +225,29 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
                 docker_client.images.remove(upstream_name)  # the tag the gateway-mode run gave it
 
 
+@contextlib.contextmanager
+def _gateway_vm(docker_client, cloudinit, work, settings: dict):
+    """The gateway VM's boot script run in a container on the host's network; yields it once it is ready."""
+    work.mkdir(exist_ok=True)
+    (work / "gateway.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    for source in (cloudinit.GATEWAY_BOOTSTRAP, cloudinit.GATEWAY_ROUTES, cloudinit.GATEWAY_RENDER):
+        shutil.copyfile(source, work / source.name)
+    vm = docker_client.containers.run(
+        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/gateway.sh /vm/gateway.env && sleep infinity"],
+        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
+            vm.reload()
+            assert vm.status == "running", logs
+            assert time.monotonic() < deadline, logs
+            time.sleep(2)
+        yield vm
+    finally:
+        vm.remove(force=True)
+
+
 def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, docker_client):
     """The gateway VM's boot script in a container: Debian's Caddy and the control service route /<seat>/ to
     two seat stand-ins (plain HTTP on loopback, as seats serve the gateway), routes changed while it runs, the
@@ -245,26 +268,15 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
     settings = {"SITE": "127.0.0.1", "TOKEN": gateway_token, "ROUTES": "/vm/gatewayroutes.py", "PORT": control_port,
                 "HTTPS_PORT": https_port, "HTTP_PORT": http_port, "TLS_CERT": "/vm/gateway.crt", "TLS_KEY": "/vm/gateway.key",
                 "CADDY_CONFIG": "/tmp/Caddyfile", "STATE": "/tmp/routes.json", "ADMIN": f"localhost:{free_port()}"}
-    (work / "gateway.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    for source in (cloudinit.GATEWAY_BOOTSTRAP, cloudinit.GATEWAY_ROUTES, cloudinit.GATEWAY_RENDER):
-        shutil.copyfile(source, work / source.name)
     homes = {seat: tmp_path / seat for seat in ("ann", "ben")}
     for home in homes.values():
         home.mkdir()
     tokens = {"ann": "ann-token-abcdef0123456789", "ben": "ben-token-abcdef0123456789"}
+    stack = contextlib.ExitStack()
     seats = {seat: SeatStandIn("127.0.0.1", free_port(), tokens[seat], "img", None, homes[seat], prefix=f"/{seat}")
              for seat in ("ann", "ben")}
-    vm = docker_client.containers.run(
-        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/gateway.sh /vm/gateway.env && sleep infinity"],
-        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
-    )
     try:
-        deadline = time.monotonic() + 600
-        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
-            vm.reload()
-            assert vm.status == "running", logs
-            assert time.monotonic() < deadline, logs
-            time.sleep(2)
+        vm = stack.enter_context(_gateway_vm(docker_client, cloudinit, work, settings))
         front = f"https://127.0.0.1:{https_port}"
         control = SeatClient("gateway", front, gateway_token, seattls.public_key_der(key))
 
@@ -297,7 +309,7 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
         answer = plain.getresponse()
         assert answer.status == 308 and answer.getheader("Location") == f"{front}/ann/?token=x"
     finally:
-        vm.remove(force=True)
+        stack.close()
         for seat in seats.values():
             with contextlib.suppress(OSError):
                 seat.stop()
@@ -317,27 +329,15 @@ def test_gateway_image_cache_pulls_each_image_once_from_upstream(cloudinit, tmp_
     image.tag(f"{registry}/course/tiny", "v1")
     assert "error" not in docker_client.images.push(f"{registry}/course/tiny", tag="v1")
     upstream = docker_client.containers.list(filters={"publish": registry.rsplit(":", 1)[1]})[0]
+    stack = contextlib.ExitStack()
     mirror_port = free_port()
-    work = tmp_path / "vm"
-    work.mkdir()
     control_port, token = free_port(), "gateway-token-0123456789abcdef"
     settings = {"SITE": "127.0.0.1", "TOKEN": token, "ROUTES": "/vm/gatewayroutes.py", "PORT": control_port, "HTTPS_PORT": free_port(), "HTTP_PORT": free_port(), "ADMIN": f"localhost:{free_port()}",
                 "CADDY_CONFIG": "/tmp/Caddyfile", "STATE": "/tmp/routes.json", "REGISTRY_UPSTREAM": f"http://{registry}",
                 "MIRROR_PORT": mirror_port, "MIRROR_CONFIG": "/tmp/registry.json", "MIRROR_STORAGE": "/tmp/mirror"}
-    (work / "gateway.env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-    for source in (cloudinit.GATEWAY_BOOTSTRAP, cloudinit.GATEWAY_ROUTES, cloudinit.GATEWAY_RENDER):
-        shutil.copyfile(source, work / source.name)
-    vm = docker_client.containers.run(
-        ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/gateway.sh /vm/gateway.env && sleep infinity"],
-        detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
-    )
     try:
-        deadline = time.monotonic() + 600
-        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
-            vm.reload()
-            assert vm.status == "running", logs
-            assert time.monotonic() < deadline, logs
-            time.sleep(2)
+        vm = stack.enter_context(_gateway_vm(docker_client, cloudinit, tmp_path / "vm", settings))
+        deadline = time.monotonic() + 120
         since = datetime.now(timezone.utc)
         routes = f"http://127.0.0.1:{control_port}/coursekit/routes"  # behind Caddy on a real gateway
         put = urllib.request.Request(routes, method="PUT", data=json.dumps({"routes": [], "image": "course/tiny:v1"}).encode(),
@@ -378,6 +378,6 @@ def test_gateway_image_cache_pulls_each_image_once_from_upstream(cloudinit, tmp_
         time.sleep(1)
         assert upstream_gets() == first  # five more seats: nothing more from upstream (only HEADs of the tag)
     finally:
-        vm.remove(force=True)
+        stack.close()
         with contextlib.suppress(docker.errors.APIError):
             docker_client.images.remove(f"{registry}/course/tiny:v1")
