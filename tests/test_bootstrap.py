@@ -139,12 +139,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
                  "/var/lib/docker/volumes": {"bind": "/var/lib/docker/volumes", "mode": "ro"}},
     )
     try:
-        deadline = time.monotonic() + 900
-        while "coursekit-bootstrap: ready" not in (logs := vm.logs().decode()):
-            vm.reload()
-            assert vm.status == "running", logs
-            assert time.monotonic() < deadline, logs
-            time.sleep(2)
+        _wait_for_log(vm, "coursekit-bootstrap: ready", 900)
         status = f"https://127.0.0.1:{https_port}/api/status"
         # The VM serves the seat's own key: the pinned client trusts it, and a client pinned to another seat's
         # key refuses before sending its token.
@@ -225,6 +220,16 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
                 docker_client.images.remove(upstream_name)  # the tag the gateway-mode run gave it
 
 
+def _wait_for_log(vm, marker: str, timeout: float) -> None:
+    """Until the VM's container logs marker; fails with its log if it stops or takes longer than timeout."""
+    deadline = time.monotonic() + timeout
+    while marker not in (logs := vm.logs().decode()):
+        vm.reload()
+        assert vm.status == "running", logs
+        assert time.monotonic() < deadline, logs
+        time.sleep(2)
+
+
 @contextlib.contextmanager
 def _gateway_vm(docker_client, cloudinit, work, settings: dict):
     """The gateway VM's boot script run in a container on the host's network; yields it once it is ready."""
@@ -237,12 +242,7 @@ def _gateway_vm(docker_client, cloudinit, work, settings: dict):
         detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"}, volumes={str(work): {"bind": "/vm"}},
     )
     try:
-        deadline = time.monotonic() + 600
-        while "coursekit-gateway: ready" not in (logs := vm.logs().decode()):
-            vm.reload()
-            assert vm.status == "running", logs
-            assert time.monotonic() < deadline, logs
-            time.sleep(2)
+        _wait_for_log(vm, "coursekit-gateway: ready", 600)
         yield vm
     finally:
         vm.remove(force=True)

@@ -17,7 +17,7 @@ from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.fleet.provider import PROVIDERS, fleet_for
-from coursekit.schedule import Change, Decision, clock_of, now_utc, parse_time, schedule_of
+from coursekit.schedule import Change, Decision, Schedule, clock_of, now_utc, parse_time, schedule_of
 from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret
 from coursekit.ui import err, out, plural
 
@@ -197,7 +197,7 @@ def _fleet_and_plan(args: argparse.Namespace):
     ref = args.image or image.image_ref(course)
     observed = fleet.observe()
     # A paused seat wakes only when the schedule would wake it now: deploy never wakes a class outside its hours.
-    decisions = _decisions(course, observed, _now(args))
+    decisions = _decisions(schedule_of(course), observed, _now(args))
     wake = frozenset(seat for seat, d in decisions.items() if d.change is Change.RESUME)
     actions = plan(fleet.desired(fleet.resolve_image(ref)), observed, wake)
     return fleet, ref, discard(actions, set(getattr(args, "discard", None) or ()))
@@ -207,9 +207,8 @@ def _now(args: argparse.Namespace) -> datetime:
     return getattr(args, "at", None) or now_utc()
 
 
-def _decisions(course: Course, observed, now: datetime) -> dict[str, Decision]:
+def _decisions(plan: Schedule, observed, now: datetime) -> dict[str, Decision]:
     """seat → what the schedule does to it now (seats it leaves alone are absent)."""
-    plan = schedule_of(course)
     found = {o.seat: plan.decide(clock_of(o), now) for o in observed}
     return {seat: d for seat, d in found.items() if d is not None}
 
@@ -334,24 +333,26 @@ def _selected(fleet, seats: list[str]):
     return observed, set(seats) or known
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
-    """Pause seats (all, or --seat ID ...): shelved on Jetstream2 (no SUs), stopped on Docker; homes and links stay."""
-    course = load_course(args.config)
+def _set_awake(args: argparse.Namespace, change: Change) -> int:
+    """Pause or resume the seats --seat names (every seat when none is named)."""
+    course, now = load_course(args.config), now_utc()
     fleet = fleet_for(course, args.provider, _tokens(course))
     observed, chosen = _selected(fleet, args.seat)
-    return _print_outcomes(fleet.set_awake("pause", observed, {seat: "" for seat in chosen}, now_utc()), "pause")
+    plan = schedule_of(course)
+    if change is Change.RESUME and plan.awake_interval(now) is None:
+        err.print(f"note: it is outside schedule.awake, so `coursekit schedule` pauses these seats again at its next run "
+                  f"(next awake hours: {plan.wakes_at(now)}); widen schedule.awake for a session now", markup=False)
+    return _print_outcomes(fleet.set_awake(change.value, observed, {seat: "" for seat in chosen}, now), change.value)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause seats (all, or --seat ID ...): shelved on Jetstream2 (no SUs), stopped on Docker; homes and links stay."""
+    return _set_awake(args, Change.PAUSE)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Wake paused seats (all, or --seat ID ...) and wait until each answers, as deploy does."""
-    course = load_course(args.config)
-    fleet = fleet_for(course, args.provider, _tokens(course))
-    observed, chosen = _selected(fleet, args.seat)
-    plan = schedule_of(course)
-    if plan.awake_interval(now_utc()) is None:
-        err.print(f"note: it is outside schedule.awake, so `coursekit schedule` pauses these seats again at its next run "
-                  f"(next awake hours: {plan.local(plan.next_wake(now_utc()))}); widen schedule.awake for a session now", markup=False)
-    return _print_outcomes(fleet.set_awake("resume", observed, {seat: "" for seat in chosen}, now_utc()), "resume")
+    return _set_awake(args, Change.RESUME)
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -366,7 +367,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         _teardown(fleet, _archive_store(fleet, args.archive_dir))
         return 0
     observed = fleet.observe()
-    decisions = _decisions(course, observed, now)
+    decisions = _decisions(plan, observed, now)
     if not decisions:
         out.print(f"nothing to do: {plural(len(observed), 'seat')} as the schedule wants them")
         return 0

@@ -143,7 +143,7 @@ class Schedule:
                 return Decision(seat.seat, Change.RESUME, f"awake hours began at {self.local(interval[0])}")
             return None
         if interval is None:
-            return Decision(seat.seat, Change.PAUSE, f"outside the awake hours (next wake {self.local(self.next_wake(now))})")
+            return Decision(seat.seat, Change.PAUSE, f"outside the awake hours (next wake {self.wakes_at(now)})")
         if self.idle_pause_hours and seat.last_activity is not None:
             idle = now - seat.last_activity
             if idle >= timedelta(hours=self.idle_pause_hours):
@@ -151,11 +151,15 @@ class Schedule:
                                                          f"(schedule.idle_pause_hours is {self.idle_pause_hours:g})")
         return None
 
+    def wakes_at(self, now: datetime) -> str:
+        """When a paused seat next wakes, as the course's clock shows it ("" without windows: only resume wakes it)."""
+        wake = self.next_wake(now)
+        return self.local(wake) if wake else ""
+
     def next_change(self, seat: SeatClock, now: datetime) -> str:
         """What status shows: the seat's scheduled state and when it next changes."""
         if seat.paused:
-            wake = self.next_wake(now)
-            return f"paused until {self.local(wake)}" if wake else "paused until `coursekit resume`"
+            return f"paused until {self.wakes_at(now) or '`coursekit resume`'}"
         interval = self.awake_interval(now)
         ends = [] if interval is None or not self.windows else [interval[1]]
         if self.idle_pause_hours and seat.last_activity is not None:

@@ -364,9 +364,7 @@ class DockerProvider(Provider):
         """One route per seat container: its loopback port, or its paused page."""
         from coursekit.schedule import now_utc, schedule_of
 
-        plan = schedule_of(self.course)
-        wake = plan.next_wake(now_utc())
-        until = plan.local(wake) if wake else ""
+        until = schedule_of(self.course).wakes_at(now_utc())
         return [Route(c.labels[labels.SEAT], paused_until=until) if _paused(c)
                 else Route(c.labels[labels.SEAT], f"127.0.0.1:{c.labels[labels.PORT]}")
                 for c in sorted(self.containers(), key=lambda c: c.labels[labels.SEAT])]

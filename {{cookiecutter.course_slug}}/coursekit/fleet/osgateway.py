@@ -244,9 +244,7 @@ class OpenStackGateway:
         from coursekit.fleet.plan import SeatState
         from coursekit.schedule import schedule_of
 
-        plan = schedule_of(self.provider.course)
-        wake = plan.next_wake(datetime.now(timezone.utc))
-        until = plan.local(wake) if wake else ""
+        until = schedule_of(self.provider.course).wakes_at(datetime.now(timezone.utc))
         found = {}
         for server in servers:
             seat, address = server.metadata.get(labels.META_SEAT), fixed_address(server)
