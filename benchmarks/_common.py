@@ -25,3 +25,10 @@ def set_students(repo: Path, count: int) -> None:
     data["seats"] = {"students": [{"id": f"s{n:02d}", "name": f"Student {n}"} for n in range(1, count + 1)], "spares": 0}
     data["budget"] = {}
     (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def set_docker(repo: Path, **values) -> None:
+    """Set fleet.docker values in course.yaml (e.g. disk=None for unbounded homes)."""
+    data = yaml.safe_load((repo / "course.yaml").read_text())
+    data["fleet"]["docker"].update(values)
+    (repo / "course.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

@@ -4,7 +4,10 @@
 
 Time-to-ready is the wall time of `coursekit deploy`, which returns once every seat answers
 an authenticated /api/status. Prints both times, the ratio t(N) / (N × t(1)), and the resident
-memory of each idle seat (cgroup usage minus page cache) after the fleet has settled.
+memory of each idle seat (cgroup usage minus page cache) after the fleet has settled. Then, side by
+side, what bounding homes costs: N seats with unbounded homes (`disk: null`) and N seats whose homes are
+disk files of their own (`disk: 5g`, the default), each deployed on an empty host and torn down.
+Every seat runs with the same hardening either way (no capabilities, no-new-privileges, /tmp a capped tmpfs).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 import docker
-from _common import set_students, timed_coursekit
+from _common import set_docker, set_students, timed_coursekit
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -55,14 +58,22 @@ def main() -> None:
             many = timed_coursekit(repo, ENV, "deploy")
             time.sleep(15)  # let every server settle before reading memory
             rss = idle_rss_mb(client, "bench-fleet")
-        finally:
             timed_coursekit(repo, ENV, "teardown", "--yes", "--archive-dir", str(archives / "many"))
+            side_by_side = {}
+            for label, disk in (("unbounded homes (disk: null)", None), ("bounded homes (disk: 5g)", "5g")):
+                set_docker(repo, disk=disk)
+                side_by_side[label] = timed_coursekit(repo, ENV, "deploy")
+                timed_coursekit(repo, ENV, "teardown", "--yes", "--archive-dir", str(archives / label.split()[0]))
+        finally:
+            timed_coursekit(repo, ENV, "teardown", "--yes", "--archive-dir", str(archives / "last"))
     n = args.seats
     print(f"host: {os.cpu_count()} CPUs; base image {base}")
     print(f"deploy 1 seat, time to ready:   {one:6.2f} s")
     print(f"deploy {n} seats, time to ready: {many:6.2f} s")
     print(f"ratio t({n}) / ({n} x t(1)):      {many / (n * one):6.3f}   (bar: <= 0.5; plain docker run measured 0.66; CPU floor ~0.33)")
     print(f"idle seat memory: mean {statistics.mean(rss):.0f} MiB, min {min(rss):.0f}, max {max(rss):.0f} over {len(rss)} seats")
+    for label, seconds in side_by_side.items():
+        print(f"deploy {n} seats, {label}: {seconds:6.2f} s")
 
 
 if __name__ == "__main__":

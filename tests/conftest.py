@@ -72,9 +72,10 @@ def cloud():
 
 
 @pytest.fixture
-def fleet_factory(course_repo, tmp_path, docker_client):
+def fleet_factory(course_repo, tmp_path, docker_client, coursekit):
     """Makes committed course copies with a given slug and seats (no instructors, no spares by default);
-    everything labelled with those slugs is removed afterwards, and nothing of any other course."""
+    everything labelled with those slugs is removed afterwards (home disk files too), and nothing of any other course."""
+    from coursekit.fleet import homedisk
     from helpers import make_course
 
     slugs = []
@@ -90,6 +91,8 @@ def fleet_factory(course_repo, tmp_path, docker_client):
             container.remove(force=True)
         for volume in docker_client.volumes.list(filters=label):
             volume.remove(force=True)
+        for path in homedisk.leftovers(f"coursekit-{slug}."):
+            homedisk.release(Path(path).name.removesuffix(".img"))
         for network in docker_client.networks.list(filters=label):
             network.remove()
 

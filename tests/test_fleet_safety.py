@@ -14,6 +14,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 from conftest import run_coursekit
 from helpers import archive_file, build, edit_course, http_status, put_file, read_contents
@@ -170,3 +171,45 @@ def test_sigint_stops_teardown_within_seconds_and_nothing_unarchived_is_lost(fle
     again = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(archives), env=ENV)
     assert again.returncode == 0, again.stdout + again.stderr
     assert {p.name for p in archives.glob("*.tar.gz")} == {f"{s}.tar.gz" for s in ("eva", "fin", "gil", "hal")}
+
+
+def test_a_full_home_says_no_space_and_touches_nobody_else(fleet_factory, base_image, docker_client, tmp_path):
+    repo = fleet_factory("safe-disk", students=["kim", "lee"])
+    edit_course(repo, lambda d: d["fleet"]["docker"].update(disk="64m"))
+    _ready(repo, base_image)
+    kim, lee = (docker_client.containers.get(f"coursekit-safe-disk.{seat}") for seat in ("kim", "lee"))
+    code, out = kim.exec_run(["sh", "-c", "head -c 100000000 /dev/zero > ~/work/fill.bin"])
+    assert code != 0 and b"No space left on device" in out
+    code, out = lee.exec_run(["sh", "-c", "head -c 30000000 /dev/urandom > ~/work/mine.bin && df -B1 --output=size ~ | tail -1"])
+    assert code == 0 and 50 * 2**20 < int(out) <= 64 * 2**20  # lee's home is a 64m disk of its own, untouched
+    disk_file = Path("/var/lib/coursekit/homes/coursekit-safe-disk.kim.home.img")
+    assert disk_file.stat().st_mode & 0o777 == 0o600 and disk_file.stat().st_blocks * 512 <= 70 * 2**20
+    listing = kim.exec_run(["ls", "-A", "/home/jovyan"]).output.decode().split()
+    assert "lost+found" not in listing and "work" in listing
+
+    # A reboot empties /run and detaches every loop device: the seat cannot start on some other disk,
+    # and the next run attaches its own file again, work intact.
+    assert run_coursekit(repo, "pause", env=ENV).returncode == 0
+    device = subprocess.run(["losetup", "--associated", str(disk_file), "--output", "NAME", "--noheadings"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["losetup", "--detach", *device], check=True)
+    Path("/run/coursekit/homes/coursekit-safe-disk.kim.home").unlink()
+    with pytest.raises(docker.errors.APIError):
+        kim.start()
+    resumed = run_coursekit(repo, "resume", env=ENV)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    code, out = docker_client.containers.get("coursekit-safe-disk.kim").exec_run(["stat", "-c", "%s", "/home/jovyan/work/fill.bin"])
+    assert code == 0 and int(out) > 50 * 2**20
+
+    torn = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV)
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+    assert len(archive_file(tmp_path / "arch" / "lee.tar.gz", "work/mine.bin")) == 30000000
+    assert not disk_file.exists() and not list(Path("/var/lib/coursekit/homes").glob("coursekit-safe-disk.*"))
+    assert subprocess.run(["losetup", "--associated", str(disk_file), "--noheadings"], capture_output=True, text=True).stdout == ""
+
+
+def test_homes_are_bounded_only_where_the_engine_s_own_machine_attaches_them(coursekit):
+    from coursekit.fleet import homedisk
+
+    assert "another machine" in homedisk.unavailable("tcp://10.0.0.5:2376")
+    assert homedisk.unavailable("http+docker://localhost") is None  # the tests run as root next to the engine

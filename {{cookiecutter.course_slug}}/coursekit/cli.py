@@ -130,8 +130,12 @@ def cmd_lock(args: argparse.Namespace) -> int:
     base = args.base_image or course.image.base
     err.print(f"resolving {plural(len(course.image.python_packages), 'package')} on {base}")
     lines = lock.resolve(engine.connect(), course, base, args.ca_bundle, args.network)
-    path = lock.write_lock(course, base, lines)
+    made = lock.updated(lock.read_lock(course), base, lines, settle=args.settle)
+    path = lock.write_lock(course, made)
     out.print(f"wrote {path.name}: {plural(len(lines), 'package')} pinned with sha256 hashes; commit it")
+    if made.changed or made.removed:
+        out.print(f"{plural(len(made.changed), 'package')} changed and {len(made.removed)} removed since the lock was settled: "
+                  "a rebuild reinstalls only those (`--settle` folds them in, for one clean layer)")
     return 0
 
 
@@ -438,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--base-image", help="resolve on this image instead of image.base")
     sub.add_argument("--ca-bundle", type=Path, help="PEM bundle pip trusts, for TLS-intercepting proxies")
     sub.add_argument("--network", help="Docker network for the resolving container")
+    sub.add_argument("--settle", action="store_true", help="one block again: the next build reinstalls every package once")
     sub = add("test", cmd_test)
     sub.add_argument("--image", help="image to test (default: this checkout's build)")
     sub.add_argument("--network", choices=["bridge", "host"], default="bridge", help="container network (default: %(default)s)")

@@ -36,6 +36,8 @@ class ImageSpec:
     python_packages: tuple[str, ...]
     apt_packages: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()  # image.env, in course.yaml's order
+    conda_packages: tuple[str, ...] = ()
+    conda_channels: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -101,6 +103,7 @@ class DockerSettings:
     https_port: int = 443
     http_port: int = 80
     gateway_base: str = "debian:bookworm-slim"
+    disk: str | None = "5g"  # each home's room; None: unbounded
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def build_course(data: dict, root: Path) -> Course:
         course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"]),
         image=ImageSpec(
             image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"]),
-            tuple(image["env"].items()),
+            tuple(image["env"].items()), tuple(image["conda_packages"]), tuple(image["conda_channels"]),
         ),
         data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower(), "path": normal_path(f["path"])}) for f in d["data"]),
         seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),

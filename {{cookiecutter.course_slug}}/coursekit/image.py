@@ -14,7 +14,7 @@ import docker.errors
 from coursekit import engine, history, labels
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
-from coursekit.lock import locked_requirements
+from coursekit.lock import read_lock
 from coursekit.ui import err
 
 STAGE = ".coursekit"
@@ -84,12 +84,15 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     shutil.rmtree(stage_dir, ignore_errors=True)
     tooling, content = stage_dir / "tooling", stage_dir / "content"
     prefetch, start = data_manifests(course)
+    lock = read_lock(course)
     files: dict[Path, bytes] = {
         stage_dir / "Dockerfile": course_dockerfile(course).encode(),
         stage_dir / "ca-bundle.crt": _read_ca_bundle(ca_bundle),
-        # The lock when there is one (pip checks every file's hash), else the pins as course.yaml has them.
-        stage_dir / "python-requirements.txt": (locked_requirements(course)
-                                                or "".join(f"{r}\n" for r in course.image.python_packages)).encode(),
+        # The lock's settled lines when there is one (pip checks every file's hash), else the pins as course.yaml
+        # has them; then what the lock changed since it was settled, a layer of its own.
+        stage_dir / "python-requirements.txt": _lines(lock.settled if lock else course.image.python_packages),
+        stage_dir / "python-changes" / "requirements.txt": _lines(lock.changed if lock else ()),
+        stage_dir / "python-changes" / "remove.txt": _lines(lock.removed if lock else ()),
         tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
         tooling / SHARE.lstrip("/") / "prefetch.json": json.dumps(prefetch, indent=1).encode(),
         tooling / "usr/local/bin/before-notebook.d/10-coursekit.sh": (PACKAGE / "start-hook.sh").read_bytes(),
@@ -106,6 +109,10 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
     shutil.copytree(course.root / "notebooks", stage_dir / "course" / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     history.build_repo(course.root, stage_dir / "course" / "notebooks.git")
     return stage_dir
+
+
+def _lines(lines: tuple[str, ...]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
 
 
 def _read_ca_bundle(ca_bundle: Path | None) -> bytes:
@@ -126,6 +133,8 @@ def build(
     buildargs = {
         "BASE_IMAGE": base_image or course.image.base,
         "APT_PACKAGES": " ".join(course.image.apt_packages),
+        "CONDA_PACKAGES": " ".join(course.image.conda_packages),
+        "CONDA_CHANNELS": " ".join(f"--channel {channel}" for channel in course.image.conda_channels),
         "COURSE_SLUG": course.course.slug,
     }
     # The legacy builder adds API labels as the last step, so the per-commit label costs one step.

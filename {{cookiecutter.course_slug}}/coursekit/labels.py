@@ -11,6 +11,7 @@ SEAT = "org.coursekit.seat"
 ROLE = "org.coursekit.role"  # seat | image-test | archive-helper
 SETTINGS = "org.coursekit.settings"
 PORT = "org.coursekit.port"
+DISK = "org.coursekit.disk"  # a bounded home volume's size, as course.yaml gave it
 REVISION = "org.opencontainers.image.revision"
 
 # OpenStack tags and server metadata.

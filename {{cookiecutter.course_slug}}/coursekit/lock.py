@@ -5,13 +5,19 @@ stays as it is), and reports every package it would install, the transitive ones
 sha256 of the exact file. requirements.lock holds them as `name==version --hash=sha256:...`; `build`
 installs from it (pip's hash-checking mode), so a rebuild a year later gets the same files or fails.
 Its first line records what it was made from; `validate` says when course.yaml no longer matches.
+
+A lock made again after a pin change keeps its settled lines as they were and lists what changed below
+them (and what went away), so the build reinstalls only those in a small layer of their own, on top of the
+cached one; `--settle` (or a new base image) folds everything back into one block.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+from packaging.utils import canonicalize_name
 
 from coursekit import engine
 from coursekit.config import Course
@@ -67,17 +73,75 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
     raise CoursekitError(f"resolving the packages failed (exit {exited['code']}): {output.strip()[-400:]}")
 
 
-def write_lock(course: Course, base_image: str, lines: list[str]) -> Path:
-    """requirements.lock, its first line naming what it was resolved from."""
+CHANGED = "# coursekit lock: changed since the lines above were settled"
+REMOVED = "# coursekit lock: removed "
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A lock's blocks: settled lines (one cached layer), lines changed since, and names removed since."""
+
+    base_image: str
+    settled: tuple[str, ...]
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+def _name(line: str) -> str:
+    return canonicalize_name(line.split("==", 1)[0])
+
+
+def parse(text: str) -> Lock:
+    """A Lock from requirements.lock's text (pure)."""
+    header, *lines = text.splitlines() or [""]
+    base = header.split(" resolved on ", 1)[1].split(";", 1)[0] if " resolved on " in header else ""
+    settled, changed, removed, block = [], [], [], None
+    for line in lines:
+        if line == CHANGED:
+            block = changed
+        elif line.startswith(REMOVED):
+            removed.append(line[len(REMOVED):].strip())
+        elif line.strip() and not line.startswith("#"):
+            (settled if block is None else block).append(line)
+    return Lock(base, tuple(settled), tuple(changed), tuple(removed))
+
+
+def updated(previous: Lock | None, base_image: str, lines: list[str], settle: bool = False) -> Lock:
+    """The lock for newly resolved lines: the previous settled block kept, what differs from it listed apart (pure).
+
+    A new base image, or `settle`, makes one block: the old layer would not be reused anyway."""
+    if previous is None or settle or previous.base_image != base_image or not previous.settled:
+        return Lock(base_image, tuple(lines))
+    kept = set(previous.settled)
+    names = {_name(line) for line in lines}
+    return Lock(
+        base_image, previous.settled,
+        changed=tuple(line for line in lines if line not in kept),
+        removed=tuple(sorted({_name(line) for line in previous.settled} - names)),
+    )
+
+
+def render(course: Course, lock: Lock) -> str:
+    """requirements.lock's text, its first line naming what it was resolved from (pure)."""
+    text = (f"# coursekit lock {lock_inputs(list(course.image.python_packages))}: made by `python -m coursekit lock`"
+            f" from image.python_packages, resolved on {lock.base_image}; do not edit\n")
+    text += "".join(f"{line}\n" for line in lock.settled)
+    if lock.changed or lock.removed:
+        text += (f"{CHANGED}\n# (installed in a layer of their own, so the one above stays cached;"
+                 " `python -m coursekit lock --settle` folds them in)\n")
+        text += "".join(f"{line}\n" for line in lock.changed)
+        text += "".join(f"{REMOVED}{name}\n" for name in lock.removed)
+    return text
+
+
+def read_lock(course: Course) -> Lock | None:
+    """The course's lock, None when it has none."""
     path = course.root / LOCK_FILE
-    header = (f"# coursekit lock {lock_inputs(list(course.image.python_packages))}: made by `python -m coursekit lock`"
-              f" from image.python_packages, resolved on {base_image}; do not edit\n")
-    path.write_text(header + "".join(f"{line}\n" for line in lines))
+    return parse(path.read_text()) if path.is_file() else None
+
+
+def write_lock(course: Course, lock: Lock) -> Path:
+    """Write requirements.lock."""
+    path = course.root / LOCK_FILE
+    path.write_text(render(course, lock))
     return path
-
-
-def locked_requirements(course: Course) -> str | None:
-    """What build installs when the course has a lock: its lines (with hashes), else None."""
-    path = course.root / LOCK_FILE
-    return path.read_text() if path.is_file() else None
-

@@ -22,9 +22,13 @@ from coursekit.yamlload import Document
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _APT = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?")
+# Conda's package names are lowercase; a version is letters, digits and . _ + ! (MatchSpec's exact `==`).
+_CONDA_PIN = re.compile(r"(?P<name>[a-z0-9_][a-z0-9._-]*)==(?P<version>[0-9A-Za-z][0-9A-Za-z._+!]*)")
+_CONDA_NAME = re.compile(r"[a-z0-9_][a-z0-9._-]*(?:/label/[a-z0-9._-]+)?")
 _MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmgBKMG])")
 _MEMORY_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
 MIN_MEMORY = 6 * 2**20  # the Docker engine refuses less
+MIN_DISK, MAX_DISK = 64 * 2**20, 16 * 2**40  # a home's ext4 filesystem: room for its metadata, and ext4's own bound
 MAX_MEMORY = 2**50
 MIN_CPUS = 0.01  # the engine's smallest CPU quota
 MAX_SEATS = 5000
@@ -112,9 +116,32 @@ def _check_image(data: dict) -> Found:
         if name in seen:
             yield ("image", "python_packages", i), f"{text!r} is listed twice (also at python_packages[{seen[name]}]); keep one"
         seen.setdefault(name, i)
+    yield from _check_conda(data)
     for i, text in _strings(data, "image", "apt_packages"):
         if not _APT.fullmatch(text):
             yield ("image", "apt_packages", i), f"{text!r} is not a Debian package name (like graphviz or graphviz=2.42.2-6)"
+
+
+def _check_conda(data: dict) -> Found:
+    seen: dict[str, int] = {}
+    for i, text in _strings(data, "image", "conda_packages"):
+        match = _CONDA_PIN.fullmatch(text)
+        if not match:
+            name = re.split(r"[=<>!~ ]", text.strip(), maxsplit=1)[0].lower() or "NAME"
+            yield ("image", "conda_packages", i), (
+                f"{text!r} is not a pinned conda package: write it as {name}==VERSION (one exact version, "
+                "lowercase name), so every build is the same")
+            continue
+        if match["name"] in seen:
+            yield ("image", "conda_packages", i), f"{text!r} is listed twice (also at conda_packages[{seen[match['name']]}]); keep one"
+        seen.setdefault(match["name"], i)
+    for i, text in _strings(data, "image", "conda_channels"):
+        why = _url_problem(text) if "://" in text else None
+        if why and "@" in text.split("://", 1)[-1].split("/", 1)[0]:
+            why = f"{text.split('://')[0]}://...@{text.split('@', 1)[1]}: a channel URL must not carry a login, which would end up in the image's history; use a public channel"
+        if why or ("://" not in text and not _CONDA_NAME.fullmatch(text)):
+            yield ("image", "conda_channels", i), why or (
+                f"{text!r} is not a channel: give a name such as conda-forge (or conda-forge/label/NAME) or an https:// URL")
 
 
 def _relative_path_problem(text: str) -> str | None:
@@ -269,6 +296,15 @@ def _check_docker(data: dict) -> Found:
             )
         elif size > MAX_MEMORY:
             yield ("fleet", "docker", "memory"), f"{memory!r} is more memory than any host has; give the limit per seat, like 2g"
+    disk = _at(data, "fleet", "docker", "disk")
+    if isinstance(disk, str):
+        size = memory_bytes(disk)
+        if size is None:
+            yield ("fleet", "docker", "disk"), f"{disk!r} is not a size (a number and a unit: 512m, 5g); null means no limit"
+        elif not MIN_DISK <= size <= MAX_DISK:
+            yield ("fleet", "docker", "disk"), (
+                f"{disk!r} is outside {MIN_DISK >> 20}m to {MAX_DISK >> 40}t: give each home room for the course's data and "
+                "the students' work, like 5g (null means no limit)")
     cpus = _at(data, "fleet", "docker", "cpus")
     if isinstance(cpus, (int, float)) and not isinstance(cpus, bool) and 0 < cpus < MIN_CPUS:
         yield ("fleet", "docker", "cpus"), f"{cpus!r} is below {MIN_CPUS}, the smallest CPU share the Docker engine gives"

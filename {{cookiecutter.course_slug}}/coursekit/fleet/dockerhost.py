@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import time
 from contextlib import suppress
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from coursekit import archive, engine, labels, probe
 from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
+from coursekit.fleet import homedisk
 from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
 from coursekit.fleet.parallel import Interrupted, Stop, run_all
@@ -29,6 +31,8 @@ from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
 from coursekit.schedule import jupyter_clocks, parse_time
 from coursekit.seats import SeatTokens
+from coursekit.ui import err
+from coursekit.validate import memory_bytes
 
 HOME = "/home/jovyan"
 MAX_PORT = 65535
@@ -51,6 +55,7 @@ class DockerProvider(Provider):
         self.network = f"coursekit-{self.slug}"
         self.stop = Stop()
         self.gateway = DockerGateway(client, self.slug, self.settings) if self.settings.access == "gateway" else None
+        self._warned, self._warned_lock = False, threading.Lock()
 
     @classmethod
     def connect(cls, course: Course, tokens: SeatTokens) -> DockerProvider:
@@ -207,12 +212,44 @@ class DockerProvider(Provider):
         return ports
 
     def _home_volume(self, seat: str, port: int) -> str:
-        """The seat's home volume (found by its labels), created when it has none."""
+        """The seat's home volume (found by its labels, its disk attached), created when it has none."""
         existing = self._volumes().get(seat)
         if existing:
+            self._attach_home(existing)
             return existing
-        with engine.guarded(f"creating the home volume of {seat}"):
-            return self.client.volumes.create(self.volume_name(seat), labels=self.labels(seat, **{labels.PORT: str(port)})).name
+        name, volume_labels = self.volume_name(seat), self.labels(seat, **{labels.PORT: str(port)})
+        disk = self.settings.disk
+        if disk is None or self._unbounded_warning(disk):
+            with engine.guarded(f"creating the home volume of {seat}"):
+                return self.client.volumes.create(name, labels=volume_labels).name
+        homedisk.create(name, memory_bytes(disk))
+        try:
+            with engine.guarded(f"creating the home volume of {seat}"):
+                self.client.volumes.create(name, driver_opts=homedisk.driver_opts(name), labels={**volume_labels, labels.DISK: disk})
+        except CoursekitError:
+            homedisk.release(name)  # new and empty: nothing of a student's is in it
+            raise
+        homedisk.attach(name)
+        return name
+
+    def _unbounded_warning(self, disk: str) -> bool:
+        """True (after one warning) when this host cannot bound homes to fleet.docker.disk."""
+        why = homedisk.unavailable(self.client.api.base_url)
+        with self._warned_lock:
+            if why and not self._warned:
+                self._warned = True
+                err.print(f"[yellow]warning[/]: new homes are not bounded to fleet.docker.disk ({disk}): {why}. "
+                          "Set fleet.docker.disk: null in course.yaml to accept unbounded homes", highlight=False)
+        return why is not None
+
+    def _attach_home(self, volume: str) -> None:
+        """Attach a bounded home's disk file, which its seat (or the archive helper) needs to mount it."""
+        with engine.guarded(f"reading volume {volume}"):
+            options = self.client.volumes.get(volume).attrs.get("Options")
+        if homedisk.bounded(options):
+            if why := homedisk.unavailable(self.client.api.base_url):
+                raise CoursekitError(f"its home {volume} is a bounded disk file, and {why}")
+            homedisk.attach(volume)
 
     def _create(self, seat: str, image: str, port: int, name: str) -> Container:
         """A seat container, created but not started: the engine checks every setting here, before anything stops."""
@@ -241,6 +278,7 @@ class DockerProvider(Provider):
 
     def _wake(self, container: Container, seat: str, port: int) -> None:
         """Start a paused or stopped container again (same container, same home) and wait until it answers."""
+        self._home_volume(seat, port)
         with engine.guarded(f"starting the container of {seat}"):
             container.update(restart_policy=RESTART)
             container.start()
@@ -294,6 +332,7 @@ class DockerProvider(Provider):
         volume = self._volumes().get(seat)
         if volume is None:
             raise archive.ArchiveError("it has no home volume")
+        self._attach_home(volume)
         helper_labels = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: seat}
         return lambda: engine.volume_tar(self.client, volume, HOME, helper_labels)
 
@@ -310,6 +349,8 @@ class DockerProvider(Provider):
             if volume:
                 with suppress(docker.errors.NotFound):
                     self.client.volumes.get(volume).remove(force=True)
+        if volume:
+            homedisk.release(volume)  # its disk file, if it had one: the volume, and so the home, is gone
 
     def _container(self, name: str) -> Container:
         with engine.guarded(f"reading container {name}"):
@@ -456,7 +497,7 @@ class DockerProvider(Provider):
             found = [f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
             found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
             found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
-        return found
+        return found + [f"disk file {path}" for path in homedisk.leftovers(f"coursekit-{self.slug}.")]
 
 
 def _paused(container: Container) -> bool:
