@@ -69,7 +69,7 @@ def test_a_seat_whose_container_is_gone_is_archived_from_its_volume(fleet_factor
 
     shown = json.loads(run_coursekit(repo, "status", "--json", env=ENV).stdout)
     assert [(r["seat"], r["state"]) for r in shown] == [("dana", "home only"), ("eli", "running")]
-    assert all(r["home"].endswith("MiB") for r in shown)
+    assert all(r["home"].endswith("MiB of 5g") for r in shown), [r["home"] for r in shown]
 
     torn = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV)
     assert torn.returncode == 0, torn.stdout + torn.stderr
@@ -198,8 +198,13 @@ def test_a_full_home_says_no_space_and_touches_nobody_else(fleet_factory, base_i
         kim.start()
     resumed = run_coursekit(repo, "resume", env=ENV)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    code, out = docker_client.containers.get("coursekit-safe-disk.kim").exec_run(["stat", "-c", "%s", "/home/jovyan/work/fill.bin"])
-    assert code == 0 and int(out) > 50 * 2**20
+    kim = docker_client.containers.get("coursekit-safe-disk.kim")
+    code, out = kim.exec_run(["stat", "-c", "%s", "/home/jovyan/work/fill.bin"])
+    assert code == 0 and int(out) > 50 * 2**20  # work intact, and Jupyter answers although the home is full
+    status = run_coursekit(repo, "status", "--json", env=ENV)
+    homes = {row["seat"]: row["home"] for row in json.loads(status.stdout)}
+    assert homes["kim"].startswith(("5", "6")) and homes["kim"].endswith("MiB of 64m"), homes
+    assert kim.exec_run(["sh", "-c", "rm ~/work/fill.bin && echo room > ~/work/note.txt"]).exit_code == 0
 
     torn = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV)
     assert torn.returncode == 0, torn.stdout + torn.stderr

@@ -133,9 +133,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
     made = lock.updated(lock.read_lock(course), base, lines, settle=args.settle)
     path = lock.write_lock(course, made)
     out.print(f"wrote {path.name}: {plural(len(lines), 'package')} pinned with sha256 hashes; commit it")
-    if made.changed or made.removed:
-        out.print(f"{plural(len(made.changed), 'package')} changed and {len(made.removed)} removed since the lock was settled: "
-                  "a rebuild reinstalls only those (`--settle` folds them in, for one clean layer)")
+    if made.changed:
+        out.print(f"{plural(len(made.changed), 'package')} changed since the lock was settled: a rebuild reinstalls only "
+                  "those (`--settle` folds them in, for one clean layer)")
     return 0
 
 

@@ -91,8 +91,7 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
         # The lock's settled lines when there is one (pip checks every file's hash), else the pins as course.yaml
         # has them; then what the lock changed since it was settled, a layer of its own.
         stage_dir / "python-requirements.txt": _lines(lock.settled if lock else course.image.python_packages),
-        stage_dir / "python-changes" / "requirements.txt": _lines(lock.changed if lock else ()),
-        stage_dir / "python-changes" / "remove.txt": _lines(lock.removed if lock else ()),
+        stage_dir / "python-changes.txt": _lines(lock.changed if lock else ()),
         tooling / SHARE.lstrip("/") / "data.py": (PACKAGE / "data.py").read_bytes(),
         tooling / SHARE.lstrip("/") / "prefetch.json": json.dumps(prefetch, indent=1).encode(),
         tooling / "usr/local/bin/before-notebook.d/10-coursekit.sh": (PACKAGE / "start-hook.sh").read_bytes(),

@@ -7,8 +7,9 @@ installs from it (pip's hash-checking mode), so a rebuild a year later gets the 
 Its first line records what it was made from; `validate` says when course.yaml no longer matches.
 
 A lock made again after a pin change keeps its settled lines as they were and lists what changed below
-them (and what went away), so the build reinstalls only those in a small layer of their own, on top of the
-cached one; `--settle` (or a new base image) folds everything back into one block.
+them, so the build reinstalls only those in a small layer of their own, on top of the cached one;
+`--settle`, a new base image, or a package leaving the set (the base's own version must come back, which
+only a fresh install restores) fold everything back into one block.
 """
 from __future__ import annotations
 
@@ -74,17 +75,15 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
 
 
 CHANGED = "# coursekit lock: changed since the lines above were settled"
-REMOVED = "# coursekit lock: removed "
 
 
 @dataclass(frozen=True)
 class Lock:
-    """A lock's blocks: settled lines (one cached layer), lines changed since, and names removed since."""
+    """A lock's blocks: settled lines (one cached layer) and lines changed since (a layer on top)."""
 
     base_image: str
     settled: tuple[str, ...]
     changed: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
 
 
 def _name(line: str) -> str:
@@ -95,30 +94,26 @@ def parse(text: str) -> Lock:
     """A Lock from requirements.lock's text (pure)."""
     header, *lines = text.splitlines() or [""]
     base = header.split(" resolved on ", 1)[1].split(";", 1)[0] if " resolved on " in header else ""
-    settled, changed, removed, block = [], [], [], None
+    settled, changed, block = [], [], None
     for line in lines:
         if line == CHANGED:
             block = changed
-        elif line.startswith(REMOVED):
-            removed.append(line[len(REMOVED):].strip())
         elif line.strip() and not line.startswith("#"):
             (settled if block is None else block).append(line)
-    return Lock(base, tuple(settled), tuple(changed), tuple(removed))
+    return Lock(base, tuple(settled), tuple(changed))
 
 
 def updated(previous: Lock | None, base_image: str, lines: list[str], settle: bool = False) -> Lock:
     """The lock for newly resolved lines: the previous settled block kept, what differs from it listed apart (pure).
 
-    A new base image, or `settle`, makes one block: the old layer would not be reused anyway."""
+    One block instead when asked, on a new base image (the old layer would not be reused anyway), or when a
+    settled package is no longer wanted (a plain uninstall would also remove the base image's own version)."""
     if previous is None or settle or previous.base_image != base_image or not previous.settled:
         return Lock(base_image, tuple(lines))
+    if {_name(line) for line in previous.settled} - {_name(line) for line in lines}:
+        return Lock(base_image, tuple(lines))
     kept = set(previous.settled)
-    names = {_name(line) for line in lines}
-    return Lock(
-        base_image, previous.settled,
-        changed=tuple(line for line in lines if line not in kept),
-        removed=tuple(sorted({_name(line) for line in previous.settled} - names)),
-    )
+    return Lock(base_image, previous.settled, changed=tuple(line for line in lines if line not in kept))
 
 
 def render(course: Course, lock: Lock) -> str:
@@ -126,11 +121,10 @@ def render(course: Course, lock: Lock) -> str:
     text = (f"# coursekit lock {lock_inputs(list(course.image.python_packages))}: made by `python -m coursekit lock`"
             f" from image.python_packages, resolved on {lock.base_image}; do not edit\n")
     text += "".join(f"{line}\n" for line in lock.settled)
-    if lock.changed or lock.removed:
+    if lock.changed:
         text += (f"{CHANGED}\n# (installed in a layer of their own, so the one above stays cached;"
                  " `python -m coursekit lock --settle` folds them in)\n")
         text += "".join(f"{line}\n" for line in lock.changed)
-        text += "".join(f"{REMOVED}{name}\n" for name in lock.removed)
     return text
 
 

@@ -37,7 +37,7 @@ from coursekit.validate import memory_bytes
 HOME = "/home/jovyan"
 MAX_PORT = 65535
 START_GRACE = 120  # seconds a new container may take before a failing probe counts as unhealthy
-HARDENING = 2  # bump when the container options below change, so deploy replaces older seats (safely)
+HARDENING = 3  # bump when the container options below change, so deploy replaces older seats (safely)
 TMP_SIZE = "1g"  # /tmp is memory-backed and counted in the seat's memory limit
 RESTART = {"Name": "unless-stopped"}  # a paused seat's container has "no" instead
 
@@ -258,7 +258,8 @@ class DockerProvider(Provider):
         with engine.guarded(f"creating the container of {seat}"):
             return self.client.containers.create(
                 image, name=name, hostname=seat,
-                environment={"JUPYTER_TOKEN": self.token(seat)},
+                # Jupyter's runtime files in /tmp: a student who filled their home can still log in and clean up.
+                environment={"JUPYTER_TOKEN": self.token(seat), "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime"},
                 labels=self.labels(seat, **{labels.SETTINGS: self.fingerprint(), labels.PORT: str(port)}),
                 volumes={volume: {"bind": HOME, "mode": "rw"}},
                 ports={"8888/tcp": (self._listen_host(), port)}, network=self.network,
@@ -438,24 +439,33 @@ class DockerProvider(Provider):
         """seat → URL for every seat that has a container."""
         return {c.labels[labels.SEAT]: self.url(c.labels[labels.SEAT], int(c.labels[labels.PORT])) for c in self.containers()}
 
-    def _home_usage(self) -> dict[str, int]:
-        """volume name → bytes used (the engine's own accounting; empty when it cannot tell)."""
+    def _home_usage(self) -> dict[str, str]:
+        """volume name → what its home holds, and of how much when bounded (the engine's own accounting, or
+        the home's own filesystem)."""
         try:
-            return {v["Name"]: v.get("UsageData", {}).get("Size", -1) for v in self.client.df().get("Volumes") or []}
+            counted = {v["Name"]: v.get("UsageData", {}).get("Size", -1) for v in self.client.df().get("Volumes") or []}
+            volumes = self.client.volumes.list(filters=labels.course_filter(self.slug, "seat"))
         except docker.errors.DockerException:
             return {}
+        usage = {}
+        for volume in volumes:
+            limit = (volume.attrs.get("Labels") or {}).get(labels.DISK)
+            used = counted.get(volume.name, -1)
+            if homedisk.bounded(volume.attrs.get("Options")) and homedisk.unavailable(self.client.api.base_url) is None:
+                used = homedisk.used_bytes(volume.name, volume.attrs["Mountpoint"])
+            usage[volume.name] = (f"{used / 2**20:,.1f} MiB" if used is not None and used >= 0 else "-") + (f" of {limit}" if limit else "")
+        return usage
 
-    def instances_by_seat(self) -> dict[str, tuple[Container | None, str | None, int]]:
-        """seat → (its container, its home volume, bytes the home holds or -1), for every seat with either."""
+    def instances_by_seat(self) -> dict[str, tuple[Container | None, str | None, str]]:
+        """seat → (its container, its home volume, what the home holds), for every seat with either."""
         found = {c.labels[labels.SEAT]: c for c in self.containers()}
         volumes, usage = self._volumes(), self._home_usage()
-        return {seat: (found.get(seat), volumes.get(seat), usage.get(volumes.get(seat, ""), -1))
+        return {seat: (found.get(seat), volumes.get(seat), usage.get(volumes.get(seat, ""), "-"))
                 for seat in set(found) | set(volumes)}
 
-    def status_row(self, seat: str, instance: tuple[Container | None, str | None, int] | None) -> SeatStatus:
+    def status_row(self, seat: str, instance: tuple[Container | None, str | None, str] | None) -> SeatStatus:
         """State, URL, image, health, last activity and home usage of one seat."""
-        container, volume, used = instance or (None, None, -1)
-        home = f"{used / 2**20:,.1f} MiB" if used >= 0 else "-"
+        container, volume, home = instance or (None, None, "-")
         if container is None:
             return SeatStatus(seat, "home only" if volume else "missing", "", "", "-", "-", home)
         port = int(container.labels[labels.PORT])

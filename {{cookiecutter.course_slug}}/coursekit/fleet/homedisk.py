@@ -20,7 +20,7 @@ from coursekit.errors import CoursekitError
 STORE = Path("/var/lib/coursekit/homes")
 LINKS = Path("/run/coursekit/homes")
 OWNER = "1000:100"  # docker-stacks' notebook user (NB_UID:NB_GID), who owns the home
-TOOLS = {"losetup": "mount", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs"}
+TOOLS = {"losetup": "mount", "mkfs.ext4": "e2fsprogs", "debugfs": "e2fsprogs", "dumpe2fs": "e2fsprogs"}
 
 
 def unavailable(engine_url: str) -> str | None:
@@ -109,6 +109,21 @@ def release(volume: str) -> None:
             _run("losetup", "--detach", device)
         image.unlink()
     (LINKS / volume).unlink(missing_ok=True)
+
+
+def used_bytes(volume: str, mountpoint: str) -> int | None:
+    """What a bounded home holds: the mounted filesystem's own count, else its superblock's (None if unreadable)."""
+    mounts = Path("/proc/self/mountinfo").read_text().split("\n")
+    if any(line.split(" ")[4:5] == [mountpoint] for line in mounts):
+        stat = os.statvfs(mountpoint)
+        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+    try:
+        header = _run("dumpe2fs", "-h", str(_image(volume)))
+    except CoursekitError:
+        return None
+    fields = dict(line.split(":", 1) for line in header.splitlines() if ":" in line)
+    number = {key: int(fields.get(key, "0").strip() or 0) for key in ("Block count", "Free blocks", "Overhead clusters", "Block size")}
+    return (number["Block count"] - number["Free blocks"] - number["Overhead clusters"]) * number["Block size"]
 
 
 def leftovers(prefix: str) -> list[str]:
