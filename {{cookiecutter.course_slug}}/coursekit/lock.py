@@ -25,7 +25,8 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.validate import LOCK_FILE, lock_inputs
 
-MARK = "COURSEKIT-REPORT "
+MARK = "COURSEKIT-PACKAGE "
+# One short line per package (the engine's log splits lines over 16 kB, and pip's full report has every metadata field).
 RESOLVE = r"""
 import json, subprocess, sys, tempfile
 reqs = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
@@ -35,19 +36,21 @@ done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--q
 if done.returncode:
     print("COURSEKIT-ERROR " + json.dumps(done.stderr[-3000:]))
 else:
-    print("COURSEKIT-REPORT " + json.dumps(json.loads(done.stdout)["install"]))
+    for item in json.loads(done.stdout)["install"]:
+        info = item.get("download_info", {})
+        print("COURSEKIT-PACKAGE " + json.dumps({"name": item["metadata"]["name"], "version": item["metadata"]["version"],
+              "url": info.get("url", ""), "sha256": info.get("archive_info", {}).get("hashes", {}).get("sha256")}))
+    print("COURSEKIT-DONE")
 """
 
 
 def _line(item: dict) -> str:
-    meta, info = item["metadata"], item.get("download_info", {})
-    digest = info.get("archive_info", {}).get("hashes", {}).get("sha256")
-    if not digest:
+    if not item["sha256"]:
         raise CoursekitError(
-            f"pip reported no sha256 for {meta['name']} {meta['version']} ({info.get('url', 'no URL')}); "
+            f"pip reported no sha256 for {item['name']} {item['version']} ({item['url'] or 'no URL'}); "
             "a lock needs every file's hash: use packages from an index, not from a folder or a VCS"
         )
-    return f"{meta['name']}=={meta['version']} --hash=sha256:{digest}"
+    return f"{item['name']}=={item['version']} --hash=sha256:{item['sha256']}"
 
 
 def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bundle: Path | None = None,
@@ -62,16 +65,16 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
                        environment={"PIP_CERT": "/tmp/coursekit-ca.crt"})
     with engine.running(client, base_image, **options) as container:
         exited = engine.wait(container, 1800)
-        output = engine.logs_tail(container, 50)
+        output = engine.logs_tail(container, 10_000).splitlines()
     if exited is None:
         raise CoursekitError("resolving the packages took more than 30 minutes; check the network and try again")
-    for line in output.splitlines():
+    for line in output:
         if line.startswith("COURSEKIT-ERROR "):
             raise CoursekitError("pip cannot resolve image.python_packages against the base image:\n"
                                  + engine.plain(json.loads(line.split(" ", 1)[1])).strip())
-        if line.startswith(MARK):
-            return sorted((_line(item) for item in json.loads(line[len(MARK):])), key=str.lower)
-    raise CoursekitError(f"resolving the packages failed (exit {exited['code']}): {output.strip()[-400:]}")
+    if "COURSEKIT-DONE" in output:
+        return sorted((_line(json.loads(line[len(MARK):])) for line in output if line.startswith(MARK)), key=str.lower)
+    raise CoursekitError(f"resolving the packages failed (exit {exited['code']}): {chr(10).join(output)[-400:]}")
 
 
 CHANGED = "# coursekit lock: changed since the lines above were settled"
