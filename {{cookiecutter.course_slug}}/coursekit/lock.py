@@ -26,6 +26,7 @@ from coursekit.errors import CoursekitError
 from coursekit.validate import LOCK_FILE, lock_inputs
 
 MARK = "COURSEKIT-PACKAGE "
+CACHE_VOLUME = "coursekit-pip-cache"
 # One short line per package (the engine's log splits lines over 16 kB, and pip's full report has every metadata field).
 RESOLVE = r"""
 import json, subprocess, sys, tempfile
@@ -57,12 +58,17 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
             network: str | None = None) -> list[str]:
     """The lock's requirement lines, resolved by pip in a container of base_image (sorted by name)."""
     requirements = "".join(f"{r}\n" for r in course.image.python_packages)
-    options: dict = {"command": ["python3", "-c", RESOLVE, requirements], "labels": {"org.coursekit.role": "lock"}}
+    # pip's HTTP cache lives in a named volume, kept between locks: a lock after one pin change asks the index
+    # only about what changed. Root in the container, so the volume needs no ownership set up.
+    volumes = {CACHE_VOLUME: {"bind": "/coursekit-pip-cache", "mode": "rw"}}
+    environment = {"PIP_CACHE_DIR": "/coursekit-pip-cache", "PIP_ROOT_USER_ACTION": "ignore"}
+    if ca_bundle is not None:
+        volumes[str(ca_bundle.resolve())] = {"bind": "/tmp/coursekit-ca.crt", "mode": "ro"}
+        environment["PIP_CERT"] = "/tmp/coursekit-ca.crt"
+    options: dict = {"command": ["python3", "-c", RESOLVE, requirements], "labels": {"org.coursekit.role": "lock"},
+                     "user": "root", "volumes": volumes, "environment": environment}
     if network:
         options["network_mode"] = network
-    if ca_bundle is not None:
-        options.update(volumes={str(ca_bundle.resolve()): {"bind": "/tmp/coursekit-ca.crt", "mode": "ro"}},
-                       environment={"PIP_CERT": "/tmp/coursekit-ca.crt"})
     with engine.running(client, base_image, **options) as container:
         exited = engine.wait(container, 1800)
         output = engine.logs_tail(container, 10_000).splitlines()
