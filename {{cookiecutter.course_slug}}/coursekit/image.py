@@ -16,6 +16,7 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.lock import read_lock
 from coursekit.ui import err
+from coursekit.validate import LOCK_FILE
 
 STAGE = ".coursekit"
 IN_IMAGE = "/opt/course"
@@ -139,6 +140,10 @@ def build(
     # The legacy builder adds API labels as the last step, so the per-commit label costs one step.
     api_labels = {REVISION_LABEL: git_revision(course.root) or ""}
     err.print(f"building {ref} from {buildargs['BASE_IMAGE']}")
+    if course.image.python_packages and read_lock(course) is None:
+        err.print(f"no {LOCK_FILE}: a change to any pin reinstalls all {len(course.image.python_packages)} Python packages; "
+                  "`python -m coursekit lock` pins everything with hashes and makes a pin change a one-layer rebuild",
+                  highlight=False)
     sources = pull_cache_sources(client, course, cache_from)
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
