@@ -1,12 +1,14 @@
 """Shared fixtures: real cookiecutter bakes of this template, and ways to run what they contain."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 pytest_plugins = ["services"]
@@ -87,8 +89,9 @@ def fleet_factory(course_repo, tmp_path, docker_client, coursekit):
     yield make
     for slug in slugs:
         label = {"label": f"org.coursekit.course={slug}"}
-        for container in docker_client.containers.list(all=True, filters=label):
-            container.remove(force=True)
+        for container in docker_client.containers.list(all=True, sparse=True, filters=label):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
         for volume in docker_client.volumes.list(filters=label):
             volume.remove(force=True)
         for path in homedisk.leftovers(f"coursekit-{slug}."):

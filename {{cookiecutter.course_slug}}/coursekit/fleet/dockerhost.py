@@ -242,11 +242,14 @@ class DockerProvider(Provider):
                           "Set fleet.docker.disk: null in course.yaml to accept unbounded homes", highlight=False)
         return why is not None
 
+    def _bounded(self, volume: str) -> bool:
+        """True when the volume is a bounded home (a disk file of its own)."""
+        with engine.guarded(f"reading volume {volume}"):
+            return homedisk.bounded(self.client.volumes.get(volume).attrs.get("Options"))
+
     def _attach_home(self, volume: str) -> None:
         """Attach a bounded home's disk file, which its seat (or the archive helper) needs to mount it."""
-        with engine.guarded(f"reading volume {volume}"):
-            options = self.client.volumes.get(volume).attrs.get("Options")
-        if homedisk.bounded(options):
+        if self._bounded(volume):
             if why := homedisk.unavailable(self.client.api.base_url):
                 raise CoursekitError(f"its home {volume} is a bounded disk file, and {why}")
             homedisk.attach(volume)
@@ -347,11 +350,12 @@ class DockerProvider(Provider):
                 with suppress(docker.errors.NotFound):
                     container.remove(force=True)
             volume = None if keep_volume else self._volumes().get(seat)
-            if volume:
-                with suppress(docker.errors.NotFound):
-                    self.client.volumes.get(volume).remove(force=True)
+        bounded = bool(volume) and self._bounded(volume)
         if volume:
-            homedisk.release(volume)  # its disk file, if it had one: the volume, and so the home, is gone
+            with engine.guarded(f"removing the home volume of {seat}"), suppress(docker.errors.NotFound):
+                self.client.volumes.get(volume).remove(force=True)
+        if bounded:
+            homedisk.release(volume)  # its disk file: the volume, and so the (archived) home, is gone
 
     def _container(self, name: str) -> Container:
         with engine.guarded(f"reading container {name}"):
