@@ -29,14 +29,19 @@ def cloudinit(coursekit):
     return cloudinit
 
 
-def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
-    text = cloudinit.user_data("alice", "docker.io/me/course:abc123", TOKEN, "127.77.0.5", "course-alice")
-    assert text.startswith("#cloud-config\n")
+def _schema_checked(text: str, tmp_path) -> dict:
+    """user-data that cloud-init's own schema check accepts, parsed."""
     path = tmp_path / "user-data"
     path.write_text(text)
     result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    config = yaml.safe_load(text)
+    return yaml.safe_load(text)
+
+
+def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
+    text = cloudinit.user_data("alice", "docker.io/me/course:abc123", TOKEN, "127.77.0.5", "course-alice")
+    assert text.startswith("#cloud-config\n")
+    config = _schema_checked(text, tmp_path)
     env = next(f for f in config["write_files"] if f["path"] == "/etc/coursekit/seat.env")
     assert env["permissions"] == "0600" and f"JUPYTER_TOKEN={TOKEN}" in env["content"]
     assert config["runcmd"] == [
@@ -50,11 +55,7 @@ def test_user_data_passes_cloud_init_schema(cloudinit, tmp_path):
 def test_gateway_user_data_passes_cloud_init_schema_and_holds_no_cloud_credential(cloudinit, tmp_path):
     text = cloudinit.gateway_user_data("127.77.0.9", "gateway-token-0123456789", "course-gateway", None,
                                        "https://ghcr.io", ("instructor", "registry-token-xyz"))
-    path = tmp_path / "user-data"
-    path.write_text(text)
-    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    config = yaml.safe_load(text)
+    config = _schema_checked(text, tmp_path)
     env = next(f for f in config["write_files"] if f["path"] == "/etc/coursekit/gateway.env")
     assert env["permissions"] == "0600" and "REGISTRY_UPSTREAM=https://ghcr.io" in env["content"]
     assert "application_credential" not in text and "OS_" not in text and "clouds" not in text

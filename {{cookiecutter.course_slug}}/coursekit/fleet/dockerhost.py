@@ -6,17 +6,20 @@ fleet made by an earlier release (named `coursekit-<slug>-<seat>`) is still foun
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timezone
 
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.volumes import Volume
 
 from coursekit import archive, engine, labels, probe
 from coursekit.archivestore import ArchiveStore, archive_to
@@ -106,11 +109,15 @@ class DockerProvider(Provider):
         with engine.guarded("listing the course's containers"):
             return self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "seat"))
 
-    def _volumes(self) -> dict[str, str]:
-        """seat → name of its home volume, found by exact labels."""
+    def _seat_volumes(self) -> dict[str, Volume]:
+        """seat → its home volume, found by exact labels."""
         with engine.guarded("listing the course's volumes"):
             found = self.client.volumes.list(filters=labels.course_filter(self.slug, "seat"))
-        return {v.attrs["Labels"][labels.SEAT]: v.name for v in found if labels.SEAT in (v.attrs["Labels"] or {})}
+        return {v.attrs["Labels"][labels.SEAT]: v for v in found if labels.SEAT in (v.attrs["Labels"] or {})}
+
+    def _volumes(self) -> dict[str, str]:
+        """seat → name of its home volume."""
+        return {seat: volume.name for seat, volume in self._seat_volumes().items()}
 
     def _observe(self, container: Container) -> Observed:
         seat = container.labels[labels.SEAT]
@@ -232,9 +239,14 @@ class DockerProvider(Provider):
         homedisk.attach(name)
         return name
 
+    @functools.cached_property
+    def _unbounded_why(self) -> str | None:
+        """Why homes cannot be bounded from this process (None: they can); the same for its whole run."""
+        return homedisk.unavailable(self.client.api.base_url)
+
     def _unbounded_warning(self, disk: str) -> bool:
         """True (after one warning) when this host cannot bound homes to fleet.docker.disk."""
-        why = homedisk.unavailable(self.client.api.base_url)
+        why = self._unbounded_why
         with self._warned_lock:
             if why and not self._warned:
                 self._warned = True
@@ -250,7 +262,7 @@ class DockerProvider(Provider):
     def _attach_home(self, volume: str) -> None:
         """Attach a bounded home's disk file, which its seat (or the archive helper) needs to mount it."""
         if self._bounded(volume):
-            if why := homedisk.unavailable(self.client.api.base_url):
+            if why := self._unbounded_why:
                 raise CoursekitError(f"its home {volume} is a bounded disk file, and {why}")
             homedisk.attach(volume)
 
@@ -443,19 +455,18 @@ class DockerProvider(Provider):
         """seat → URL for every seat that has a container."""
         return {c.labels[labels.SEAT]: self.url(c.labels[labels.SEAT], int(c.labels[labels.PORT])) for c in self.containers()}
 
-    def _home_usage(self) -> dict[str, str]:
+    def _home_usage(self, volumes: Iterable[Volume]) -> dict[str, str]:
         """volume name → what its home holds, and of how much when bounded (the engine's own accounting, or
         the home's own filesystem)."""
         try:
             counted = {v["Name"]: v.get("UsageData", {}).get("Size", -1) for v in self.client.df().get("Volumes") or []}
-            volumes = self.client.volumes.list(filters=labels.course_filter(self.slug, "seat"))
         except docker.errors.DockerException:
-            return {}
+            counted = {}
         usage = {}
         for volume in volumes:
             limit = (volume.attrs.get("Labels") or {}).get(labels.DISK)
             used = counted.get(volume.name, -1)
-            if homedisk.bounded(volume.attrs.get("Options")) and homedisk.unavailable(self.client.api.base_url) is None:
+            if homedisk.bounded(volume.attrs.get("Options")) and self._unbounded_why is None:
                 used = homedisk.used_bytes(volume.name, volume.attrs["Mountpoint"])
             usage[volume.name] = (f"{used / 2**20:,.1f} MiB" if used is not None and used >= 0 else "-") + (f" of {limit}" if limit else "")
         return usage
@@ -463,9 +474,10 @@ class DockerProvider(Provider):
     def instances_by_seat(self) -> dict[str, tuple[Container | None, str | None, str]]:
         """seat → (its container, its home volume, what the home holds), for every seat with either."""
         found = {c.labels[labels.SEAT]: c for c in self.containers()}
-        volumes, usage = self._volumes(), self._home_usage()
-        return {seat: (found.get(seat), volumes.get(seat), usage.get(volumes.get(seat, ""), "-"))
-                for seat in set(found) | set(volumes)}
+        volumes = self._seat_volumes()
+        names, usage = {seat: v.name for seat, v in volumes.items()}, self._home_usage(volumes.values())
+        return {seat: (found.get(seat), names.get(seat), usage.get(names.get(seat, ""), "-"))
+                for seat in set(found) | set(names)}
 
     def status_row(self, seat: str, instance: tuple[Container | None, str | None, str] | None) -> SeatStatus:
         """State, URL, image, health, last activity and home usage of one seat."""
