@@ -27,15 +27,15 @@ sys.path.insert(0, str(next(REPO_DIR.glob("*cookiecutter.course_slug*"))))
 from coursekit import names  # noqa: E402
 
 
-def date_ok(text: str) -> bool:
-    """YYYY-MM-DD naming a real day (2026-13-45 and 2027-02-30 are not)."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return False
+def date_problem(text: str) -> str | None:
+    """Why text is not YYYY-MM-DD naming a real day a course can run on (2026-13-45 and 2027-02-30 are not)."""
     try:
-        datetime.date.fromisoformat(text)
+        day = datetime.date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else None
     except ValueError:
-        return False
-    return True
+        day = None
+    if day is None:
+        return f"{text!r} is not a date; write it as YYYY-MM-DD, e.g. 2027-01-11"
+    return names.year_problem(day.year)
 
 
 def problems(answers: dict) -> list:
@@ -43,10 +43,13 @@ def problems(answers: dict) -> list:
     found = []
     if not answers["course_name"].strip() or len(answers["course_name"]) > 200:
         found.append("course_name: give the course a name of 1 to 200 characters")
+    for key in ("course_name", "instructor_name"):
+        if answers[key].strip() and (why := names.text_problem(answers[key])):
+            found.append(f"{key}: {answers[key][:60]!r} {why}")
     if why := names.slug_problem(answers["course_slug"]):
         found.append(f"course_slug: {why}")
-    if not date_ok(answers["course_date"]):
-        found.append(f"course_date: {answers['course_date']!r} is not a date; write it as YYYY-MM-DD, e.g. 2027-01-11")
+    if why := date_problem(answers["course_date"]):
+        found.append(f"course_date: {why}")
     if names.seat_id_problem(answers["instructor_id"]):
         found.append(
             f"instructor_name: {answers['instructor_name']!r} gives no usable seat id; use a name with letters or digits"

@@ -117,6 +117,40 @@ def test_roster_output_is_private_even_over_an_existing_file(repo, tmp_path):
     assert os.stat(target).st_mode & 0o777 == 0o600
 
 
+def test_brackets_in_names_are_text_not_console_markup(repo):
+    """rich would read "[/]" or "[link=...]" in a name as markup: a crash, or a hidden link in the instructor's terminal."""
+    _edit(repo, lambda d: (d["course"].update(name="[/]Intro [link=http://evil.example]x"),
+                           d["seats"]["students"][0].update(name="[bold]Al[/] [/]")))
+    env = {"COURSEKIT_SECRET": GOOD_SECRET}
+    for command in (("validate",), ("cost",), ("roster", "--format", "md")):
+        result = run_coursekit(repo, *command, env=env)
+        assert result.returncode == 0, (command, result.stderr)
+    assert "[/]Intro [link=http://evil.example]x" in run_coursekit(repo, "validate").stdout
+    assert "[/]Intro [link=http://evil.example]x" in run_coursekit(repo, "cost").stdout
+    assert r"\[bold\]Al\[/\] \[/\]" in run_coursekit(repo, "roster", "--format", "md", env=env).stdout  # Markdown's escapes
+
+
+def test_archives_never_close_a_folder_that_holds_more_than_archives(coursekit, tmp_path):
+    from coursekit.archive import private_folder
+    from coursekit.errors import ArchiveError
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    (shared / "notes.txt").write_text("someone else's")
+    os.chmod(shared, 0o755)
+    with pytest.raises(ArchiveError, match="open to other users .mode 0755. and holds more than archives .'notes.txt'."):
+        private_folder(shared)
+    assert os.stat(shared).st_mode & 0o777 == 0o755
+    old = tmp_path / "archives"
+    old.mkdir()
+    (old / "alice.tar.gz").write_bytes(b"")
+    os.chmod(old, 0o755)
+    private_folder(old)  # an archive folder of an earlier release is closed
+    assert os.stat(old).st_mode & 0o777 == 0o700
+    private_folder(tmp_path / "new" / "archives")
+    assert os.stat(tmp_path / "new" / "archives").st_mode & 0o777 == 0o700
+
+
 def test_a_redirect_to_another_scheme_is_not_followed(coursekit, data_server, tmp_path):
     from coursekit import data
 
@@ -157,6 +191,9 @@ def test_a_large_local_data_file_is_hashed_once(coursekit, repo, tmp_path, monke
     ({"course_date": "2026-13-45"}, "ERROR: course_date: '2026-13-45' is not a date; write it as YYYY-MM-DD"),
     ({"course_date": "2027-02-30"}, "ERROR: course_date: '2027-02-30' is not a date"),
     ({"course_name": "Data " * 41}, "ERROR: course_name: give the course a name of 1 to 200 characters"),
+    ({"course_date": "9999-01-11"}, "ERROR: course_date: 9999 is not a year a course runs in; give a date between 2000 and 2199"),
+    ({"instructor_name": "Ada \x1b]8;;http://evil.example\x07Lovelace"},
+     "ERROR: instructor_name: 'Ada \\x1b]8;;http://evil.example\\x07Lovelace' contains control characters (U+0007, U+001B)"),
 ])
 def test_the_answers_are_checked_as_strictly_as_course_yaml(tmp_path, capfd, answers, message):
     with pytest.raises(FailedHookException):

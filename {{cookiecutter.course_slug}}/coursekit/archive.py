@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -293,13 +294,27 @@ def _write(partial: Path, source: TarSource, kept: dict[str, Entry], skipped: li
     return written
 
 
+def private_folder(folder: Path) -> None:
+    """Make folder owner-only (0700), creating it; a folder open to others that holds more than archives is refused,
+    never closed (archive.target: /srv or .. must not lock other people out of their files)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if not mode & 0o077:
+        return
+    other = next((p.name for p in folder.iterdir() if not p.name.endswith((".tar.gz", ".tar.gz.part"))), None)
+    if other is not None:
+        raise ArchiveError(
+            f"{folder} is open to other users (mode {mode:04o}) and holds more than archives ({other!r}); archives hold "
+            "every student's work: give them a folder of their own (archive.target in course.yaml, or --archive-dir)")
+    os.chmod(folder, 0o700)
+
+
 def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict[str, str]) -> Archived:
     """Write dest_dir/<seat>.tar.gz (0600, folder 0700) from source and verify it path by path against the source."""
     final = dest_dir / f"{seat}.tar.gz"
     partial = dest_dir / f".{seat}.tar.gz.part"
     try:
-        dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(dest_dir, 0o700)  # it holds every student's work: owner only, also when it existed
+        private_folder(dest_dir)
         entries, skipped = _scan(source)
         kept = _kept(entries, course_data)
         written = _write(partial, source, kept, skipped)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rich.table import Table
+from rich.text import Text
 
 from coursekit import cost, roster
 from coursekit.archivestore import store_for
@@ -19,7 +20,7 @@ from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.fleet.provider import PROVIDERS, fleet_for
 from coursekit.schedule import Change, Decision, Schedule, clock_of, now_utc, parse_time, schedule_of
 from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret
-from coursekit.ui import err, out, plural
+from coursekit.ui import err, out, plural, styled, warn
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -154,12 +155,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     # One line per check (details indented below): readable in a terminal and grep-able in CI logs.
     for check in checks:
         first, *rest = check.detail.splitlines() or [""]
-        mark = "[yellow]skip[/]" if check.skipped else ("[green]pass[/]" if check.ok else "[red]FAIL[/]")
+        mark = styled("skip", "yellow") if check.skipped else (styled("pass", "green") if check.ok else styled("FAIL", "red"))
         took = f" [{check.seconds:.1f}s]" if check.seconds is not None else ""
-        out.print(f"{mark}  {check.name}{took}: ", end="")
-        out.print(first, markup=False)
+        out.print(Text.assemble(mark, f"  {check.name}{took}: {first}"))
         for line in rest:
-            out.print(f"        {line}", markup=False)
+            out.print(f"        {line}")
     failed = [c.name for c in checks if not c.ok]
     if failed:
         raise ImageTestError(f"{plural(len(failed), 'check')} failed: {', '.join(failed)} (details in the table above)")
@@ -188,7 +188,7 @@ def _fleet_urls(course: Course, tokens: SeatTokens) -> dict[str, str]:
     try:
         return fleet_for(course, None, tokens).urls()
     except CoursekitError as exc:
-        err.print(f"cannot ask the fleet for seat URLs ({str(exc).splitlines()[0]}); the roster shows placeholders", markup=False)
+        err.print(f"cannot ask the fleet for seat URLs ({str(exc).splitlines()[0]}); the roster shows placeholders")
         return {}
 
 
@@ -239,7 +239,7 @@ def _print_outcomes(outcomes, verb: str) -> int:
     for column in ("seat", "action", "result", "detail"):
         table.add_column(column)
     for o in outcomes:
-        table.add_row(o.seat, o.action, "[green]ok[/]" if o.ok else "[red]FAILED[/]", o.detail)
+        table.add_row(o.seat, o.action, styled("ok", "green") if o.ok else styled("FAILED", "red"), o.detail)
     out.print(table)
     failed = [o for o in outcomes if not o.ok]
     if failed:
@@ -288,7 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity, r.home, when.get(r.seat, "-"))
         out.print(table)
     if warning:
-        err.print(f"warning: {warning}", markup=False)
+        warn(warning)
     return 0
 
 
@@ -345,7 +345,7 @@ def _set_awake(args: argparse.Namespace, change: Change) -> int:
     plan = schedule_of(course)
     if change is Change.RESUME and plan.awake_interval(now) is None:
         err.print(f"note: it is outside schedule.awake, so `coursekit schedule` pauses these seats again at its next run "
-                  f"(next awake hours: {plan.wakes_at(now)}); widen schedule.awake for a session now", markup=False)
+                  f"(next awake hours: {plan.wakes_at(now)}); widen schedule.awake for a session now")
     return _print_outcomes(fleet.set_awake(change.value, observed, {seat: "" for seat in chosen}, now), change.value)
 
 
@@ -364,9 +364,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     plan, now = schedule_of(course), _now(args)
     fleet = fleet_for(course, args.provider, _tokens(course))
-    err.print(f"schedule at {plan.local(now)}", markup=False)
+    err.print(f"schedule at {plan.local(now)}")
     if warning := plan.expiry_warning(now):
-        err.print(f"warning: {warning}", markup=False)
+        warn(warning)
     if plan.expired(now):
         _teardown(fleet, _archive_store(fleet, args.archive_dir))
         return 0
@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CoursekitError as exc:
         if args.debug:
             raise
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an SDK or engine failure no adapter turned into a CoursekitError yet
         if args.debug:
             raise
-        err.print(f"error: {_unexpected(exc)}", markup=False)
+        err.print(f"error: {_unexpected(exc)}")
         return 1
 
 

@@ -15,7 +15,7 @@ from coursekit import engine, history, labels
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.lock import read_lock
-from coursekit.ui import err
+from coursekit.ui import err, warn
 from coursekit.validate import LOCK_FILE
 
 STAGE = ".coursekit"
@@ -147,7 +147,7 @@ def build(
     sources = pull_cache_sources(client, course, cache_from)
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
-            err.print(step, markup=False)
+            err.print(step)
             status.update(step[:100])
 
         def on_output(line: str) -> None:
@@ -172,7 +172,7 @@ def pull_cache_sources(client: docker.DockerClient, course: Course, cache_from: 
         try:
             engine.pull(client, reference, auth)
         except DockerError as exc:
-            err.print(f"[yellow]warning[/]: {exc}; building without it", highlight=False)
+            warn(f"{exc}; building without it")
             continue
         sources.append(reference)
     return sources

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 
 SLUG_MAX = 32
@@ -22,6 +23,26 @@ _DOMAIN = re.compile(r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[
 _HOSTNAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*", re.IGNORECASE)
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MIN_YEAR, MAX_YEAR = 2000, 2199  # a course's dates; far ones are typos, and date arithmetic must not overflow
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def text_problem(text: str) -> str | None:
+    """Why a name shown on rosters and terminals is unsafe: control (escape, bell...) or bidi-override characters, or nothing visible."""
+    if not text.strip():
+        return "is empty or only spaces; give the name as it should be shown"
+    bad = sorted({c for c in text if (unicodedata.category(c) == "Cc" and c not in "\t\r\n") or c in _BIDI_CONTROLS})
+    if bad:
+        shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
+        return f"contains control characters ({shown}), which terminals and spreadsheets act on; remove them"
+    return None
+
+
+def year_problem(year: int) -> str | None:
+    """Why a course cannot run in this year, or None."""
+    if MIN_YEAR <= year <= MAX_YEAR:
+        return None
+    return f"{year} is not a year a course runs in; give a date between {MIN_YEAR} and {MAX_YEAR}"
 
 
 def label_problem(value: str, what: str, max_length: int) -> str | None:

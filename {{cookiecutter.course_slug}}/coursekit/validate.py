@@ -6,9 +6,10 @@ import functools
 import hashlib
 import ipaddress
 import math
+import os
 import re
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
@@ -32,6 +33,8 @@ MIN_DISK, MAX_DISK = 64 * 2**20, 16 * 2**40  # a home's ext4 filesystem: room fo
 MAX_MEMORY = 2**50
 MIN_CPUS = 0.01  # the engine's smallest CPU quota
 MAX_SEATS = 5000
+MAX_CLASS = timedelta(days=366)
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # Linux's NAME_MAX; a data path well inside PATH_MAX under ~/data
 RESERVED_DATA = ".coursekit-verified"  # data.py keeps its checksum stamps here, inside ~/data
 _SPARE_ID = re.compile(r"spare-[0-9]+")
 RESERVED_SEATS = ("gateway", "coursekit")  # https://<gateway>/<seat>/: the gateway's status row and control paths
@@ -82,12 +85,36 @@ def _check_course(data: dict) -> Found:
                 when[key] = parse_when(text)
             except ValueError:
                 yield ("course", key), f"{text!r} is not a date and time (write it like 2027-01-11T09:00:00-05:00)"
+    for key, value in list(when.items()):
+        if why := names.year_problem(value.year):
+            del when[key]
+            yield ("course", key), why
     if len(when) == 2:
         start, end = when["start"], when["end"]
         if (start.tzinfo is None) != (end.tzinfo is None):
             yield ("course", "end"), "give both start and end a UTC offset (like -05:00), or neither"
         elif end <= start:
             yield ("course", "end"), f"{end.isoformat()} is not after course.start ({start.isoformat()})"
+        elif end - start > MAX_CLASS:
+            yield ("course", "end"), (
+                f"the class would run {(end - start).days} days; coursekit runs classes of at most {MAX_CLASS.days} days "
+                "(a fleet costs SUs every hour): check the year of course.end")
+    yield from _check_texts(data)
+
+
+def _check_texts(data: dict) -> Found:
+    """Names and emails end up on rosters, in terminals and in HTML: no characters a terminal acts on."""
+    name = _at(data, "course", "name")
+    if isinstance(name, str) and (why := names.text_problem(name)):
+        yield ("course", "name"), f"{name[:60]!r} {why}"
+    for group in ("students", "instructors"):
+        for i, person in _items(data, "seats", group):
+            for key in ("name", "email"):
+                text = _at(person, key)
+                if key == "email" and isinstance(text, str) and not text.strip():
+                    continue  # no email given
+                if isinstance(text, str) and (why := names.text_problem(text)):
+                    yield ("seats", group, i, key), f"{text[:60]!r} {why}"
 
 
 def _requirement_problem(text: str) -> str | None:
@@ -137,6 +164,8 @@ def _check_conda(data: dict) -> Found:
         seen.setdefault(match["name"], i)
     for i, text in _strings(data, "image", "conda_channels"):
         why = _url_problem(text) if "://" in text else None
+        if not why and text.startswith("http://"):
+            why = f"{text!r}: packages from a plain http:// channel can be changed on the way; use its https:// URL"
         if why and "@" in text.split("://", 1)[-1].split("/", 1)[0]:
             why = f"{text.split('://')[0]}://...@{text.split('@', 1)[1]}: a channel URL must not carry a login, which would end up in the image's history; use a public channel"
         if why or ("://" not in text and not _CONDA_NAME.fullmatch(text)):
@@ -150,6 +179,10 @@ def _relative_path_problem(text: str) -> str | None:
         return f"{text!r} must be a relative path without '..' (like mri/subject01.nii.gz)"
     if any(c in text for c in "\n\r\0"):
         return f"{text!r} must not contain line breaks or NUL characters"
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return f"{text[:40]!r}... is {len(text.encode('utf-8', 'surrogateescape')):,} bytes long; keep a path under {MAX_PATH_BYTES} bytes"
+    if long := next((part for part in path.parts if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES), None):
+        return f"{long[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, the longest file name Linux allows; shorten it"
     return None
 
 
@@ -449,7 +482,8 @@ def _check_schedule(data: dict) -> Found:
         start, end = parse_when(_at(data, "course", "start")), parse_when(_at(data, "course", "end"))
     except (TypeError, ValueError):
         return  # reported with course.start and course.end
-    if windows and (start.tzinfo is None) == (end.tzinfo is None) and end > start:
+    in_range = not (names.year_problem(start.year) or names.year_problem(end.year))  # else reported with course.start and course.end
+    if windows and in_range and (start.tzinfo is None) == (end.tzinfo is None) and start < end <= start + MAX_CLASS:
         tz = start.tzinfo or timezone.utc
         plan = Schedule(tuple(windows), 0, False, tz, end)
         if not plan.covers(start.replace(tzinfo=tz), end.replace(tzinfo=tz)):
@@ -468,6 +502,15 @@ def _check_archive(data: dict) -> Found:
             yield ("archive", "target"), why
     elif "://" in target:
         yield ("archive", "target"), f"{target!r}: give a folder, or swift://CONTAINER for the allocation's object store"
+    elif _shared_folder(target):
+        yield ("archive", "target"), (
+            f"{target!r} is not a folder of its own; archives need one (the default is archives, next to course.yaml)")
+
+
+def _shared_folder(target: str) -> bool:
+    """True for a folder that holds more than archives: the course repository, its .git, a parent, the root."""
+    normal = os.path.normpath(target) if "\0" not in target else "."
+    return normal in (".", "/", "//") or normal.split("/")[0] in ("..", ".git")
 
 
 def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> list:

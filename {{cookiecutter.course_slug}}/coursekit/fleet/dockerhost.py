@@ -34,7 +34,7 @@ from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
 from coursekit.schedule import jupyter_clocks, parse_time
 from coursekit.seats import SeatTokens
-from coursekit.ui import err
+from coursekit.ui import warn
 from coursekit.validate import memory_bytes
 
 HOME = "/home/jovyan"
@@ -250,8 +250,8 @@ class DockerProvider(Provider):
         with self._warned_lock:
             if why and not self._warned:
                 self._warned = True
-                err.print(f"[yellow]warning[/]: new homes are not bounded to fleet.docker.disk ({disk}): {why}. "
-                          "Set fleet.docker.disk: null in course.yaml to accept unbounded homes", highlight=False)
+                warn(f"new homes are not bounded to fleet.docker.disk ({disk}): {why}. "
+                     "Set fleet.docker.disk: null in course.yaml to accept unbounded homes")
         return why is not None
 
     def _bounded(self, volume: str) -> bool:

@@ -36,7 +36,7 @@ class SeatProgress:
                 self._live.update(self._table())
             else:
                 elapsed = time.monotonic() - self.started
-                err.print(f"[{elapsed:6.1f}s] {seat}: {state}" + (f" ({detail})" if detail else ""), markup=False)
+                err.print(f"[{elapsed:6.1f}s] {seat}: {state}" + (f" ({detail})" if detail else ""))
 
     def __enter__(self) -> "SeatProgress":
         if self._live:
