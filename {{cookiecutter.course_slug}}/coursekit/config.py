@@ -59,7 +59,7 @@ class NotebookSettings:
     """What test.notebooks says about one notebook (merged over every glob that matches it)."""
 
     skip: str | None = None
-    allow_errors: bool = False
+    allow_errors: bool | None = None  # None: not said (a later glob's false overrides an earlier true)
     timeout: int | None = None
 
 
@@ -73,7 +73,7 @@ class TestSettings:
         merged: dict = {}
         for glob, settings in self.notebooks:
             if glob_matches(glob, rel):
-                merged.update({k: v for k, v in vars(settings).items() if v not in (None, False)})
+                merged.update({k: v for k, v in vars(settings).items() if v is not None})
         return NotebookSettings(**merged)
 
 
