@@ -140,21 +140,3 @@ def test_a_course_without_data_runs_its_notebooks(course_repo, tmp_path, base_im
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "pass  notebook plain.ipynb" in tested.stdout and "1 code cell ran" in tested.stdout
 
-
-def test_notebook_settings_merge_in_order_and_a_later_false_wins(coursekit, course_repo, tmp_path):
-    from coursekit.config import load_course
-
-    repo = copy_course(course_repo, tmp_path / "course")
-    (repo / "notebooks" / "labs").mkdir()
-    for name in ("labs/strict.ipynb", "labs/loose.ipynb", "deep.ipynb"):
-        (repo / "notebooks" / name).write_text((repo / "notebooks" / "01-welcome.ipynb").read_text())
-    edit_course(repo, lambda d: d.update(test={"timeout": 60, "notebooks": {
-        "labs/*.ipynb": {"allow_errors": True, "timeout": 120},
-        "labs/strict.ipynb": {"allow_errors": False},
-        "**/deep.ipynb": {"skip": "needs a GPU"},
-    }}))
-    test = load_course(repo / "course.yaml").test
-    strict, loose, deep = (test.for_notebook(n) for n in ("labs/strict.ipynb", "labs/loose.ipynb", "deep.ipynb"))
-    assert (strict.allow_errors, strict.timeout) == (False, 120)
-    assert (loose.allow_errors, loose.timeout) == (True, 120)
-    assert deep.skip == "needs a GPU" and not deep.allow_errors and deep.timeout is None

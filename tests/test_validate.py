@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_coursekit
+from helpers import edit_course
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "bad_courses.yaml").read_text())
 FIXED_DATES = {r'start: "[0-9-]+T09:00:00"': 'start: "2027-01-11T09:00:00"', r'end: "[0-9-]+T17:00:00"': 'end: "2027-01-11T17:00:00"'}
@@ -82,3 +83,22 @@ def test_non_utf8_file_is_a_clear_error(workdir):
 def test_usage_errors_exit_2(workdir):
     assert run_coursekit(workdir, "validat").returncode == 2
     assert run_coursekit(workdir).returncode == 2
+
+
+def test_notebook_settings_merge_in_order_and_a_later_false_wins(coursekit, course_repo, tmp_path):
+    from coursekit.config import load_course
+
+    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "notebooks" / "labs").mkdir()
+    for name in ("labs/strict.ipynb", "labs/loose.ipynb", "deep.ipynb"):
+        (repo / "notebooks" / name).write_text((repo / "notebooks" / "01-welcome.ipynb").read_text())
+    edit_course(repo, lambda d: d.update(test={"timeout": 60, "notebooks": {
+        "labs/*.ipynb": {"allow_errors": True, "timeout": 120},
+        "labs/strict.ipynb": {"allow_errors": False},
+        "**/deep.ipynb": {"skip": "needs a GPU"},
+    }}))
+    test = load_course(repo / "course.yaml").test
+    strict, loose, deep = (test.for_notebook(n) for n in ("labs/strict.ipynb", "labs/loose.ipynb", "deep.ipynb"))
+    assert (strict.allow_errors, strict.timeout) == (False, 120)
+    assert (loose.allow_errors, loose.timeout) == (True, 120)
+    assert deep.skip == "needs a GPU" and not deep.allow_errors and deep.timeout is None
