@@ -8,7 +8,9 @@ import ipaddress
 import math
 import os
 import re
+import tarfile
 import urllib.parse
+import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -37,6 +39,7 @@ MAX_CLASS = timedelta(days=366)
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # Linux's NAME_MAX; a data path well inside PATH_MAX under ~/data
 RESERVED_DATA = ".coursekit-verified"  # data.py keeps its checksum stamps here, inside ~/data
 _SPARE_ID = re.compile(r"spare-[0-9]+")
+_SHELL_VARIABLE = re.compile(r"\$(?:\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)")
 RESERVED_SEATS = ("gateway", "coursekit")  # https://<gateway>/<seat>/: the gateway's status row and control paths
 Found = Iterator[tuple[tuple, str]]
 
@@ -267,6 +270,16 @@ def _check_data(data: dict, root: Path) -> Found:
             yield ("data", i, "url"), why
         elif sha_ok and (actual := cached_sha256(root / url)) != sha.lower():
             yield ("data", i, "sha256"), f"does not match {url} (its sha256 is {actual}); update the checksum if the file changed on purpose"
+        elif _at(entry, "unpack") is True and not _is_archive(root / url):
+            yield ("data", i, "unpack"), f"{url} is not a zip or tar archive, so it cannot be unpacked; set unpack: false to keep it as it is"
+
+
+def _is_archive(path: Path) -> bool:
+    """A zip, or a tar (plain, gzip, bzip2 or xz) as data.unpack opens it; reads only its first blocks."""
+    try:
+        return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
+    except (OSError, EOFError, tarfile.TarError):
+        return False
 
 
 def _is_int(value: Any) -> bool:
@@ -453,6 +466,10 @@ def _check_image_env(data: dict) -> Found:
             yield ("image", "env", name), f"{name} is set by the image and coursekit themselves; choose another name"
         elif isinstance(value, str) and any(ord(c) < 32 and c != "\t" for c in value):
             yield ("image", "env", name), "the value holds a line break or control character; write it on one line"
+        elif isinstance(value, str) and (var := _SHELL_VARIABLE.search(value)):
+            yield ("image", "env", name), (
+                f"{value!r}: values are used as written, and {var[0]} would stay as it is, not become its value; "
+                "write the full path, like /home/jovyan/data/dipy")
 
 
 def _check_tests(data: dict, root: Path) -> Found:
