@@ -195,3 +195,46 @@ def test_a_missing_path_fails_the_archive(archiving, tmp_path):
     with pytest.raises(archive.ArchiveError, match="the home changed while it was archived .*'other.txt' missing"):
         archive.archive_seat("s", source, tmp_path / "out", {})
     assert not list((tmp_path / "out").iterdir())  # nothing half-written is left
+
+
+def test_an_archive_is_never_written_over_another(coursekit, tmp_path):
+    """A seat archived twice (left the roster, came back, left again), or two courses' seats of one name sharing
+    --archive-dir: every archive stays, and fetch gives the newest."""
+    from coursekit import archive
+    from coursekit.archivestore import LocalStore
+
+    home = tmp_path / "jovyan"
+    home.mkdir()
+
+    def source():
+        yield subprocess.run(["tar", "-C", str(tmp_path), "-c", "jovyan"], capture_output=True, check=True).stdout
+
+    out = tmp_path / "out"
+    for version in ("first", "second", "third"):
+        (home / "work.txt").write_text(version)
+        archive.archive_seat("alice", source, out, {})
+    assert sorted(p.name for p in out.iterdir()) == ["alice.2.tar.gz", "alice.3.tar.gz", "alice.tar.gz"]
+    contents = {name: _member(out / name, "work.txt") for name in ("alice.tar.gz", "alice.2.tar.gz", "alice.3.tar.gz")}
+    assert contents == {"alice.tar.gz": b"first", "alice.2.tar.gz": b"second", "alice.3.tar.gz": b"third"}
+    store = LocalStore(out)
+    assert {s.seat for s in store.list()} == {"alice"}
+    assert store.fetch("alice", tmp_path).name == "alice.3.tar.gz"
+
+
+def _member(path: Path, name: str) -> bytes:
+    with tarfile.open(path) as tar:
+        return tar.extractfile(name).read()
+
+
+def test_archiving_an_unchanged_home_again_keeps_one_archive(coursekit, tmp_path):
+    from coursekit import archive
+
+    (tmp_path / "jovyan").mkdir()
+    (tmp_path / "jovyan" / "work.txt").write_text("same")
+
+    def source():
+        yield subprocess.run(["tar", "-C", str(tmp_path), "-c", "jovyan"], capture_output=True, check=True).stdout
+
+    first = archive.archive_seat("bob", source, tmp_path / "out", {})
+    again = archive.archive_seat("bob", source, tmp_path / "out", {})
+    assert again.path == first.path and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bob.tar.gz"]

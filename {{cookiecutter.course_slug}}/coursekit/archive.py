@@ -309,9 +309,56 @@ def private_folder(folder: Path) -> None:
     os.chmod(folder, 0o700)
 
 
+def archive_names(seat: str) -> Iterator[str]:
+    """<seat>.tar.gz, then <seat>.2.tar.gz, <seat>.3.tar.gz...: an archive is never written over another
+    (a seat archived twice, or two courses' seats of one name in one folder). '.' is in no seat id."""
+    yield f"{seat}.tar.gz"
+    n = 2
+    while True:
+        yield f"{seat}.{n}.tar.gz"
+        n += 1
+
+
+def seat_of(archive_name: str) -> str:
+    """The seat an archive file or object name belongs to: alice.2.tar.gz → alice."""
+    return archive_name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def newest(names: Iterable[str]) -> str | None:
+    """The latest of one seat's archive names (the highest number; <seat>.tar.gz is the first)."""
+    def number(name: str) -> int:
+        middle = name.rsplit("/", 1)[-1].removesuffix(".tar.gz").split(".")[1:]
+        return int(middle[0]) if middle and middle[0].isdigit() else 1
+    return max(names, key=number, default=None)
+
+
+def _same_as_newest(dest_dir: Path, seat: str, kept: dict[str, Entry]) -> Path | None:
+    """The seat's newest archive in dest_dir when it holds exactly kept (a re-run after an interrupted teardown)."""
+    name = newest(p.name for p in dest_dir.glob(f"{seat}.*tar.gz") if seat_of(p.name) == seat)
+    if name is None:
+        return None
+    try:
+        held, _, listed = read_archive(dest_dir / name)
+    except (OSError, tarfile.TarError, ValueError, KeyError):
+        return None
+    return dest_dir / name if held == listed == kept else None
+
+
+def _link_new(partial: Path, dest_dir: Path, seat: str) -> Path:
+    """Give partial the first free archive name (a hard link never replaces a file, unlike a rename)."""
+    for name in archive_names(seat):
+        final = dest_dir / name
+        try:
+            os.link(partial, final)
+            return final
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
 def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict[str, str]) -> Archived:
-    """Write dest_dir/<seat>.tar.gz (0600, folder 0700) from source and verify it path by path against the source."""
-    final = dest_dir / f"{seat}.tar.gz"
+    """Write dest_dir/<seat>.tar.gz (0600, folder 0700; a numbered name when that exists) from source and verify
+    it path by path against the source."""
     partial = dest_dir / f".{seat}.tar.gz.part"
     try:
         private_folder(dest_dir)
@@ -325,7 +372,7 @@ def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict
         if held != kept or listed != kept or sums != file_sums:
             problems = _differences(kept, held) or _differences(kept, listed) or ["MANIFEST.sha256 differs"]
             raise ArchiveError(f"the archive does not match the home ({'; '.join(problems)})")
-        os.replace(partial, final)
+        final = _same_as_newest(dest_dir, seat, kept) or _link_new(partial, dest_dir, seat)
     except (OSError, tarfile.TarError, ValueError) as exc:
         raise ArchiveError(f"archiving failed: {exc}") from None
     finally:

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from coursekit.archive import Archived, read_archive
+from coursekit.archive import Archived, archive_names, newest, read_archive, seat_of
 from coursekit.errors import ArchiveError, CoursekitError
 
 SWIFT = "swift://"
@@ -77,13 +77,15 @@ class LocalStore:
         from datetime import datetime, timezone
 
         found = sorted(self.folder.glob("*.tar.gz")) if self.folder.is_dir() else []
-        return [Stored(p.name.removesuffix(".tar.gz"), str(p), p.stat().st_size,
+        return [Stored(seat_of(p.name), str(p), p.stat().st_size,
                        datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")) for p in found]
 
     def fetch(self, seat: str, dest: Path) -> Path:
-        path = self.folder / f"{seat}.tar.gz"
-        if not path.is_file():
+        """The seat's newest archive, where it lies."""
+        name = newest(p.name for p in self.folder.glob(f"{seat}.*tar.gz") if seat_of(p.name) == seat) if self.folder.is_dir() else None
+        if name is None:
             raise CoursekitError(f"no archive of seat {seat!r} in {self.folder}/")
+        path = self.folder / name
         check_archive_file(path)
         return path
 
@@ -102,58 +104,67 @@ class SwiftStore:
         """The connection, made on first use: a deploy that archives nothing needs no object store."""
         return self._connect()
 
-    def name(self, seat: str) -> str:
-        return f"{self.slug}/{seat}.tar.gz"
+    def _free_name(self, seat: str) -> str:
+        """<slug>/<seat>.tar.gz, or the next numbered name when the seat was archived before."""
+        return next(f"{self.slug}/{n}" for n in archive_names(seat)
+                    if self.cloud.object_metadata(self.container, f"{self.slug}/{n}") is None)
 
-    def location(self, seat: str) -> str:
-        return f"{SWIFT}{self.container}/{self.name(seat)}"
+    def _newest_name(self, seat: str) -> str | None:
+        return newest(o.name for o in self.cloud.objects(self.container, f"{self.slug}/{seat}.")
+                      if o.name.endswith(".tar.gz") and seat_of(o.name) == seat)
+
+    def location(self, name: str) -> str:
+        return f"{SWIFT}{self.container}/{name}"
 
     def keep(self, done: Archived) -> Archived:
         """Upload, read back, compare SHA-256; only then is the archive final and the local copy dropped."""
         local = Path(done.path)
         digest = file_sha256(local)
+        name = f"{self.slug}/{done.seat}.tar.gz"
         try:
             if not self._ready:
                 self.cloud.create_container(self.container)
                 self._ready = True
-            self.cloud.upload_object(self.container, self.name(done.seat), local, {SHA_KEY: digest})
-            back = self._read_back(done.seat)  # the upload's own answer is not proof: read every byte back
+            name = self._free_name(done.seat)
+            self.cloud.upload_object(self.container, name, local, {SHA_KEY: digest})
+            back = self._read_back(name)  # the upload's own answer is not proof: read every byte back
         except CoursekitError as exc:
-            raise ArchiveError(f"uploading to {self.location(done.seat)} failed ({exc}); the seat is kept") from None
+            raise ArchiveError(f"uploading to {self.location(name)} failed ({exc}); the seat is kept") from None
         if back != digest:
             with suppress(CoursekitError):  # else the SDK's own checksum metadata would skip the next upload
-                self.cloud.delete_object(self.container, self.name(done.seat))
-            raise ArchiveError(f"{self.location(done.seat)} reads back with another checksum ({back[:12]}… "
+                self.cloud.delete_object(self.container, name)
+            raise ArchiveError(f"{self.location(name)} reads back with another checksum ({back[:12]}… "
                                f"instead of {digest[:12]}…); the seat is kept, run the command again")
         local.unlink()
-        return replace(done, path=self.location(done.seat))
+        return replace(done, path=self.location(name))
 
-    def _read_back(self, seat: str) -> str:
+    def _read_back(self, name: str) -> str:
         digest = hashlib.sha256()
-        for chunk in self.cloud.stream_object(self.container, self.name(seat)):
+        for chunk in self.cloud.stream_object(self.container, name):
             digest.update(chunk)
         return digest.hexdigest()
 
     def list(self) -> list[Stored]:
-        return [Stored(o.name.removeprefix(f"{self.slug}/").removesuffix(".tar.gz"), f"{SWIFT}{self.container}/{o.name}",
-                       o.content_length or 0, str(o.last_modified_at or ""))
+        return [Stored(seat_of(o.name), self.location(o.name), o.content_length or 0, str(o.last_modified_at or ""))
                 for o in self.cloud.objects(self.container, f"{self.slug}/") if o.name.endswith(".tar.gz")]
 
     def fetch(self, seat: str, dest: Path) -> Path:
-        meta = self.cloud.object_metadata(self.container, self.name(seat))
+        """The seat's newest archive, downloaded into dest and checked against its checksum and manifest."""
+        name = self._newest_name(seat)
+        meta = self.cloud.object_metadata(self.container, name) if name else None
         if meta is None:
-            raise CoursekitError(f"no archive of seat {seat!r} at {self.location(seat)}")
+            raise CoursekitError(f"no archive of seat {seat!r} at {self.location(f'{self.slug}/{seat}.tar.gz')}")
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = dest / f"{seat}.tar.gz"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as handle:
-            for chunk in self.cloud.stream_object(self.container, self.name(seat)):
+            for chunk in self.cloud.stream_object(self.container, name):
                 digest.update(chunk)
                 handle.write(chunk)
         want = (meta.get(SHA_KEY) or "").lower()
         if want and digest.hexdigest() != want:
-            raise ArchiveError(f"{self.location(seat)} does not match the checksum it was stored with")
+            raise ArchiveError(f"{self.location(name)} does not match the checksum it was stored with")
         check_archive_file(path)
         return path
 

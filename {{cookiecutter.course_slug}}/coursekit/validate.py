@@ -167,13 +167,21 @@ def _check_conda(data: dict) -> Found:
         seen.setdefault(match["name"], i)
     for i, text in _strings(data, "image", "conda_channels"):
         why = _url_problem(text) if "://" in text else None
-        if not why and text.startswith("http://"):
+        if not why and text.startswith("http://") and not _is_loopback(urllib.parse.urlsplit(text).hostname or ""):
             why = f"{text!r}: packages from a plain http:// channel can be changed on the way; use its https:// URL"
         if why and "@" in text.split("://", 1)[-1].split("/", 1)[0]:
             why = f"{text.split('://')[0]}://...@{text.split('@', 1)[1]}: a channel URL must not carry a login, which would end up in the image's history; use a public channel"
         if why or ("://" not in text and not _CONDA_NAME.fullmatch(text)):
             yield ("image", "conda_channels", i), why or (
                 f"{text!r} is not a channel: give a name such as conda-forge (or conda-forge/label/NAME) or an https:// URL")
+
+
+def _is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a channel on this machine (a local mirror) is not read across a network."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _relative_path_problem(text: str) -> str | None:
