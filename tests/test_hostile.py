@@ -252,3 +252,10 @@ def test_the_wrong_credential_probe_always_differs_from_the_token(coursekit):
 
     for token in ("xAbc-_9", "yAbc", "Abc", "x"):
         assert wrong_token(token) != token and wrong_token(token)[1:] == token[1:]
+
+
+@pytest.mark.parametrize("command", [("archives", "--fetch", "../../etc/passwd"), ("pause", "--seat", "a/b"),
+                                     ("deploy", "--discard", "*")])
+def test_seat_arguments_are_seat_ids_never_paths(repo, command):
+    result = run_coursekit(repo, *command, env={"COURSEKIT_SECRET": GOOD_SECRET})
+    assert result.returncode == 2 and "is not a valid seat id" in result.stderr, result.stderr

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from coursekit import cost, roster
+from coursekit import cost, names, roster
 from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
@@ -405,6 +405,13 @@ def cmd_archives(args: argparse.Namespace) -> int:
 AT_HELP = "act as if it were this moment (ISO 8601, e.g. 2027-01-11T18:05:00-05:00), to rehearse the schedule"
 
 
+def _seat_id(text: str) -> str:
+    """A seat id as course.yaml allows it (it becomes part of names and paths: never '../x')."""
+    if why := names.seat_id_problem(text):
+        raise argparse.ArgumentTypeError(why)
+    return text
+
+
 def _moment(text: str) -> datetime:
     moment = parse_time(text) or (parse_time(f"{text}:00") if len(text) == 16 else None)
     if moment is None:
@@ -457,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--image", help="image to run (default: this checkout's build)")
         if name == "deploy":
             sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
-            sub.add_argument("--discard", action="append", default=[], metavar="SEAT",
+            sub.add_argument("--discard", action="append", default=[], metavar="SEAT", type=_seat_id,
                              help="replace this broken seat although its disk holds work that cannot be archived (lost)")
             sub.add_argument("--archive-dir", type=Path, help="archive removed seats into this folder instead of archive.target")
         sub.add_argument("--at", type=_moment, help=AT_HELP)
@@ -473,13 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
         sub = add(name, func)
         sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
-        sub.add_argument("--seat", action="append", default=[], metavar="ID", help="only this seat (repeatable; default: every seat)")
+        sub.add_argument("--seat", action="append", default=[], metavar="ID", type=_seat_id, help="only this seat (repeatable; default: every seat)")
     sub = add("schedule", cmd_schedule)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--archive-dir", type=Path, help="archive an expired course into this folder instead of archive.target")
     sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("archives", cmd_archives)
-    sub.add_argument("--fetch", metavar="SEAT", help="download this seat's archive and check it")
+    sub.add_argument("--fetch", metavar="SEAT", type=_seat_id, help="download this seat's archive and check it")
     sub.add_argument("--to", type=Path, default=Path("."), help="folder to fetch into (default: the current one)")
     sub.add_argument("--archive-dir", type=Path, help="list this folder instead of archive.target")
     sub = add("roster", cmd_roster)
