@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import json
 import os
 import stat
@@ -313,10 +314,7 @@ def archive_names(seat: str) -> Iterator[str]:
     """<seat>.tar.gz, then <seat>.2.tar.gz, <seat>.3.tar.gz...: an archive is never written over another
     (a seat archived twice, or two courses' seats of one name in one folder). '.' is in no seat id."""
     yield f"{seat}.tar.gz"
-    n = 2
-    while True:
-        yield f"{seat}.{n}.tar.gz"
-        n += 1
+    yield from (f"{seat}.{n}.tar.gz" for n in itertools.count(2))
 
 
 def seat_of(archive_name: str) -> str:
@@ -353,7 +351,11 @@ def _link_new(partial: Path, dest_dir: Path, seat: str) -> Path:
             return final
         except FileExistsError:
             continue
-    raise AssertionError("unreachable")
+        except OSError:  # a filesystem without hard links (a mounted share): rename onto a name that is free now
+            if not final.exists():
+                os.replace(partial, final)
+                return final
+    raise AssertionError("archive_names never ends")
 
 
 def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict[str, str]) -> Archived:
