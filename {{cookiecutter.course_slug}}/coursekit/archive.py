@@ -330,16 +330,24 @@ def newest(names: Iterable[str]) -> str | None:
     return max(names, key=number, default=None)
 
 
+def newest_in(folder: Path, seat: str) -> Path | None:
+    """The seat's newest archive in folder, if it has one."""
+    if not folder.is_dir():
+        return None
+    name = newest(p.name for p in folder.glob(f"{seat}.*tar.gz") if seat_of(p.name) == seat)
+    return folder / name if name else None
+
+
 def _same_as_newest(dest_dir: Path, seat: str, kept: dict[str, Entry]) -> Path | None:
     """The seat's newest archive in dest_dir when it holds exactly kept (a re-run after an interrupted teardown)."""
-    name = newest(p.name for p in dest_dir.glob(f"{seat}.*tar.gz") if seat_of(p.name) == seat)
-    if name is None:
+    path = newest_in(dest_dir, seat)
+    if path is None:
         return None
     try:
-        held, _, listed = read_archive(dest_dir / name)
+        held, _, listed = read_archive(path)
     except (OSError, tarfile.TarError, ValueError, KeyError):
         return None
-    return dest_dir / name if held == listed == kept else None
+    return path if held == listed == kept else None
 
 
 def _link_new(partial: Path, dest_dir: Path, seat: str) -> Path:

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from coursekit.archive import Archived, archive_names, newest, read_archive, seat_of
+from coursekit.archive import Archived, archive_names, newest, newest_in, read_archive, seat_of
 from coursekit.errors import ArchiveError, CoursekitError
 
 SWIFT = "swift://"
@@ -82,10 +82,9 @@ class LocalStore:
 
     def fetch(self, seat: str, dest: Path) -> Path:
         """The seat's newest archive, where it lies."""
-        name = newest(p.name for p in self.folder.glob(f"{seat}.*tar.gz") if seat_of(p.name) == seat) if self.folder.is_dir() else None
-        if name is None:
+        path = newest_in(self.folder, seat)
+        if path is None:
             raise CoursekitError(f"no archive of seat {seat!r} in {self.folder}/")
-        path = self.folder / name
         check_archive_file(path)
         return path
 

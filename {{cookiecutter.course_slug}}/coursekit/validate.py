@@ -190,8 +190,8 @@ def _relative_path_problem(text: str) -> str | None:
         return f"{text!r} must be a relative path without '..' (like mri/subject01.nii.gz)"
     if any(c in text for c in "\n\r\0"):
         return f"{text!r} must not contain line breaks or NUL characters"
-    if len(text.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        return f"{text[:40]!r}... is {len(text.encode('utf-8', 'surrogateescape')):,} bytes long; keep a path under {MAX_PATH_BYTES} bytes"
+    if (size := len(text.encode("utf-8", "surrogateescape"))) > MAX_PATH_BYTES:
+        return f"{text[:40]!r}... is {size:,} bytes long; keep a path under {MAX_PATH_BYTES} bytes"
     if long := next((part for part in path.parts if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES), None):
         return f"{long[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, the longest file name Linux allows; shorten it"
     return None
@@ -496,6 +496,17 @@ def _check_tests(data: dict, root: Path) -> Found:
             )
 
 
+def _class_period(data: dict) -> tuple[datetime, datetime] | None:
+    """(course.start, course.end) when _check_course finds nothing wrong with them, else None."""
+    try:
+        start, end = parse_when(_at(data, "course", "start")), parse_when(_at(data, "course", "end"))
+    except (TypeError, ValueError):
+        return None
+    if names.year_problem(start.year) or names.year_problem(end.year) or (start.tzinfo is None) != (end.tzinfo is None):
+        return None
+    return (start, end) if start < end <= start + MAX_CLASS else None
+
+
 def _check_schedule(data: dict) -> Found:
     windows = []
     for i, text in _strings(data, "schedule", "awake"):
@@ -503,12 +514,9 @@ def _check_schedule(data: dict) -> Found:
             windows.append(parse_window(text))
         except ValueError as exc:
             yield ("schedule", "awake", i), str(exc)
-    try:
-        start, end = parse_when(_at(data, "course", "start")), parse_when(_at(data, "course", "end"))
-    except (TypeError, ValueError):
-        return  # reported with course.start and course.end
-    in_range = not (names.year_problem(start.year) or names.year_problem(end.year))  # else reported with course.start and course.end
-    if windows and in_range and (start.tzinfo is None) == (end.tzinfo is None) and start < end <= start + MAX_CLASS:
+    period = _class_period(data)
+    if windows and period:
+        start, end = period
         tz = start.tzinfo or timezone.utc
         plan = Schedule(tuple(windows), 0, False, tz, end)
         if not plan.covers(start.replace(tzinfo=tz), end.replace(tzinfo=tz)):
