@@ -16,6 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from coursekit import buildinputs
+from coursekit import buildinputs
 from coursekit.archive import Archived, archive_names, newest, newest_in, read_archive, seat_of
 from coursekit.errors import ArchiveError, CoursekitError
 
@@ -172,6 +174,8 @@ def store_for(course, folder: Path | None = None, cloud=None) -> ArchiveStore:
     """archive.target of course.yaml (a folder given on the command line wins)."""
     target = course.archive_target
     if folder is not None:
+        if why := buildinputs.target_problem(course.root, str(folder.absolute())):
+            raise CoursekitError(f"--archive-dir: {why}")
         return LocalStore(folder)
     if not target.startswith(SWIFT):
         return LocalStore(course.root / target)  # relative to the course repository, wherever the command runs

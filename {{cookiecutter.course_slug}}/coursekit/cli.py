@@ -309,7 +309,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 def _teardown(fleet, store, keep_volumes: bool = False) -> None:
     """Archive, verify and remove every seat; prove nothing of the course is left (CoursekitError otherwise)."""
     _print_outcomes(fleet.teardown(store, keep_volumes), "teardown")
-    leftovers = [item for item in fleet.leftovers() if not (keep_volumes and item.startswith("volume "))]
+    leftovers = fleet.leftovers(keep_volumes)
     if leftovers:
         raise CoursekitError(f"teardown left {', '.join(leftovers)} labelled with the course; run it again")
     out.print(f"nothing of {fleet.slug!r} is left" + (" but its volumes (--keep-volumes)" if keep_volumes else ""))

@@ -36,7 +36,9 @@ class ConfigError(CoursekitError):
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
         count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in {self.problems[0].file}:" if count else ""
+        files = sorted({p.file for p in self.problems})
+        where = f" in {files[0]}" if len(files) == 1 else ""
+        head = f"{count} problem{'s' if count != 1 else ''}{where}:" if count else ""
         lines = [f"  {_clip(str(p))}" for p in self.problems[:MAX_SHOWN]]
         if count > MAX_SHOWN:
             lines.append(f"  ... and {count - MAX_SHOWN:,} more; fix these first")

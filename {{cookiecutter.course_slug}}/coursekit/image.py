@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from coursekit import engine, history, labels
+from coursekit import buildinputs, engine, history, labels
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.lock import read_lock
@@ -81,6 +81,8 @@ def stage(course: Course, ca_bundle: Path | None) -> Path:
         raise CoursekitError(
             f"{course.root / 'notebooks'} is missing: every student gets that folder's notebooks; create it (it may be empty)"
         )
+    local_data = tuple(entry.url for entry in course.data if "://" not in entry.url)
+    buildinputs.require_clean(course.root, ("Dockerfile", LOCK_FILE, *local_data))
     stage_dir = course.root / STAGE
     shutil.rmtree(stage_dir, ignore_errors=True)
     tooling, content = stage_dir / "tooling", stage_dir / "content"

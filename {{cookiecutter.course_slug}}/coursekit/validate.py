@@ -17,8 +17,10 @@ from typing import Any, Iterator
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from coursekit import names
+from coursekit import buildinputs, names
+from coursekit.errors import Problem
 from coursekit.filehash import cached_sha256
 from coursekit.schedule import Schedule, parse_window
 from coursekit.yamlload import Document
@@ -456,6 +458,57 @@ def _check_lock(data: dict, root: Path) -> Found:
         )
 
 
+_LOCK_LINE = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_-]*)"
+    r"(?: --hash=sha256:[0-9a-f]{64})+")
+MAX_LOCK_BYTES = 4 << 20
+
+
+def _check_lock_lines(data: dict, root: Path) -> Found:
+    """Every line of requirements.lock is a comment or `name==version --hash=sha256:...`, and the versions are
+    course.yaml's pins: pip installs this file as it is, so an option line (--extra-index-url, -e, -r, a URL)
+    would change where the image's packages come from."""
+    path = root / LOCK_FILE
+    if not path.is_file() or path.is_symlink():
+        return
+    if path.stat().st_size > MAX_LOCK_BYTES:
+        yield ("image", "python_packages"), f"{LOCK_FILE} is over {MAX_LOCK_BYTES >> 20} MiB; make it again with `python -m coursekit lock`"
+        return
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    versions: dict[str, str] = {}
+    shown = 0
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.rstrip("\r")
+        if not stripped.strip() or stripped.startswith("#"):
+            continue
+        match = _LOCK_LINE.fullmatch(stripped)
+        if match is None:
+            if shown < 10:
+                yield ("image", "python_packages"), (
+                    f"{LOCK_FILE} line {number} is not `name==version --hash=sha256:<64 hex>`: {stripped[:80]!r}; "
+                    "the lock holds nothing else (no options, URLs or other files): run `python -m coursekit lock` again")
+            shown += 1
+            continue
+        versions[canonicalize_name(match["name"])] = match["version"]  # the changed block comes last and wins
+    for i, text in _strings(data, "image", "python_packages"):
+        if _requirement_problem(text):
+            continue
+        req = Requirement(text)
+        want = next(iter(req.specifier)).version
+        have = versions.get(canonicalize_name(req.name))
+        if req.marker is None and not _same_version(have, want):
+            yield ("image", "python_packages", i), (
+                f"{LOCK_FILE} has {req.name} {have or 'not at all'}, but course.yaml pins {want}; "
+                "run `python -m coursekit lock` again")
+
+
+def _same_version(have: str | None, want: str) -> bool:
+    try:
+        return have is not None and Version(have) == Version(want)
+    except InvalidVersion:
+        return have == want
+
+
 RESERVED_ENV = {"JUPYTER_TOKEN", "JUPYTER_PORT", "NB_USER", "NB_UID", "NB_GID", "HOME", "PATH", "CONDA_DIR", "SHELL", "USER"}
 
 
@@ -526,7 +579,7 @@ def _check_schedule(data: dict) -> Found:
             )
 
 
-def _check_archive(data: dict) -> Found:
+def _check_archive(data: dict, root: Path) -> Found:
     target = _at(data, "archive", "target")
     if not isinstance(target, str):
         return
@@ -538,6 +591,8 @@ def _check_archive(data: dict) -> Found:
     elif _shared_folder(target):
         yield ("archive", "target"), (
             f"{target!r} is not a folder of its own; archives need one (the default is archives, next to course.yaml)")
+    elif "\0" not in target and (why := buildinputs.target_problem(root, target)):
+        yield ("archive", "target"), why
 
 
 def _shared_folder(target: str) -> bool:
@@ -560,7 +615,15 @@ def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> lis
         *_check_image_env(doc.data),
         *_check_tests(doc.data, root),
         *_check_schedule(doc.data),
-        *_check_archive(doc.data),
+        *_check_archive(doc.data, root),
         *(_check_lock(doc.data, root) if check_lock else ()),
+        *_check_lock_lines(doc.data, root),
     ]
-    return [doc.problem(path, message) for path, message in found]
+    return [*(doc.problem(path, message) for path, message in found), *build_input_problems(root)]
+
+
+def build_input_problems(root: Path) -> list[Problem]:
+    """Paths the build would copy but must not (links out of the repository, devices), each a Problem of its own file."""
+    files = [rel for rel in ("Dockerfile", LOCK_FILE) if (root / rel).is_symlink()]
+    found = [(rel, why) for rel in files if (why := buildinputs.file_problem(root, rel))] + buildinputs.tree_problems(root)
+    return [Problem(0, "", why, rel) for rel, why in found]

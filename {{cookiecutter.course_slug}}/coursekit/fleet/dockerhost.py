@@ -516,13 +516,17 @@ class DockerProvider(Provider):
                 for network in self.client.networks.list(filters=labels.course_filter(self.slug)):
                     network.remove()
 
-    def leftovers(self) -> list[str]:
-        """Everything still labelled with this course (for teardown's final check)."""
+    def leftovers(self, keep_volumes: bool = False) -> list[str]:
+        """Everything still labelled with this course (for teardown's final check); with keep_volumes, homes
+        (volumes and their disk files) are what was asked to stay."""
         label = labels.course_filter(self.slug)
         with engine.guarded("listing what the course left"):
             found = [f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
-            found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
+            if not keep_volumes:
+                found += [f"volume {v.name}" for v in self.client.volumes.list(filters=label)]
             found += [f"network {n.name}" for n in self.client.networks.list(filters=label)]
+        if keep_volumes:
+            return found
         return found + [f"disk file {path}" for path in homedisk.leftovers(f"coursekit-{self.slug}.")]
 
 

@@ -643,7 +643,7 @@ class OpenStackProvider(Provider):
         for group in sorted(self.cloud.security_groups(self.tag), key=lambda g: g.name.endswith("-gateway")):
             self.cloud.delete_security_group(group)
 
-    def leftovers(self) -> list[str]:
+    def leftovers(self, keep_volumes: bool = False) -> list[str]:
         found = [f"server {s.name}" for s in self._servers()]
         found += [f"floating IP {f.floating_ip_address}" for f in self.cloud.floating_ips(self.tag)]
         found += [f"security group {g.name}" for g in self.cloud.security_groups(self.tag)]

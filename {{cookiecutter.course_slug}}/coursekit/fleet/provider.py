@@ -174,8 +174,8 @@ class Provider(ABC):
         return outcomes
 
     @abstractmethod
-    def leftovers(self) -> list[str]:
-        """Everything still tagged with the course (teardown's final check)."""
+    def leftovers(self, keep_volumes: bool = False) -> list[str]:
+        """Everything still tagged with the course (teardown's final check), homes left out when they are kept."""
 
 
 def describe_archive(done: Archived | None) -> str:

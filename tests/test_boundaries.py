@@ -1,0 +1,173 @@
+"""Security round 3: no pull request, dataset or student crosses a boundary (build context, lock, archive target)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import run_coursekit
+from helpers import build, commit, copy_course, edit_course
+
+SECRET = "boundaries-secret-Zq8Rw3Lp5Xt7"
+PASSWORD = "registry-password-9Vb2Nm4Kc6Hj"
+
+
+@pytest.fixture
+def repo(course_repo, tmp_path):
+    return copy_course(course_repo, tmp_path / "course")
+
+
+@pytest.mark.parametrize("link,why", [
+    ("/proc/self/environ", "is a link to /proc/"),
+    ("/etc/hostname", "is a link to /etc/hostname, outside this repository"),
+    ("../../../../../../../root/.ssh/id_rsa", "is a link to nothing"),
+    (".", "is a link to a folder (notebooks/sub)"),
+    ("../../.git/config", "is a link into .git"),
+    ("/dev/zero", "is a link to /dev/zero, outside this repository"),
+])
+def test_a_notebook_link_out_of_the_repository_is_refused_by_validate(repo, link, why):
+    (repo / ".git").mkdir()
+    (repo / ".git" / "config").write_text("[core]\n")
+    (repo / "notebooks" / "sub").mkdir()
+    (repo / "notebooks" / "sub" / "extra.ipynb").symlink_to(link)
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "notebooks/sub/extra.ipynb: " in result.stderr and why in result.stderr, result.stderr
+
+
+def test_a_link_to_a_file_inside_the_repository_is_copied_as_that_file(repo, coursekit):
+    from coursekit.config import load_course
+    from coursekit.image import stage
+
+    (repo / "notebooks" / "table.csv").symlink_to("../data/brain_volumes.csv")
+    assert run_coursekit(repo, "validate").returncode == 0
+    staged = stage(load_course(repo / "course.yaml"), None) / "course" / "notebooks" / "table.csv"
+    assert not staged.is_symlink() and staged.read_bytes() == (repo / "data" / "brain_volumes.csv").read_bytes()
+
+
+def test_a_fifo_in_notebooks_is_refused_not_read_forever(repo):
+    os.mkfifo(repo / "notebooks" / "pipe.ipynb")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "notebooks/pipe.ipynb: is not a regular file" in result.stderr
+
+
+def test_staging_refuses_the_links_validate_refuses(repo, coursekit):
+    from coursekit.config import load_course
+    from coursekit.errors import CoursekitError
+    from coursekit.image import stage
+
+    course = load_course(repo / "course.yaml")
+    (repo / "notebooks" / "extra.ipynb").symlink_to("/proc/self/environ")
+    with pytest.raises(CoursekitError, match="notebooks/extra.ipynb is a link to /proc/"):
+        stage(course, None)
+    assert not (repo / ".coursekit" / "course").exists()
+
+
+def test_a_lock_link_out_of_the_repository_is_refused(repo):
+    (repo / "requirements.lock").symlink_to("/proc/self/environ")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "requirements.lock: is a link to /proc/" in result.stderr
+
+
+@pytest.mark.parametrize("line", [
+    "--extra-index-url http://127.0.0.1:1/simple",
+    "-e git+https://example.org/x.git#egg=x",
+    "--find-links /tmp",
+    "-r other.txt",
+    "nibabel @ https://example.org/nibabel.whl",
+    "nibabel==5.3.2",
+    "nibabel==5.3.2 --hash=sha256:" + "0" * 63,
+    "nibabel==5.3.2 --hash=md5:" + "0" * 32,
+    "nibabel==5.3.2 --hash=sha256:" + "0" * 64 + " --index-url http://127.0.0.1:1/",
+])
+def test_every_lock_line_is_a_pinned_hashed_requirement(repo, line, coursekit):
+    from_yaml = (repo / "course.yaml").read_text()
+    header = _lock_header(repo)
+    (repo / "requirements.lock").write_text(header + line + "\n")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "requirements.lock line 2 is not `name==version --hash=sha256:<64 hex>`" in result.stderr
+    assert (repo / "course.yaml").read_text() == from_yaml
+
+
+def _lock_header(repo) -> str:
+    import yaml
+    from coursekit.validate import lock_inputs
+
+    packages = yaml.safe_load((repo / "course.yaml").read_text())["image"]["python_packages"]
+    return f"# coursekit lock {lock_inputs(packages)}: made by hand for a test\n"
+
+
+def test_a_lock_whose_version_is_not_the_pin_is_refused(repo, coursekit):
+    import yaml
+
+    packages = yaml.safe_load((repo / "course.yaml").read_text())["image"]["python_packages"]
+    name, version = packages[0].split("==")
+    lines = [f"{p.split('==')[0]}=={p.split('==')[1]} --hash=sha256:{'1' * 64}" for p in packages[1:]]
+    lines.append(f"{name}=={version}.1 --hash=sha256:{'2' * 64}")
+    (repo / "requirements.lock").write_text(_lock_header(repo) + "\n".join(lines) + "\n")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1
+    assert f"requirements.lock has {name} {version}.1, but course.yaml pins {version}" in result.stderr
+    lines[-1] = f"{name}=={version} --hash=sha256:{'2' * 64}"
+    (repo / "requirements.lock").write_text(_lock_header(repo) + "\n".join(lines) + "\n")
+    assert run_coursekit(repo, "validate").returncode == 0
+
+
+@pytest.mark.parametrize("target", ["notebooks/archives", "data/kept", ".coursekit/a", "./notebooks/../notebooks/x"])
+def test_an_archive_folder_inside_what_the_build_copies_is_refused(repo, target):
+    edit_course(repo, lambda d: d.setdefault("archive", {}).update(target=target))
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "which the build copies into the image" in result.stderr, result.stderr
+
+
+def test_an_archive_folder_through_a_link_is_refused(repo):
+    (repo / "notebooks" / ".kept").mkdir()
+    (repo / "archives").symlink_to("notebooks/.kept")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "archive.target: 'archives' goes through a link" in result.stderr, result.stderr
+
+
+def test_an_archive_folder_the_dockerfile_copies_is_refused(repo):
+    with (repo / "Dockerfile").open("a") as dockerfile:
+        dockerfile.write("COPY --chown=1000:100 kept/ /opt/kept/\n")
+    edit_course(repo, lambda d: d.setdefault("archive", {}).update(target="kept/2027"))
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "'kept/2027' is inside kept" in result.stderr, result.stderr
+
+
+def test_teardown_refuses_an_archive_dir_inside_notebooks(repo):
+    result = run_coursekit(repo, "teardown", "--yes", "--archive-dir", "notebooks/keep",
+                           env={"COURSEKIT_SECRET": SECRET})
+    assert result.returncode == 1 and "which the build copies into the image" in result.stderr, result.stderr
+
+
+def test_the_secret_is_in_no_image_built_from_a_repository_with_hostile_links(repo, base_image, docker_client):
+    """Links committed as a pull request would bring them: the build refuses them; without them (an in-repository
+    link kept), the build succeeds with the secrets in its environment, and nothing in the image holds them."""
+    from helpers import BUILT, SYSTEM_CA
+
+    (repo / "notebooks" / "extra.ipynb").symlink_to("/proc/self/environ")
+    (repo / "notebooks" / "hostname.ipynb").symlink_to("/etc/hostname")
+    (repo / "notebooks" / "table.csv").symlink_to("../data/brain_volumes.csv")
+    edit_course(repo, lambda d: d["course"].update(slug="boundaries"))
+    commit(repo, "hostile links")
+    env = {"COURSEKIT_SECRET": SECRET, "REGISTRY_PASSWORD": PASSWORD}
+    args = ("build", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA))
+    refused = run_coursekit(repo, *args, env=env)
+    assert refused.returncode == 1 and "notebooks/extra.ipynb: is a link to /proc/" in refused.stderr, refused.stderr
+    assert "notebooks/hostname.ipynb: is a link to /etc/hostname" in refused.stderr
+    (repo / "notebooks" / "extra.ipynb").unlink()
+    (repo / "notebooks" / "hostname.ipynb").unlink()
+    commit(repo, "links removed")
+    built = run_coursekit(repo, *args, env=env)
+    assert built.returncode == 0, built.stderr
+    ref = built.stdout.strip()
+    BUILT.append(ref)
+    assert SECRET not in built.stdout + built.stderr
+    config = docker_client.images.get(ref).attrs["Config"]
+    assert not any(SECRET in e or PASSWORD in e for e in config.get("Env") or [])
+    found = docker_client.containers.run(
+        ref, ["sh", "-c", f"grep -rl -e {SECRET} -e {PASSWORD} /opt/course /usr/local/share/coursekit /tmp; echo done"],
+        remove=True, user="root").decode()
+    assert found.strip() == "done", found
