@@ -138,7 +138,7 @@ def test_a_tar_and_a_zip_are_unpacked_into_their_folders(data, data_server, tmp_
 @pytest.mark.parametrize("entries,why", [
     ([("../escape.txt", b"x", "file")], "points outside its folder"),
     ([("/etc/cron.d/evil", b"x", "file")], "points outside its folder"),
-    ([("ok/link", "../../../etc/passwd", "symlink")], "points outside its folder"),
+    ([("ok/link", "../../../etc/passwd", "symlink")], "outside its folder"),
     ([("ok/link", "/etc/passwd", "symlink")], "outside its folder"),
     ([("a.txt", b"x", "file"), ("hard", "../a.txt", "hardlink")], "points outside its folder"),
 ])
