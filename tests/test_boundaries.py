@@ -171,3 +171,43 @@ def test_the_secret_is_in_no_image_built_from_a_repository_with_hostile_links(re
         ref, ["sh", "-c", f"grep -rl -e {SECRET} -e {PASSWORD} /opt/course /usr/local/share/coursekit /tmp; echo done"],
         remove=True, user="root").decode()
     assert found.strip() == "done", found
+
+
+# The seats' home streamer ---------------------------------------------------------------------------------------
+
+class _SwapWhileStreaming:
+    """An output that, once the stream is inside b/, swaps b/ for a link out of the home."""
+
+    def __init__(self, home, outside):
+        self.home, self.outside, self.chunks, self.swapped = home, outside, [], False
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        if not self.swapped and b"first file" in data:
+            (self.home / "b").rename(self.home / "b.before")
+            (self.home / "b").symlink_to(self.outside)
+            self.swapped = True
+        return len(data)
+
+
+def test_the_home_streamer_never_follows_a_link_swapped_in_mid_stream(coursekit, tmp_path):
+    import io
+    import tarfile
+
+    from coursekit.fleet import homestream
+
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    (home / "b" / "inner").mkdir(parents=True)
+    (home / "b" / "big").write_bytes(b"first file" + b"." * 200_000)
+    (home / "b" / "inner" / "notes.txt").write_text("the student's")
+    (outside / "inner").mkdir(parents=True)
+    (outside / "shadow").write_text("SECRET-OUTSIDE-THE-HOME")
+    (outside / "inner" / "notes.txt").write_text("SECRET-OUTSIDE-THE-HOME")
+    (home / "escape").symlink_to(outside / "shadow")
+    out = _SwapWhileStreaming(home, outside)
+    homestream.write_tar(str(home), out)
+    stream = b"".join(out.chunks)
+    assert out.swapped and b"SECRET-OUTSIDE" not in stream
+    members = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(stream), mode="r|")}
+    assert members["jovyan/escape"].issym() and members["jovyan/escape"].linkname == str(outside / "shadow")
+    assert members["jovyan/b/inner/notes.txt"].size == len("the student's")

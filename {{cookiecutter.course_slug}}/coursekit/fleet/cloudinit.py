@@ -42,6 +42,13 @@ After=docker.service
 ExecStart=/usr/bin/python3 {HOMESTREAM_PATH} coursekit-${{SEAT}}-home 8890
 EnvironmentFile={SEAT_ENV}
 Restart=on-failure
+# It only reads: no capability but reading past file modes (a student's own mode-000 files are work too),
+# a read-only system, no new privileges. It never follows a link (homestream.py).
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
 
 [Install]
 WantedBy=multi-user.target

@@ -1,13 +1,20 @@
 """Serve a seat's home folder as one tar stream, for coursekit's archive: every file as the student has it.
 
-Standard library only: it runs on each seat VM as root (systemd unit coursekit-homestream), listening on
-the loopback interface; Caddy passes /coursekit/home.tar to it only with the seat's token. Jupyter's
-contents API hides dot-files and cannot show links or names that are not UTF-8; this can.
+Standard library only: it runs on each seat VM (systemd unit coursekit-homestream, which leaves it no
+capability but reading), listening on the loopback interface; Caddy passes /coursekit/home.tar to it only
+with the seat's token. Jupyter's contents API hides dot-files and cannot show links or names that are not
+UTF-8; this can.
+
+The home belongs to the student, who may change it while it streams: every folder is opened relative to its
+parent's descriptor with O_NOFOLLOW and every file with O_NOFOLLOW, so a folder swapped for a link mid-stream
+yields the link (or nothing), never a file outside the home.
 
     python3 homestream.py VOLUME [PORT]     # VOLUME: the Docker volume holding /home/jovyan
 """
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -18,10 +25,93 @@ PATH = "/coursekit/home.tar"
 TOP = "jovyan"  # the folder name docker's own archives of /home/jovyan carry
 
 
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO swapped in never blocks
+CHUNK = 1 << 20
+
+
+class _Exactly:
+    """size bytes from a file descriptor: zeros after a file that shrank, nothing past size if it grew (the
+    archive's verification then reports the change)."""
+
+    def __init__(self, fd: int, size: int):
+        self.fd, self.left = fd, size
+
+    def read(self, size: int = CHUNK) -> bytes:
+        want = min(size if size >= 0 else CHUNK, self.left)
+        data = os.read(self.fd, want) if want else b""
+        if want and not data:
+            data = b"\0" * want
+        self.left -= len(data)
+        return data
+
+
+def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+    return info
+
+
+def _walk(tar: tarfile.TarFile, dir_fd: int, prefix: str, inodes: dict) -> None:
+    for name in sorted(os.listdir(dir_fd)):
+        path = f"{prefix}/{os.fsdecode(name) if isinstance(name, bytes) else name}"
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we listed
+        info = _info(path, st)
+        if stat.S_ISLNK(st.st_mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+            tar.addfile(info)
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                child = os.open(name, _DIR, dir_fd=dir_fd)
+            except OSError:  # swapped for a link or a file since the stat: what it is now is taken next time
+                continue
+            try:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+                _walk(tar, child, path, inodes)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in inodes:
+                info.type, info.linkname = tarfile.LNKTYPE, inodes[key]
+                tar.addfile(info)
+                continue
+            try:
+                fd = os.open(name, _FILE, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                now = os.fstat(fd)
+                if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != key:
+                    continue  # swapped between the stat and the open
+                if st.st_nlink > 1:
+                    inodes[key] = path
+                info.size = now.st_size
+                tar.addfile(info, _Exactly(fd, now.st_size))
+            finally:
+                os.close(fd)
+        elif stat.S_ISFIFO(st.st_mode):
+            info.type = tarfile.FIFOTYPE
+            tar.addfile(info)
+        # sockets and devices are no student's work
+
+
 def write_tar(folder: str, out: BinaryIO) -> None:
-    """folder as a PAX tar under TOP/: links stored as links, hard links once with their other names, any name."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
-        tar.add(folder, arcname=TOP)  # sockets are left out by tarfile itself; FIFOs go in as FIFOs
+    """folder as a PAX tar under TOP/: links stored as links (never followed, at any depth), hard links once with
+    their other names, any name."""
+    top = os.open(folder, _DIR)
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
+            info = _info(TOP, os.fstat(top))
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+            _walk(tar, top, TOP, {})
+    finally:
+        os.close(top)
 
 
 def volume_folder(volume: str) -> str:
