@@ -61,6 +61,12 @@ def test_one_front_door_routes_each_seat_and_follows_the_fleet(course, docker_cl
     assert get(f"{front}ann/api/status", ben)[0] == 403
     assert get(f"{front}ann/api/status", None)[0] == 403
     assert get(f"{front}nobody/", None)[0] == 404
+    # Encoded separators, dots and empty segments are refused before routing: never a way from ann's path to ben's.
+    for crossing in ("ann/..%2fben/api/status", "ann/%2e%2e/ben/api/status", "ann/..%5cben/api/status",
+                     "ann//api/status", "ann/./api/status", "ann/..%2Fben/api/status", "ann/%2E%2E%2Fben/api/status"):
+        code, body = get(f"{front}{crossing}", ben)
+        assert code == 400 and b"Bad address" in body, crossing
+    assert get(f"{front}ann/api/status?next=%2Fben%2F%2E%2E", ann)[0] == 200  # the query is Jupyter's own business
     gateway = docker_client.containers.get(f"coursekit-{SLUG}.gateway")
     status = {r["seat"]: r for r in json.loads(coursekit(course, "status", "--json").stdout)}
     assert status["gateway"]["health"] == "ok" and status["ann"]["url"] == f"{front}ann/"

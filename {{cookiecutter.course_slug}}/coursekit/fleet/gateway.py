@@ -12,6 +12,11 @@ import ipaddress
 from dataclasses import dataclass
 
 STARTING = ("Starting", "Your environment is starting. This page reloads itself; it takes a minute or two.")
+BAD_PATH = ("Bad address", "This address is not allowed here. Use the link on your slip, or ask your instructor.")
+# Refused before any route is chosen: an encoded separator or dot, a backslash, an empty or dot segment in the path
+# (never the query, where Jupyter's own ?next=%2F... lives). Caddy cleans paths before matching, so without this
+# /alice/..%2fbob/ would be routed to bob's seat with alice's cookies.
+UNSAFE_PATH = r"(?i)^[^?#]*(%2f|%5c|%2e|%00|\\|//|/\.\.?(/|\?|#|$))"
 NO_SEAT = ("Not found", "There is no environment at this address. Check the link on your sheet, or ask your instructor.")
 
 
@@ -51,6 +56,11 @@ def _quoted(text: str) -> str:
     return f"`{text}`"
 
 
+def _cel_string(text: str) -> str:
+    """text inside a double-quoted CEL string (Caddy's expression matcher)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "",
               tls: tuple[str, str] | None = None, control: str = "") -> str:
     """The gateway's whole configuration: HTTPS for host (tls: certificate and key files; else an internal CA
@@ -67,6 +77,8 @@ def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], b
         lines.append(f"\ttls {tls[0]} {tls[1]}")
     elif is_address(host):
         lines.append("\ttls internal")
+    lines += [f'\t@unsafe expression `{{http.request.uri}}.matches("{_cel_string(UNSAFE_PATH)}")`', "\thandle @unsafe {",
+              '\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(page(*BAD_PATH))} 400", "\t}"]
     if control:
         lines += ["\thandle /coursekit/* {", f"\t\treverse_proxy {control}", "\t}"]
     for route in routes:
