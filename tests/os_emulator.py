@@ -117,6 +117,8 @@ class SeatStandIn:
         self.started = _now()
         self.last_activity = self.started  # Jupyter's activity clock: moves when the student does something (a PUT here)
         self.token_requests = 0  # requests that carried a token: a VM with the wrong certificate must see none
+        self.status_answer: dict | None = None  # a student's own Jupyter config can make /api/status say anything
+        self.drip_seconds = 0.0  # when set, /api/status sends its body one byte at a time, this long apart
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,6 +137,19 @@ class SeatStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _drip(self, data: bytes, seconds: float) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for byte in data:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(seconds)
+                except OSError:
+                    pass  # the client gave up, as it should
+
             def _path(self) -> str | None:
                 """The request's path below the seat's base URL (None: outside it)."""
                 path = urlparse(self.path).path
@@ -149,9 +164,11 @@ class SeatStandIn:
                     return self._reply(404, {"message": "not under this seat's base URL"})
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
+                if url.path == "/api/status" and stand_in.drip_seconds:
+                    return self._drip(json.dumps({"started": stand_in.started}).encode(), stand_in.drip_seconds)
                 if url.path == "/api/status":
-                    return self._reply(200, {"started": stand_in.started, "last_activity": stand_in.last_activity,
-                                             "connections": 0, "kernels": 0})
+                    return self._reply(200, stand_in.status_answer or {
+                        "started": stand_in.started, "last_activity": stand_in.last_activity, "connections": 0, "kernels": 0})
                 if url.path == "/coursekit/seat.json":
                     return self._reply(200, {"image": stand_in.image})
                 if url.path == homestream.PATH and stand_in.broken:

@@ -211,3 +211,46 @@ def test_the_home_streamer_never_follows_a_link_swapped_in_mid_stream(coursekit,
     members = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(stream), mode="r|")}
     assert members["jovyan/escape"].issym() and members["jovyan/escape"].linkname == str(outside / "shadow")
     assert members["jovyan/b/inner/notes.txt"].size == len("the student's")
+
+
+# A seat's answers are data -------------------------------------------------------------------------------------
+
+@pytest.mark.cloud
+def test_one_students_status_answers_never_stop_status_or_the_schedule_for_the_class(course_repo, tmp_path, cloud):
+    """ann's Jupyter says month 13, ben's the year 9999, cy's drips a byte every 2 s: status and the schedule
+    still answer for everyone, in bounded time, and dan (an honest seat) is paused for being idle."""
+    import json
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from helpers import make_course
+
+    repo = make_course(course_repo, tmp_path / "course", "answers", ["ann", "ben", "cy", "dan"])
+    edit_course(repo, lambda d: (
+        d["fleet"].update(provider="openstack"),
+        d["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25, access="floating-ip"),
+        d["schedule"].update(awake=[], idle_pause_hours=1, expire=False),
+    ))
+    cloud.clouds_yaml(tmp_path / "clouds.yaml")
+    env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml")}
+    assert run_coursekit(repo, "deploy", "--image", "docker.io/your-user/answers:abc1234", env=env).returncode == 0
+    status = json.loads(run_coursekit(repo, "status", "--json", env=env).stdout)
+    addresses = {r["seat"]: r["url"].split("//", 1)[1].split(":", 1)[0].split("/", 1)[0] for r in status}
+    stand_ins = {seat: cloud.stand_ins[address] for seat, address in addresses.items()}
+    stand_ins["ann"].status_answer = {"started": "2027-13-45T10:00:00Z", "last_activity": "2027-13-45T99:99:99Z"}
+    stand_ins["ben"].status_answer = {"started": "9999-12-31T23:59:59Z", "last_activity": "9999-12-31T23:59:59Z"}
+    stand_ins["cy"].drip_seconds = 2.0
+    started = time.monotonic()
+    shown = run_coursekit(repo, "status", "--json", env=env)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    rows = {r["seat"]: r for r in json.loads(shown.stdout)}
+    assert rows["ann"]["last_activity"] == "unknown" and rows["ben"]["last_activity"] == "unknown"
+    assert rows["cy"]["health"] == "no answer"
+    assert time.monotonic() - started < 30
+    later = (datetime.now(timezone.utc) + timedelta(hours=3)).isoformat()
+    started = time.monotonic()
+    ran = run_coursekit(repo, "schedule", "--at", later, env=env)
+    assert ran.returncode == 0 and "Traceback" not in ran.stderr, ran.stdout + ran.stderr
+    assert time.monotonic() - started < 60
+    after = {r["seat"]: r["state"] for r in json.loads(run_coursekit(repo, "status", "--json", env=env).stdout)}
+    assert after["dan"] == "paused", after

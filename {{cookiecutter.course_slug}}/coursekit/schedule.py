@@ -183,20 +183,34 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+SANE_YEARS = (2000, 2200)  # outside these, a clock is wrong (and adding hours to 9999-12-31 overflows)
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An ISO 8601 moment as Jupyter or Docker write it ('...Z', nanoseconds); None when it is not one."""
-    match = _MOMENT.fullmatch(text) if isinstance(text, str) else None
+    match = _MOMENT.fullmatch(text) if isinstance(text, str) and len(text) < 64 else None
     if not match or match[1].startswith("0001-"):  # Docker's "never"
         return None
-    moment = datetime.fromisoformat(match[1] + (match[2] or "")[:7])
-    zone = match[3] or "Z"
-    return moment.replace(tzinfo=timezone.utc) if zone == "Z" else datetime.fromisoformat(f"{moment.isoformat()}{zone}")
+    try:  # a seat's answer is data: a month 13 or a year 9999 is "unknown", never an exception
+        moment = datetime.fromisoformat(match[1] + (match[2] or "")[:7])
+        zone = match[3] or "Z"
+        moment = moment.replace(tzinfo=timezone.utc) if zone == "Z" else datetime.fromisoformat(f"{moment.isoformat()}{zone}")
+        moment = moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+    return moment if SANE_YEARS[0] <= moment.year <= SANE_YEARS[1] else None
 
 
 def jupyter_clocks(body: dict | None) -> dict[str, datetime | None]:
     """started and last_activity from Jupyter Server's /api/status (both in UTC)."""
     body = body if isinstance(body, dict) else {}
     return {"started": parse_time(body.get("started")), "last_activity": parse_time(body.get("last_activity"))}
+
+
+def activity_text(body: dict | None) -> str:
+    """Jupyter's last_activity as status shows it: a clean UTC time, or "unknown" for anything else a seat says."""
+    moment = jupyter_clocks(body)["last_activity"]
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ("unknown" if isinstance(body, dict) else "-")
 
 
 def clock_of(observed) -> SeatClock:

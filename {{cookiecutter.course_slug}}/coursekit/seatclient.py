@@ -9,10 +9,12 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.parse
 from typing import Iterator
 
 from coursekit.errors import CoursekitError
+from coursekit.probe import read_bounded
 
 CHUNK = 1 << 20
 
@@ -64,11 +66,13 @@ class SeatClient:
         return connection, connection.getresponse()
 
     def get(self, path: str, timeout: float = 5, method: str = "GET", body: bytes | None = None) -> tuple[int, dict | None]:
-        """(status, JSON body or None); 0 when nothing answers. UntrustedSeat when the server is not the seat."""
+        """(status, JSON body or None), all within timeout seconds; 0 when nothing answers in time. UntrustedSeat when
+        the server is not the seat."""
+        deadline = time.monotonic() + timeout
         try:
             connection, response = self._open(path, timeout, method, body)
             try:
-                body = response.read()
+                body = read_bounded(response, deadline)
             finally:
                 connection.close()
         except UntrustedSeat:

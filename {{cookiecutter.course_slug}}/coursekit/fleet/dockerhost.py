@@ -28,11 +28,11 @@ from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet import homedisk
 from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
-from coursekit.fleet.parallel import Interrupted, Stop, run_all
+from coursekit.fleet.parallel import Interrupted, Stop, each, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
-from coursekit.schedule import jupyter_clocks, parse_time
+from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seats import SeatTokens
 from coursekit.ui import warn
 from coursekit.validate import memory_bytes
@@ -144,7 +144,7 @@ class DockerProvider(Provider):
     def observe(self) -> list[Observed]:
         """The course's seats as they are."""
         with engine.guarded("reading the course's containers"):
-            return [self._observe(c) for c in self.containers()]
+            return each(self._observe, self.containers())
 
     def resolve_image(self, ref: str) -> str:
         """The local image id of ref, pulled first if it is not here."""
@@ -489,7 +489,7 @@ class DockerProvider(Provider):
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
         image = (container.image.tags or [container.image.id[:19]])[0]
         state = "paused" if _paused(container) else container.status
-        return SeatStatus(seat, state, self.url(seat, port), image, health, (body or {}).get("last_activity", "-"), home)
+        return SeatStatus(seat, state, self.url(seat, port), image, health, activity_text(body) if code == 200 else "-", home)
 
     def teardown_units(self) -> list[tuple[str, list[Container]]]:
         """Every seat with a container or a home volume, with its containers."""

@@ -22,11 +22,12 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
 from coursekit.fleet.cloud import Cloud
+from coursekit.fleet.parallel import each
 from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
-from coursekit.schedule import jupyter_clocks, parse_time
+from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import SeatTokens
 
@@ -175,7 +176,7 @@ class OpenStackProvider(Provider):
     def observe(self) -> list[Observed]:
         """The course's VMs as they are (2 API calls, whatever the fleet's size)."""
         fips = self._fips()
-        return [self._observe(s, fips) for s in self._servers() if s.metadata.get(labels.META_SEAT)]
+        return each(lambda server: self._observe(server, fips), [s for s in self._servers() if s.metadata.get(labels.META_SEAT)])
 
     # Preflight ----------------------------------------------------------------------------------
 
@@ -597,7 +598,7 @@ class OpenStackProvider(Provider):
             code, body, health = 0, None, "unexpected certificate: token withheld"
         url = self.url(seat, fip.floating_ip_address) if fip is not None else ""
         image = (code == 200 and self._running_image(seat, fip.floating_ip_address)) or server.metadata.get(labels.META_IMAGE, "")
-        activity = (body or {}).get("last_activity", "-") if code == 200 else "-"
+        activity = activity_text(body) if code == 200 else "-"
         state = "paused" if POWERED_OFF.get(server.status) == SeatState.PAUSED else server.status.lower()
         return SeatStatus(seat, state, url, image, health, activity)
 

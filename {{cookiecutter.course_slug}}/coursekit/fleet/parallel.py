@@ -49,3 +49,11 @@ def run_all(func: Callable[[T], R], items: Iterable[T], workers: int, stop: Stop
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+POLL_WORKERS = 16  # seats asked at once by observe and status: one slow seat holds one worker, not the class
+
+
+def each(func: Callable[[T], R], items: Iterable[T], workers: int = POLL_WORKERS) -> list[R]:
+    """func over items, at most `workers` at once, results in order (for reads that need no rollback)."""
+    return run_all(func, list(items), workers, Stop())

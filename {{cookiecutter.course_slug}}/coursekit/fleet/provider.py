@@ -17,6 +17,7 @@ from coursekit.archive import Archived
 from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
+from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.seats import SeatTokens, seats, status_order
 
@@ -132,7 +133,7 @@ class Provider(ABC):
     def status(self) -> list[SeatStatus]:
         """Every seat in roster order, then any the roster no longer has."""
         found = self.instances_by_seat()
-        return [self.status_row(seat, found.get(seat)) for seat in status_order(self.course, found)] + self.extra_status_rows()
+        return each(lambda seat: self.status_row(seat, found.get(seat)), status_order(self.course, found)) + self.extra_status_rows()
 
     def extra_status_rows(self) -> list[SeatStatus]:
         """Rows for what serves the seats (a gateway), after the seats."""
