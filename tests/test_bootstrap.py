@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import shutil
 import ssl
 import subprocess
@@ -305,6 +306,19 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
         assert SeatClient("gateway", front, "wrong", seattls.public_key_der(key)).get(
             "/coursekit/routes", method="PUT", body=b'{"routes": []}')[0] == 403
         assert put({"seat": "../etc", "upstream": "127.0.0.1:1"}) == 400
+        # A Content-Length that is not one is refused at once (no hang, no traceback); routes Caddy refuses (one seat
+        # twice) leave the Caddyfile it serves as it was.
+        for length in ("-1", "abc", "1e3"):
+            raw = socket.create_connection(("127.0.0.1", control_port), timeout=10)
+            raw.sendall(f"PUT /coursekit/routes HTTP/1.1\r\nHost: x\r\nAuthorization: token {gateway_token}\r\n"
+                        f"Content-Length: {length}\r\n\r\n".encode())
+            assert raw.recv(100).startswith(b"HTTP/1.0 411"), length
+            raw.close()
+        served = vm.exec_run(["cat", "/tmp/Caddyfile"]).output
+        assert put({"seat": "ben", "upstream": upstream("ben")}, {"seat": "ben", "upstream": upstream("ben")}) == 500
+        assert vm.exec_run(["cat", "/tmp/Caddyfile"]).output == served
+        log = vm.exec_run(["cat", "/var/log/coursekit-gateway.log"]).output.decode()
+        assert "Traceback" not in log, log[-2000:]
         plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
         plain.request("GET", "/ann/?token=x")
         answer = plain.getresponse()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,19 @@ _TYPE_WORDS = {"object": "a mapping of keys", "array": "a list", "string": "text
 _STRICT_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
 )
-CourseValidator = validators.extend(Draft202012Validator, type_checker=_STRICT_TYPES)
+@cache
+def _ecma(pattern: str) -> re.Pattern:
+    """A schema pattern as JSON Schema means it (ECMA-262): `$` is the end of the text. Python's `$` also matches
+    before a final newline, so "NAME\\n" would pass "^[A-Z]+$" and break the Dockerfile or clouds.yaml."""
+    return re.compile(re.sub(r"(?<!\\)\$(?=\)|\||$)", r"\\Z", pattern))
+
+
+def _pattern(validator, pattern: str, instance: Any, schema: dict):
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance[:80]!r} does not match {pattern!r}")
+
+
+CourseValidator = validators.extend(Draft202012Validator, {"pattern": _pattern}, type_checker=_STRICT_TYPES)
 
 
 @cache
@@ -78,6 +91,8 @@ def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
         return [(path, "must not be empty")]
     if kind == "pattern" and "propertyNames" in error.relative_schema_path:
         return [((*path, instance), f"{instance!r} is not a valid name (letters, digits and '_', not starting with a digit)")]
+    if kind == "pattern" and path[-1:] == ("cloud",):
+        return [(path, f"{instance[:80]!r} is not a clouds.yaml entry name (letters, digits, '.', '_' and '-', one line)")]
     if kind == "minProperties":
         allowed = ", ".join(error.schema.get("properties", {}))
         return [(path, f"is empty; give at least one of: {allowed}")]

@@ -93,11 +93,14 @@ class Gateway:
         config = Path(self.settings.get("CADDY_CONFIG", "/etc/caddy/Caddyfile"))
         state = Path(self.settings.get("STATE", "/var/lib/coursekit/routes.json"))
         with self.lock:
+            before = config.read_text() if config.is_file() else None
             _write(config, self.render(routes))
             done = _caddy("reload", config)
             if done.returncode and "connection refused" in done.stderr.lower():
                 done = _caddy("start", config)
             if done.returncode:
+                if before is not None:  # never leave a refused file for the next Caddy restart to serve
+                    _write(config, before)
                 raise RuntimeError((done.stderr or f"caddy {done.args[1]} failed").strip()[-300:])
             _write(state, json.dumps({"routes": [vars(r) for r in routes]}))
             self.routes = routes
@@ -155,6 +158,8 @@ def _caddy(verb: str, config: Path) -> subprocess.CompletedProcess:
 
 def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 60  # seconds a connection may sit idle between reads: a slow client holds one thread, not forever
+
         def _authorized(self) -> bool:
             given = self.headers.get("Authorization", "").removeprefix("token ")
             return bool(token) and hmac.compare_digest(given.encode(), token.encode())
@@ -175,7 +180,10 @@ def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self):
             if self.path != ROUTES_PATH or not self._authorized():
                 return self._reply(403 if self.path == ROUTES_PATH else 404, {"message": "no"})
-            length = int(self.headers.get("Content-Length") or 0)
+            given = self.headers.get("Content-Length", "")
+            if not given.isdigit():  # "-1" would read until the client closes, "abc" is no length at all
+                return self._reply(411, {"message": "a Content-Length of digits is needed"})
+            length = int(given)
             if length > MAX_BODY:
                 return self._reply(413, {"message": "too many routes"})
             try:
@@ -183,8 +191,10 @@ def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
                 routes = parse_routes(body)
                 gateway.apply(routes)
                 gateway.warm(json.loads(body).get("image", ""))
-            except (ValueError, TypeError, AttributeError) as exc:
-                return self._reply(400, {"message": str(exc)})
+            except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+                return self._reply(400, {"message": str(exc)[:300]})
+            except OSError as exc:  # the client went away mid-body
+                return self._reply(400, {"message": f"the body did not arrive: {exc}"[:300]})
             except RuntimeError as exc:
                 return self._reply(500, {"message": f"caddy refused the routes: {exc}"})
             self._reply(200, {"routes": len(routes)})
