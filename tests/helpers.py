@@ -105,6 +105,7 @@ def read_contents(url: str, token: str, path: str) -> dict:
     return json.loads(body)
 
 
-def archive_file(archive: Path, name: str) -> bytes:
+def archive_file(archive: Path, name: str, top: bool = False) -> bytes:
+    """A student's file of the archive (under home/), or with top one of coursekit's own beside it (MANIFEST.*)."""
     with tarfile.open(archive) as tar:
-        return tar.extractfile(name).read()
+        return tar.extractfile(name if top else f"home/{name}").read()

@@ -173,8 +173,8 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
 
         done = archive.archive_seat("bootstrap-test", lambda: pinned.stream("/coursekit/home.tar"), tmp_path / "arch", {})
         with tarfile.open(done.path) as tar:
-            assert tar.extractfile(".config/x").read() == b"hidden\n"
-            assert tar.extractfile("work/answer.txt").read() == b"morning work\n"
+            assert tar.extractfile("home/.config/x").read() == b"hidden\n"
+            assert tar.extractfile("home/work/answer.txt").read() == b"morning work\n"
         notebook = repo / "notebooks" / "01-welcome.ipynb"
         nb = json.loads(notebook.read_text())
         nb["cells"][0]["source"].append("\nFixed during class.")

@@ -70,7 +70,7 @@ def test_expiry_archives_to_the_object_store_and_keeps_a_seat_whose_upload_faile
     left = {s["metadata"].get("coursekit-seat", "(gateway)") for s in cloud.live_servers()}
     assert left == {"ann", "cy", "(gateway)"}  # their work is only on their VMs: kept, and reached through the gateway
     with _stored(cloud, "ben") as tar:
-        assert tar.extractfile("project/.git/HEAD").read() == b"ben's branch\n"
+        assert tar.extractfile("home/project/.git/HEAD").read() == b"ben's branch\n"
 
     cloud.swift_put_fail.clear()
     cloud.swift_corrupt.clear()
@@ -80,14 +80,24 @@ def test_expiry_archives_to_the_object_store_and_keeps_a_seat_whose_upload_faile
     assert cloud.live_servers() == [] and cloud.floating_ips == {} and cloud.security_groups == {}
     for seat in STUDENTS:
         with _stored(cloud, seat) as tar:
-            assert tar.extractfile("project/.git/HEAD").read() == f"{seat}'s branch\n".encode()
+            assert tar.extractfile("home/project/.git/HEAD").read() == f"{seat}'s branch\n".encode()
 
     listed = coursekit(course, "archives")
     assert listed.returncode == 0 and "3 archives" in listed.stdout
     fetched = coursekit(course, "archives", "--fetch", "cy", "--to", str(tmp_path / "got"))
     assert fetched.returncode == 0, fetched.stderr
     with tarfile.open(tmp_path / "got" / "cy.tar.gz") as tar:
-        assert tar.extractfile("project/.git/HEAD").read() == b"cy's branch\n"
+        assert tar.extractfile("home/project/.git/HEAD").read() == b"cy's branch\n"
+    # Fetched again: a new name beside the first, which is never written over.
+    first = (tmp_path / "got" / "cy.tar.gz").read_bytes()
+    (tmp_path / "got" / "cy.tar.gz").write_bytes(b"the instructor's own notes, kept under this name")
+    again = coursekit(course, "archives", "--fetch", "cy", "--to", str(tmp_path / "got"))
+    assert again.returncode == 0 and "cy.2.tar.gz" in again.stdout, again.stderr
+    assert (tmp_path / "got" / "cy.tar.gz").read_bytes() == b"the instructor's own notes, kept under this name"
+    assert (tmp_path / "got" / "cy.2.tar.gz").read_bytes() == first
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == ["cy.2.tar.gz", "cy.tar.gz"]
+    to_a_file = coursekit(course, "archives", "--fetch", "cy", "--to", "/dev/null")
+    assert to_a_file.returncode == 1 and "--to /dev/null: that is a file, not a folder" in to_a_file.stderr
     missing = coursekit(course, "archives", "--fetch", "zed", "--to", str(tmp_path / "got"))
     assert missing.returncode == 1 and "no archive of seat 'zed' at swift://course-archives/expiry/zed.tar.gz" in missing.stderr
 

@@ -97,8 +97,8 @@ def test_work_survives_a_new_image_and_reaches_the_archive_byte_identical(fleet_
     assert torn.returncode == 0, torn.stdout + torn.stderr
     archive = tmp_path / "archives" / "alice.tar.gz"
     assert archive_file(archive, "answer.txt") == STUDENT_FILE
-    manifest = archive_file(archive, "MANIFEST.sha256").decode()
-    assert f"{hashlib.sha256(STUDENT_FILE).hexdigest()}  answer.txt" in manifest.splitlines()
+    manifest = archive_file(archive, "MANIFEST.sha256", top=True).decode()
+    assert f"{hashlib.sha256(STUDENT_FILE).hexdigest()}  home/answer.txt" in manifest.splitlines()
     assert "brain_volumes.csv" not in manifest  # unchanged course data is not the student's work
     assert "nothing of" in torn.stdout
 

@@ -59,7 +59,7 @@ def test_courses_whose_names_collide_share_nothing(fleet_factory, base_image, do
     torn = run_coursekit(two, "teardown", "--yes", "--archive-dir", str(tmp_path / "two"), env=ENV)
     assert torn.returncode == 0, torn.stdout + torn.stderr
     with tarfile.open(tmp_path / "two" / "b-c.tar.gz") as tar:
-        assert "mine.txt" not in tar.getnames()
+        assert "home/mine.txt" not in tar.getnames() and "home" in tar.getnames()
     assert read_contents(seat_one["url"], seat_one["credential"], "mine.txt")["content"] == "course a-b, seat c"
     names = {v.name for v in docker_client.volumes.list(filters={"label": "org.coursekit.course=safe-a-b"})}
     assert names == {"coursekit-safe-a-b.c.home"}

@@ -208,8 +208,8 @@ def test_teardown_archives_then_leaves_nothing(course, cloud, tmp_path):
     result = coursekit(course, "teardown", "--yes", "--archive-dir", str(tmp_path / "archives"))
     assert result.returncode == 0, result.stdout + result.stderr
     with tarfile.open(tmp_path / "archives" / "alice.tar.gz") as tar:
-        assert tar.extractfile("answer.txt").read() == b"alice's answer\n"
-        assert "notebooks/01-welcome.ipynb" in tar.getnames()
+        assert tar.extractfile("home/answer.txt").read() == b"alice's answer\n"
+        assert "home/notebooks/01-welcome.ipynb" in tar.getnames()
     assert cloud.live_servers() == [] and cloud.floating_ips == {} and cloud.ports == {} and cloud.security_groups == {}
     assert "nothing of 'intro-to-data-science' is left" in result.stdout
 
@@ -276,10 +276,10 @@ def test_teardown_wakes_a_shelved_seat_and_archives_its_hidden_files(course, clo
     assert torn.returncode == 0, torn.stdout + torn.stderr
     with tarfile.open(tmp_path / "arch" / "carol.tar.gz", errors="surrogateescape") as tar:
         names = tar.getnames()
-        assert tar.extractfile("work/project/.git/HEAD").read() == b"ref: refs/heads/main\n"
-        assert tar.getmember("link").issym() and tar.getmember("link").linkname == "/etc/passwd"
-        assert tar.extractfile("hard").read() == b"{}"
-        assert "r\udce9sum\udce9.txt" in names
+        assert tar.extractfile("home/work/project/.git/HEAD").read() == b"ref: refs/heads/main\n"
+        assert tar.getmember("home/link").issym() and tar.getmember("home/link").linkname == "/etc/passwd"
+        assert tar.extractfile("home/hard").read() == b"{}"
+        assert "home/r\udce9sum\udce9.txt" in names
     assert cloud.live_servers() == []
 
 

@@ -2,17 +2,19 @@
 
 The archive is a PAX tar: any name Linux allows (not UTF-8, newlines, U+2028, any length), hard links
 (every path present), symlinks stored as links and never followed, empty and unreadable files, hidden
-files. Inside it, first, before the home's files:
+files. The home is the folder home/ in the archive, and coursekit's own files lie beside it, never among
+the student's (a student's own MANIFEST.json is home/MANIFEST.json):
 
-    MANIFEST.sha256   every regular file (hard links too) in GNU sha256sum format, so after
-                      extracting, `sha256sum -c MANIFEST.sha256` checks it; names with a backslash,
+    MANIFEST.sha256   every regular file (hard links too) as home/<path>, in GNU sha256sum format, so after
+                      `tar -xzf`, `sha256sum -c MANIFEST.sha256` checks it; names with a backslash,
                       newline or CR are escaped as sha256sum escapes them
-    MANIFEST.json     every entry (type, mode, size, sha256, link target) and what was skipped
+    MANIFEST.json     {"format": 2, "home": "home", "entries": every entry (type, mode, size, sha256, link
+                      target), "skipped": ...}
+    home/             the student's files
 
 The home is read twice (once to list it, once to write it) and the written archive once more; the three
-listings must agree entry by entry, so a path that is missing, changed or added fails the archive. The
-manifests are the archive's first two members, so a student's own file of the same name (later in the
-archive) is never mistaken for them.
+listings must agree entry by entry, so a path that is missing, changed, added or held twice fails the
+archive. Archives made before format 2 (the home's files at the top, beside the manifests) are read alike.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import json
 import os
 import stat
 import tarfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable, Iterator
@@ -32,6 +35,8 @@ from coursekit.errors import ArchiveError
 
 MANIFEST = "MANIFEST.sha256"
 LISTING = "MANIFEST.json"
+HOME = "home"  # the folder holding the student's files inside an archive (format 2)
+FORMAT = 2
 CHUNK = 1 << 20
 # Not the student's work: caches, Jupyter's runtime files, and the git metadata of the course notebooks.
 SKIP = (".cache", ".local/share/jupyter/runtime", "notebooks/.git", "data/.coursekit-verified")
@@ -152,12 +157,20 @@ def _entry(member: tarfile.TarInfo, kind: str, digest: str | None = None, shared
     return Entry(kind, mode, target=member.linkname if kind == "symlink" else None)
 
 
+MAX_FILE = 64 * 2**30  # bytes of one file: more is a sparse file (a student's `truncate -s 1T`), not a day's work
+
+
 def _scan(source: TarSource) -> tuple[dict[str, Entry], list[str]]:
     """Every entry of the home (hard links resolved to their bytes) and the paths of other kinds of file."""
     entries: dict[str, Entry] = {}
     others = []
     for tar, member, rel in _stream(source):
         kind = _kind(member)
+        if kind == "file" and member.size > MAX_FILE:
+            raise ArchiveError(
+                f"{rel!r} is {member.size / 2**30:,.0f} GiB (a sparse file: more than any home holds, at most "
+                f"{MAX_FILE // 2**30} GiB are archived); it is left in place: delete or shrink that file in the seat, then "
+                "run teardown again")
         if kind is None:
             others.append(rel)
         elif kind == "file":
@@ -222,33 +235,59 @@ def _json_path(name: str) -> dict:
 
 def _listing_json(entries: dict[str, Entry], skipped: list[str]) -> bytes:
     rows = [{**_json_path(rel), **{k: v for k, v in asdict(e).items() if v is not None}} for rel, e in sorted(entries.items())]
-    return json.dumps({"entries": rows, "skipped": [_json_path(s) for s in skipped]}, indent=1).encode()
+    return json.dumps({"format": FORMAT, "home": HOME, "entries": rows, "skipped": [_json_path(s) for s in skipped]},
+                      indent=1).encode()
 
 
-def _parse_listing(text: bytes) -> dict[str, Entry]:
-    rows = json.loads(text)["entries"]
-    return {
+def _parse_listing(text: bytes) -> tuple[dict[str, Entry], str]:
+    """(the entries MANIFEST.json lists, the folder that holds the home in the archive: "" before format 2)."""
+    data = json.loads(text)
+    entries = {
         (row.pop("path") if "path" in row else os.fsdecode(base64.b64decode(row.pop("path_base64")))): Entry(**row)
-        for row in rows
+        for row in data["entries"]
     }
+    return entries, (data.get("home") or "") if data.get("format", 1) >= 2 else ""
+
+
+def _home_path(name: str, home: str) -> str:
+    """A member's path in the home; names outside the home folder keep a mark, so they never match a home path."""
+    if not home:
+        return name
+    return name[len(home) + 1:] if name.startswith(home + "/") else f"(outside {home}/) {name}"
+
+
+DUPLICATE = Entry("held twice", 0)
+# What reading a damaged archive raises: truncated gzip (EOFError), bad deflate data, tar and JSON errors.
+UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError, ValueError, KeyError, TypeError)  # what verification sees for a path two members claim
 
 
 def read_archive(path: Path) -> tuple[dict[str, Entry], dict[str, str], dict[str, Entry]]:
-    """(what the archive holds, its MANIFEST.sha256, its MANIFEST.json), each read from the file itself."""
+    """(what the archive holds, its MANIFEST.sha256, its MANIFEST.json), each read from the file itself, paths
+    relative to the home (format 2 and older archives alike)."""
     held: dict[str, Entry] = {}
     sums: dict[str, str] = {}
     listed: dict[str, Entry] = {}
+    home = ""
     with tarfile.open(path, "r:gz", errors="surrogateescape") as tar:
         for index, member in enumerate(tar):
             kind = _kind(member)
             if index == 0 and member.name == MANIFEST:
                 sums = _parse_sha256sum(tar.extractfile(member).read())
-            elif index == 1 and member.name == LISTING:
-                listed = _parse_listing(tar.extractfile(member).read())
+                continue
+            if index == 1 and member.name == LISTING:
+                listed, home = _parse_listing(tar.extractfile(member).read())
+                sums = {_home_path(name, home): digest for name, digest in sums.items()}
+                continue
+            if home and member.name == home and member.isdir():
+                continue
+            rel = _home_path(member.name, home)
+            if rel in held:
+                held[rel] = DUPLICATE
             elif kind == "file":
-                held[member.name] = _entry(member, kind, _sha256(tar.extractfile(member)))
+                held[rel] = _entry(member, kind, _sha256(tar.extractfile(member)))
             elif kind is not None:
-                held[member.name] = _entry(member, kind, shared=held.get(member.linkname), link=member.linkname)
+                link = _home_path(member.linkname, home) if kind == "hardlink" else None
+                held[rel] = _entry(member, kind, shared=held.get(link) if link else None, link=link)
     return held, sums, listed
 
 
@@ -262,7 +301,8 @@ def _differences(want: dict[str, Entry], have: dict[str, Entry], limit: int = 5)
 
 
 def _manifests(kept: dict[str, Entry], skipped: list[str]) -> list[tuple[str, bytes]]:
-    sums = b"".join(_sha256sum_line(rel, e.sha256 or "") for rel, e in sorted(kept.items()) if e.kind in ("file", "hardlink"))
+    sums = b"".join(_sha256sum_line(f"{HOME}/{rel}", e.sha256 or "") for rel, e in sorted(kept.items())
+                    if e.kind in ("file", "hardlink"))
     return [(MANIFEST, sums), (LISTING, _listing_json(kept, skipped))]
 
 
@@ -276,11 +316,14 @@ def _write(partial: Path, source: TarSource, kept: dict[str, Entry], skipped: li
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o600
             out.addfile(info, io.BytesIO(data))
+        home = tarfile.TarInfo(HOME)
+        home.type, home.mode = tarfile.DIRTYPE, 0o700
+        out.addfile(home)
         for tar, member, rel in _stream(source):
             kind = _kind(member)
             if rel not in kept or kind is None:
                 continue
-            member.name = rel
+            member.name = f"{HOME}/{rel}"
             # The source's PAX records would name the old path (top folder included) and win over .name.
             member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
             if kind == "file":
@@ -288,10 +331,11 @@ def _write(partial: Path, source: TarSource, kept: dict[str, Entry], skipped: li
                 out.addfile(member, reader)
                 written[rel] = _entry(member, kind, reader.digest.hexdigest())
                 continue
-            if kind == "hardlink":
-                member.linkname = _relative(member.linkname)
+            link = _relative(member.linkname) if kind == "hardlink" else None
+            if link is not None:
+                member.linkname = f"{HOME}/{link}"
             out.addfile(member)
-            written[rel] = _entry(member, kind, shared=written.get(member.linkname), link=member.linkname)
+            written[rel] = _entry(member, kind, shared=written.get(link) if link else None, link=link)
     return written
 
 
@@ -345,12 +389,12 @@ def _same_as_newest(dest_dir: Path, seat: str, kept: dict[str, Entry]) -> Path |
         return None
     try:
         held, _, listed = read_archive(path)
-    except (OSError, tarfile.TarError, ValueError, KeyError):
+    except UNREADABLE:  # a truncated or foreign file: this archive is written beside it under a new name
         return None
     return path if held == listed == kept else None
 
 
-def _link_new(partial: Path, dest_dir: Path, seat: str) -> Path:
+def link_new(partial: Path, dest_dir: Path, seat: str) -> Path:
     """Give partial the first free archive name (a hard link never replaces a file, unlike a rename)."""
     for name in archive_names(seat):
         final = dest_dir / name
@@ -382,9 +426,9 @@ def archive_seat(seat: str, source: TarSource, dest_dir: Path, course_data: dict
         if held != kept or listed != kept or sums != file_sums:
             problems = _differences(kept, held) or _differences(kept, listed) or ["MANIFEST.sha256 differs"]
             raise ArchiveError(f"the archive does not match the home ({'; '.join(problems)})")
-        final = _same_as_newest(dest_dir, seat, kept) or _link_new(partial, dest_dir, seat)
-    except (OSError, tarfile.TarError, ValueError) as exc:
-        raise ArchiveError(f"archiving failed: {exc}") from None
+        final = _same_as_newest(dest_dir, seat, kept) or link_new(partial, dest_dir, seat)
+    except UNREADABLE as exc:
+        raise ArchiveError(f"archiving failed: {type(exc).__name__}: {exc}") from None
     finally:
         partial.unlink(missing_ok=True)
     files = sum(1 for e in kept.values() if e.kind in ("file", "hardlink"))

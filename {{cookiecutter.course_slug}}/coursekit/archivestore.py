@@ -18,7 +18,7 @@ from typing import Any, Callable, Protocol
 
 from coursekit import buildinputs
 from coursekit import buildinputs
-from coursekit.archive import Archived, archive_names, newest, newest_in, read_archive, seat_of
+from coursekit.archive import UNREADABLE, Archived, archive_names, link_new, newest, newest_in, read_archive, seat_of
 from coursekit.errors import ArchiveError, CoursekitError
 
 SWIFT = "swift://"
@@ -60,7 +60,10 @@ def file_sha256(path: Path) -> str:
 
 def check_archive_file(path: Path) -> None:
     """The archive holds exactly what its own manifests list (ArchiveError otherwise)."""
-    held, sums, listed = read_archive(path)
+    try:
+        held, sums, listed = read_archive(path)
+    except UNREADABLE as exc:
+        raise ArchiveError(f"{path} cannot be read ({type(exc).__name__}: {exc}); it is damaged or not an archive") from None
     files = {rel: e.sha256 for rel, e in held.items() if e.kind in ("file", "hardlink")}
     if held != listed or sums != files:
         raise ArchiveError(f"{path} does not match its own manifest")
@@ -78,7 +81,7 @@ class LocalStore:
     def list(self) -> list[Stored]:
         from datetime import datetime, timezone
 
-        found = sorted(self.folder.glob("*.tar.gz")) if self.folder.is_dir() else []
+        found = [p for p in sorted(self.folder.glob("*.tar.gz")) if self.folder.is_dir() and p.is_file() and not p.is_symlink()]
         return [Stored(seat_of(p.name), str(p), p.stat().st_size,
                        datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")) for p in found]
 
@@ -155,19 +158,32 @@ class SwiftStore:
         meta = self.cloud.object_metadata(self.container, name) if name else None
         if meta is None:
             raise CoursekitError(f"no archive of seat {seat!r} at {self.location(f'{self.slug}/{seat}.tar.gz')}")
+        folder_for_fetch(dest)
+        partial = dest / f".{seat}.tar.gz.part"
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in self.cloud.stream_object(self.container, name):
+                    digest.update(chunk)
+                    handle.write(chunk)
+            want = (meta.get(SHA_KEY) or "").lower()
+            if want and digest.hexdigest() != want:
+                raise ArchiveError(f"{self.location(name)} does not match the checksum it was stored with")
+            check_archive_file(partial)
+            return link_new(partial, dest, seat)  # never over a file already there: <seat>.2.tar.gz and on
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def folder_for_fetch(dest: Path) -> None:
+    """Make dest an owner-only folder to fetch into; a clear error when it is a file (--to /dev/null)."""
+    if dest.exists() and not dest.is_dir():
+        raise CoursekitError(f"--to {dest}: that is a file, not a folder; give a folder to put the archive in")
+    try:
         dest.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = dest / f"{seat}.tar.gz"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in self.cloud.stream_object(self.container, name):
-                digest.update(chunk)
-                handle.write(chunk)
-        want = (meta.get(SHA_KEY) or "").lower()
-        if want and digest.hexdigest() != want:
-            raise ArchiveError(f"{self.location(name)} does not match the checksum it was stored with")
-        check_archive_file(path)
-        return path
+    except OSError as exc:
+        raise CoursekitError(f"--to {dest}: cannot make that folder ({exc.strerror})") from None
 
 
 def store_for(course, folder: Path | None = None, cloud=None) -> ArchiveStore:

@@ -415,7 +415,7 @@ def _seat_id(text: str) -> str:
 def _moment(text: str) -> datetime:
     moment = parse_time(text) or (parse_time(f"{text}:00") if len(text) == 16 else None)
     if moment is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a moment; write it like 2027-01-11T18:05:00-05:00")
+        raise argparse.ArgumentTypeError(f"{text[:60]!r} is not a moment between the years 2000 and 2200; write it like 2027-01-11T18:05:00-05:00")
     return moment
 
 

@@ -18,6 +18,8 @@ from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet.parallel import each
+
+TEARDOWN_WORKERS = 4  # seats archived at once: each reads a home and writes an archive
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.seats import SeatTokens, seats, status_order
 
@@ -162,15 +164,17 @@ class Provider(ABC):
         return None  # a hook: nothing shared unless the provider says so
 
     def teardown(self, store: ArchiveStore, keep_volumes: bool) -> list[Outcome]:
-        """Archive every seat, verify it, then remove it; a seat that fails stays and is reported, the others go on."""
-        outcomes = []
-        for seat, unit in self.teardown_units():
+        """Archive every seat, verify it, then remove it, a few seats at once (one slow home holds one worker); a seat
+        that fails stays and is reported, the others go on."""
+        def one(item: tuple[str, Any]) -> Outcome:
+            seat, unit = item
             try:
                 done = self.archive_and_remove(seat, unit, store, keep_volumes)
             except CoursekitError as exc:
-                outcomes.append(Outcome(seat, "teardown", False, f"{exc}; {self.left_in_place(unit)}"))
-                continue
-            outcomes.append(Outcome(seat, "teardown", True, describe_archive(done)))
+                return Outcome(seat, "teardown", False, f"{exc}; {self.left_in_place(unit)}")
+            return Outcome(seat, "teardown", True, describe_archive(done))
+
+        outcomes = each(one, self.teardown_units(), TEARDOWN_WORKERS)
         self.after_teardown(all(o.ok for o in outcomes))
         return outcomes
 
