@@ -136,7 +136,7 @@ def test_a_seat_leaving_the_roster_is_archived_before_it_goes(rig, tmp_path):
     edit_course(rig.repo, lambda d: d["seats"].update(students=[s for s in d["seats"]["students"] if s["id"] != "cy"]))
     _deploy(rig, "--yes", "--archive-dir", str(tmp_path / "left"))
     with tarfile.open(tmp_path / "left" / "cy.tar.gz") as tar:
-        assert tar.extractfile("work/.git/HEAD").read() == b"ref: refs/heads/main\n"
+        assert tar.extractfile("home/work/.git/HEAD").read() == b"ref: refs/heads/main\n"
     status = _seat_rows(rig)
     assert [r["seat"] for r in status] == ["ann", "ben"]
 
@@ -150,7 +150,7 @@ def test_teardown_archives_every_seat_and_leaves_nothing(rig, tmp_path):
     assert "nothing of" in torn.stdout and "is left" in torn.stdout
     for seat in STUDENTS:
         with tarfile.open(tmp_path / "arch" / f"{seat}.tar.gz") as tar:
-            assert tar.extractfile(".config/notes.txt").read() == f"{seat}'s hidden notes".encode()
+            assert tar.extractfile("home/.config/notes.txt").read() == f"{seat}'s hidden notes".encode()
     assert _seat_rows(rig) == [
         {"seat": s, "state": "missing", "url": "", "image": "", "health": "-", "last_activity": "-", "home": "-", "schedule": "-"} for s in STUDENTS
     ]
