@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.slow  # hundreds of generated course.yaml files per property
@@ -145,3 +145,26 @@ def test_the_planner_is_linear_in_the_seat_count(coursekit):
         timings[count] = time.perf_counter() - started
         assert len(actions) == count
     assert timings[5000] < 1.0
+
+
+@given(st.text(alphabet="ab*?.[!]-^\\&/", min_size=1, max_size=10), st.text(alphabet="ab.-[]!^\\&*/", min_size=1, max_size=10))
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_notebook_glob_matches_as_fnmatch_does_name_by_name(coursekit, glob, rel):
+    """The one-regex glob agrees with the plain definition: fnmatch on each name, ** for any number of folders."""
+    import fnmatch
+    from functools import cache
+
+    from coursekit.validate import glob_matches
+
+    parts, names = glob.split("/"), rel.split("/")
+    assume("" not in names)  # a notebook's path: names, never empty
+
+    @cache
+    def reference(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(names)
+        if parts[i] == "**":
+            return reference(i + 1, j) or (j < len(names) and reference(i, j + 1))
+        return j < len(names) and fnmatch.fnmatchcase(names[j], parts[i]) and reference(i + 1, j + 1)
+
+    assert glob_matches(glob, rel) == reference(0, 0)

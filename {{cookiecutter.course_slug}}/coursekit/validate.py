@@ -1,10 +1,12 @@
 """Checks a schema cannot express, run on the raw course.yaml after the schema."""
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import functools
 import hashlib
 import ipaddress
+import itertools
 import math
 import os
 import re
@@ -420,20 +422,89 @@ def _not_a_number(node: Any, path: tuple = ()) -> Found:
             yield from _not_a_number(value, (*path, i))
 
 
+def _name_tokens(part: str) -> list[str]:
+    """A name pattern as fnmatch reads it: "*", or the regex of one ?, [...] set or literal character (neither
+    ever matching a '/')."""
+    tokens, i, n = [], 0, len(part)
+    while i < n:
+        c = part[i]
+        i += 1
+        if c == "*":
+            if not tokens or tokens[-1] != "*":
+                tokens.append("*")
+        elif c == "?":
+            tokens.append("[^/]")
+        elif c == "[":
+            j = i + (i < n and part[i] == "!")
+            j += j < n and part[j] == "]"
+            while j < n and part[j] != "]":
+                j += 1
+            if j >= n:
+                tokens.append("\\[")
+            else:  # fnmatch's own reading of the set (ranges, negation, escapes)
+                tokens.append("(?!/)" + fnmatch.translate(part[i - 1:j + 1]).removeprefix("(?s:").removesuffix(")\\Z"))
+                i = j + 1
+        else:
+            tokens.append(re.escape(c))
+    return tokens
+
+
+def _segment_regex(part: str, groups: itertools.count) -> str:
+    """One folder or file name pattern as a regex that never crosses a '/'. Between stars, each piece is found by
+    an atomic lookahead (as fnmatch does), so a pattern like *a*a*a...*b cannot make the engine backtrack."""
+    chunks = [[]]
+    for token in _name_tokens(part):
+        if token == "*":
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    first, *rest = ["".join(chunk) for chunk in chunks]
+    if not rest:
+        return first
+    *middle, last = rest
+    out = [first]
+    for chunk in (c for c in middle if c):
+        name = f"g{next(groups)}"
+        out.append(f"(?=(?P<{name}>[^/]*?{chunk}))(?P={name})")
+    out.append("[^/]*" + last)
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def glob_regex(glob: str) -> re.Pattern:
+    """glob (relative to notebooks/) as one compiled regex: *, ? and [...] within a name, ** for any number of
+    folders. A regex with no nested repetition, so no pattern can make it slow."""
+    parts, groups = glob.split("/"), itertools.count()
+    pieces = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            pieces.append("(?:[^/]+(?:/[^/]+)*)?" if last else "(?:[^/]+/)*")
+        else:
+            pieces.append(_segment_regex(part, groups) + ("" if last else "/"))
+    return re.compile("".join(pieces))
+
+
 def glob_matches(glob: str, rel: str) -> bool:
-    """True when notebooks/<rel> is one of the files glob names: *, ? and [...] within a folder name (fnmatch),
-    ** for any number of folders. Matched name by name, so no pattern can make it slow."""
-    parts, names = glob.split("/"), rel.split("/")
+    """True when notebooks/<rel> is one of the files glob names."""
+    return glob_regex(glob).fullmatch(rel) is not None
 
-    @functools.cache
-    def match(i: int, j: int) -> bool:
-        if i == len(parts):
-            return j == len(names)
-        if parts[i] == "**":
-            return match(i + 1, j) or (j < len(names) and match(i, j + 1))
-        return j < len(names) and fnmatch.fnmatchcase(names[j], parts[i]) and match(i + 1, j + 1)
 
-    return match(0, 0)
+def glob_matches_any(glob: str, found: list[str], joined: str) -> bool:
+    """True when glob names at least one of found (sorted); joined is found one per line. A literal leading folder
+    narrows the search to its range; otherwise one scan of the whole list, in the regex engine."""
+    literal = []
+    for part in glob.split("/")[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        literal.append(part)
+    if literal:
+        prefix = "/".join(literal) + "/"
+        start = bisect.bisect_left(found, prefix)
+        stop = bisect.bisect_left(found, prefix[:-1] + chr(ord("/") + 1))
+        pattern = glob_regex(glob)
+        return any(pattern.fullmatch(rel) for rel in found[start:stop])
+    return re.search("(?m)^(?:" + glob_regex(glob).pattern + ")$", joined) is not None
 
 
 LOCK_FILE = "requirements.lock"
@@ -538,12 +609,13 @@ def _check_tests(data: dict, root: Path) -> Found:
     if not isinstance(globs, dict) or not globs:
         return
     found = list_notebooks(root)
+    joined = "\n".join(found)
     for glob in globs:
         if not isinstance(glob, str):
             continue
         if glob.startswith("/") or ".." in PurePosixPath(glob).parts:
             yield ("test", "notebooks", glob), f"{glob!r} must be relative to notebooks/ and stay inside it"
-        elif not any(glob_matches(glob, rel) for rel in found):
+        elif "\n" in glob or not glob_matches_any(glob, found, joined):
             yield ("test", "notebooks", glob), (
                 f"{glob!r} matches no notebook in notebooks/ (there are {len(found)}); fix the glob or remove the entry"
             )
