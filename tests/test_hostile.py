@@ -259,3 +259,81 @@ def test_the_wrong_credential_probe_always_differs_from_the_token(coursekit):
 def test_seat_arguments_are_seat_ids_never_paths(repo, command):
     result = run_coursekit(repo, *command, env={"COURSEKIT_SECRET": GOOD_SECRET})
     assert result.returncode == 2 and "is not a valid seat id" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_five_hundred_globs_over_sixty_thousand_notebooks_validate_in_seconds(repo):
+    import time
+
+    for week in range(600):
+        folder = repo / "notebooks" / f"week{week:03d}"
+        folder.mkdir()
+        for lesson in range(100):
+            (folder / f"lesson-{lesson:03d}.ipynb").write_text("{}")
+    forms = ["week{i:03d}/*.ipynb", "**/lesson-{j:03d}.ipynb", "week{i:03d}/lesson-0[0-4]?.ipynb", "**/*-{j:03d}.ipynb"]
+    globs = {forms[i % 4].format(i=i, j=i % 100): {"timeout": 100} for i in range(500)}
+    _edit(repo, lambda d: d.setdefault("test", {}).update(notebooks=globs))
+    started = time.monotonic()
+    result = run_coursekit(repo, "validate")
+    took = time.monotonic() - started
+    print(f"\nvalidate: 500 globs over 60,000 notebooks in {took:.2f} s")
+    assert result.returncode == 0, result.stderr
+    assert took < 5
+
+
+def test_a_merge_key_then_an_override_is_no_duplicate(repo):
+    lines = (repo / "course.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  docker:"))
+    lines.insert(at + 1, "    <<: {cpus: 1, memory: 1g}")
+    (repo / "course.yaml").write_text("\n".join(lines) + "\n")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_five_thousand_digit_number_is_one_clear_problem(repo):
+    lines = (repo / "course.yaml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("cpus:"))
+    lines[at] = lines[at].split(":")[0] + ": " + "1" * 5001
+    (repo / "course.yaml").write_text("\n".join(lines) + "\n")
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"course.yaml:{at + 1}: a number of 5,001 digits, far more than any setting takes" in result.stderr
+    assert "set_int_max_str_digits" not in result.stderr
+
+
+def test_an_image_name_longer_than_docker_allows_is_refused(repo):
+    _edit(repo, lambda d: d["image"].update(repository="a" * 250))
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Docker takes at most 255: shorten image.repository" in result.stderr
+
+
+def test_a_secret_that_is_one_word_twice_is_refused(repo):
+    result = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": "Xk3p9QzT2wY" * 2})
+    assert result.returncode == 1 and "is one shorter string repeated" in result.stderr
+    assert "Xk3p9QzT2wY" not in result.stderr
+
+
+def test_a_huge_unknown_key_is_named_as_unknown(repo):
+    text = (repo / "course.yaml").read_text()
+    (repo / "course.yaml").write_text("? " + "x" * 300_000 + "\n: 1\n" + text)
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "unknown key 'xxxx" in result.stderr and "(300,000 characters)" in result.stderr
+    assert len(result.stderr) < 2000
+
+
+@pytest.mark.parametrize("args,why", [
+    (("status", "--at", "9999-12-31T23:59:59Z"), "is not a moment between the years 2000 and 2200"),
+    (("archives", "--fetch", "alice", "--to", "/dev/null"), "no archive of seat 'alice'"),
+])
+def test_arguments_that_once_escaped_as_exceptions_are_clear_errors(repo, args, why):
+    result = run_coursekit(repo, *args, env={"COURSEKIT_SECRET": GOOD_SECRET})
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    assert why in result.stderr, result.stderr
+
+
+def test_a_dangling_link_in_the_archive_folder_is_listed_past(repo):
+    (repo / "archives").mkdir(mode=0o700)
+    (repo / "archives" / "alice.tar.gz").symlink_to(repo / "gone.tar.gz")
+    result = run_coursekit(repo, "archives")
+    assert result.returncode == 0 and "0 archives" in result.stdout, result.stderr

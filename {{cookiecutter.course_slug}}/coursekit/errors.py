@@ -19,10 +19,12 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        path = self.path if len(self.path) <= MAX_PATH else self.path[: MAX_PATH - 3] + "..."  # a key may be huge
+        return f"{where}: {path}: {self.message}" if path else f"{where}: {self.message}"
 
 
 MAX_SHOWN = 100  # problems listed; the rest are counted
+MAX_PATH = 120  # characters of a key path in a message
 MAX_MESSAGE = 600  # characters of one problem: a value quoted in it may be megabytes long
 
 

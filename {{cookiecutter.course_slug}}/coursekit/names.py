@@ -98,6 +98,9 @@ def host_problem(host: str) -> str | None:
     return None
 
 
+MAX_IMAGE_NAME = 255  # registry/repository, as Docker's reference grammar bounds it
+
+
 def repository_problem(repository: str) -> str | None:
     """Why repository is not an image name without registry or tag, or None."""
     if ":" in repository or "@" in repository:

@@ -64,6 +64,11 @@ def _describe(value: Any) -> str:
     return kind or f"a {type(value).__name__} (a YAML tag made it; write the value in quotes)"
 
 
+def _short(key: Any) -> str:
+    """A key as a message quotes it: a 300 kB key is its first 80 characters."""
+    return repr(key) if len(str(key)) <= 80 else repr(str(key)[:80]) + f"... ({len(str(key)):,} characters)"
+
+
 def _suggest(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(choices)
@@ -73,7 +78,7 @@ def _explain(error: ValidationError, doc: Document) -> list[tuple[tuple, str]]:
     path, kind, value, instance = tuple(error.absolute_path), error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
-        return [((*path, key), f"unknown key {key!r}; {_suggest(key, allowed)}") for key in instance if key not in allowed]
+        return [((*path, key), f"unknown key {_short(key)}; {_suggest(str(key)[:200], allowed)}") for key in instance if key not in allowed]
     if kind == "required":
         key = error.message.split("'")[1]
         description = error.schema["properties"].get(key, {}).get("description", "")

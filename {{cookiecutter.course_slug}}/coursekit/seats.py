@@ -80,6 +80,8 @@ def read_secret(environ: Mapping[str, str] = os.environ) -> str:
             f"{SECRET_VARIABLE} does not look random (about {max(0.0, min(apparent_bits(secret), len(secret) * bits_per_character(secret))):.0f} "
             f"bits; at least {MIN_SECRET_BITS} are needed, and repeated characters add little). {make}"
         )
+    if (secret + secret).find(secret, 1) < len(secret):  # "Xk3p9QzT2wYXk3p9QzT2wY": one word, repeated
+        raise SecretError(f"{SECRET_VARIABLE} is one shorter string repeated, which adds nothing to guess. {make}")
     return secret
 
 

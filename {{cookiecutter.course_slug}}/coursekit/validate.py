@@ -137,10 +137,18 @@ def _requirement_problem(text: str) -> str | None:
 
 def _check_image(data: dict) -> Found:
     checks = (("registry", names.registry_problem), ("repository", names.repository_problem), ("base", names.base_image_problem))
+    bad = set()
     for key, check in checks:
         value = _at(data, "image", key)
         if isinstance(value, str) and (why := check(value)):
+            bad.add(key)
             yield ("image", key), why
+    registry, repository = _at(data, "image", "registry"), _at(data, "image", "repository")
+    if isinstance(registry, str) and isinstance(repository, str) and not bad & {"registry", "repository"}:
+        if len(name := f"{registry}/{repository}") > names.MAX_IMAGE_NAME:
+            yield ("image", "repository"), (
+                f"the image name {name[:60]!r}... is {len(name)} characters with its registry; Docker takes at most "
+                f"{names.MAX_IMAGE_NAME}: shorten image.repository")
     seen: dict[str, int] = {}
     for i, text in _strings(data, "image", "python_packages"):
         if why := _requirement_problem(text):

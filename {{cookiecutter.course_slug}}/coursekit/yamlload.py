@@ -49,9 +49,11 @@ class _Checks:
     duplicate_problems: list[tuple[int, str]]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # Only the mapping's own keys can be duplicates: keys merged in by `<<: *base` are meant to be overridden.
+        own = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
         self.flatten_mapping(node)
         seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
+        for key_node, _ in own:
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)):
@@ -65,6 +67,25 @@ class _Checks:
         return super().construct_mapping(node, deep=deep)
 
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        digits = sum(c.isdigit() for c in node.value)
+        if digits > MAX_DIGITS:  # Python refuses to read more than 4,300 digits
+            raise Refused(node.start_mark.line + 1, f"a number of {digits:,} digits, far more than any setting takes: "
+                                                    "check the value on this line (put text in quotes)")
+        return super().construct_yaml_int(node)
+
+
+MAX_DIGITS = 4000  # below Python's own limit, far above any checksum written as digits
+
+
+class Refused(yaml.YAMLError):
+    """A value the loader will not construct, with the line it is on."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
 class _Loader(_Checks, yaml.SafeLoader):
     """The pure-Python parser: slower, but its error messages are the ones users see."""
 
@@ -72,6 +93,8 @@ class _Loader(_Checks, yaml.SafeLoader):
 # libyaml's parser reads a 5,000-seat roster about ten times faster; a document it refuses is parsed
 # again by the pure-Python one, so every message stays the same.
 _FastLoader = type("_FastLoader", (_Checks, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
+for _loader in (_Loader, _FastLoader):
+    _loader.add_constructor("tag:yaml.org,2002:int", _Checks.construct_yaml_int)
 
 # Timestamps stay strings: the schema and our own checks parse them, with clear messages.
 _Loader.yaml_implicit_resolvers = _FastLoader.yaml_implicit_resolvers = {
@@ -164,6 +187,8 @@ def load_text(text: str, file: str) -> Document:
                 0, "", f"too many aliases: expanding them gives more than {MAX_VALUES:,} values, or an alias "
                 "refers to itself; write the values out, or use fewer aliases (*name) of large anchors (&name)", file)])
         data = loader.construct_document(node) if node is not None else None
+    except Refused as exc:
+        return Document(None, file, problems=[Problem(exc.line, "", exc.message, file)])
     except yaml.YAMLError as exc:
         return Document(None, file, problems=[_syntax_problem(exc, text, file)])
     except RecursionError:
