@@ -92,7 +92,7 @@ def remove_cached(client: docker.DockerClient) -> None:
 
 def ensure_base_image(client: docker.DockerClient) -> str:
     """The stand-in base image's tag, building the rootfs and the image first if they are missing."""
-    recipe = b"".join(p.name.encode() + p.read_bytes() for p in sorted(HERE.iterdir()) if p.is_file() and p.suffix != ".py")
+    recipe = b"".join(p.name.encode() + p.read_bytes() for p in sorted(HERE.iterdir()) if p.is_file() and p.name != "standin.py")
     ca = SYSTEM_CA.read_bytes() if SYSTEM_CA.exists() else b""
     tag = f"coursekit-test/base-notebook:{_hash(recipe, ca)}"
     if _exists(client, tag):

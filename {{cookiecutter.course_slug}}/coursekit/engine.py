@@ -162,6 +162,13 @@ def running(client: docker.DockerClient, image: str, before_start: Callable[[Con
                 container.remove(force=True, v=True)
 
 
+def image_env(client: docker.DockerClient, reference: str) -> dict[str, str]:
+    """The environment an image sets (ENV), as its containers start with it."""
+    with guarded(f"reading the settings of {reference}"):
+        pairs = client.images.get(reference).attrs.get("Config", {}).get("Env") or []
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
 def exec_run(container: Container, command: list[str], timeout: float | None = None) -> tuple[int, str]:
     """Run a command in a running container; returns (exit code, combined output)."""
     if timeout:

@@ -75,11 +75,16 @@ docker image inspect "$IMAGE" > /dev/null
 docker volume create "coursekit-$SEAT-home" > /dev/null
 docker rm -f "coursekit-$SEAT" > /dev/null 2>&1 || true
 [[ "$BASE_URL" =~ ^/([a-z0-9-]+/)?$ ]] || { log "ERROR: BASE_URL must be / or /<seat>/"; exit 1; }
-command=()
-[ "$BASE_URL" = / ] || command=(start-notebook.sh "--ServerApp.base_url=$BASE_URL")
+# The image's own command starts Jupyter (docker-stacks: start-notebook.py); behind the gateway the base URL goes
+# in NOTEBOOK_ARGS, after the image's own, as docker-stacks documents.
+base_url_args=()
+if [ "$BASE_URL" != / ]; then
+    image_args=$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed -n 's/^NOTEBOOK_ARGS=//p')
+    base_url_args=(-e "NOTEBOOK_ARGS=${image_args:+$image_args }--ServerApp.base_url=$BASE_URL")
+fi
 docker run -d --name "coursekit-$SEAT" --restart unless-stopped \
-    --label org.coursekit.seat="$SEAT" -e JUPYTER_TOKEN \
-    -p "127.0.0.1:$JUPYTER_PORT:8888" -v "coursekit-$SEAT-home:/home/jovyan" "$IMAGE" "${command[@]}" > /dev/null
+    --label org.coursekit.seat="$SEAT" -e JUPYTER_TOKEN "${base_url_args[@]}" \
+    -p "127.0.0.1:$JUPYTER_PORT:8888" -v "coursekit-$SEAT-home:/home/jovyan" "$IMAGE" > /dev/null
 
 log "waiting for Jupyter (the course data is fetched and verified first)"
 deadline=$((SECONDS + READY_TIMEOUT))

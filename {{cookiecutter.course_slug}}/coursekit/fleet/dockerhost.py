@@ -80,7 +80,7 @@ class DockerProvider(Provider):
         """What a container's settings hash to; a change means replace."""
         s = self.settings
         text = json.dumps({"cpus": s.cpus, "memory": s.memory, "bind": self._listen_host(), "network": self.network,
-                           "hardening": HARDENING, **({"base_url": "seat"} if self.gateway else {})}, sort_keys=True)
+                           "hardening": HARDENING, **({"base_url": "NOTEBOOK_ARGS"} if self.gateway else {})}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def url(self, seat: str, port: int) -> str:
@@ -274,18 +274,24 @@ class DockerProvider(Provider):
             return self.client.containers.create(
                 image, name=name, hostname=seat,
                 # Jupyter's runtime files in /tmp: a student who filled their home can still log in and clean up.
-                environment={"JUPYTER_TOKEN": self.token(seat), "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime"},
+                environment={"JUPYTER_TOKEN": self.token(seat), "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+                             **self._base_url_setting(image, seat)},
                 labels=self.labels(seat, **{labels.SETTINGS: self.fingerprint(), labels.PORT: str(port)}),
                 volumes={volume: {"bind": HOME, "mode": "rw"}},
                 ports={"8888/tcp": (self._listen_host(), port)}, network=self.network,
-                # Behind the gateway Jupyter serves under /<seat>/, the path students' links carry.
-                **({"command": ["start-notebook.sh", f"--ServerApp.base_url={self._base_url(seat)}"]} if self.gateway else {}),
                 nano_cpus=int(s.cpus * 1e9), mem_limit=s.memory, memswap_limit=s.memory, pids_limit=2048,
                 restart_policy=RESTART,
                 # Jupyter runs as the notebook user and needs no capability; /tmp is a capped tmpfs. The root
                 # filesystem stays writable: students `pip install` into the image's environment during class.
                 cap_drop=["ALL"], security_opt=["no-new-privileges"], tmpfs={"/tmp": f"size={TMP_SIZE},mode=1777"},
             )
+
+    def _base_url_setting(self, image: str, seat: str) -> dict[str, str]:
+        """Behind the gateway Jupyter serves under /<seat>/, the path students' links carry: passed as docker-stacks
+        documents, in NOTEBOOK_ARGS after the image's own, so the image's own command starts it."""
+        if not self.gateway:
+            return {}
+        return {"NOTEBOOK_ARGS": notebook_args(engine.image_env(self.client, image), self._base_url(seat))}
 
     def _wait_ready(self, container: Container, seat: str, port: int) -> None:
         def gone() -> str | None:
@@ -528,6 +534,11 @@ class DockerProvider(Provider):
         if keep_volumes:
             return found
         return found + [f"disk file {path}" for path in homedisk.leftovers(f"coursekit-{self.slug}.")]
+
+
+def notebook_args(image_env: dict[str, str], base_url: str) -> str:
+    """NOTEBOOK_ARGS for a seat served under base_url: the image's own arguments, then the base URL (pure)."""
+    return " ".join(part for part in (image_env.get("NOTEBOOK_ARGS", "").strip(), f"--ServerApp.base_url={base_url}") if part)
 
 
 def _paused(container: Container) -> bool:
