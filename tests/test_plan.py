@@ -87,3 +87,11 @@ def test_plan_is_pure(plan):
     observed = [_obs(plan, "a")]
     assert plan.plan(desired, observed) == plan.plan(desired, observed)
     assert desired == [plan.Desired("a", "img-1", "s1")] and observed == [_obs(plan, "a")]
+
+
+def test_a_seat_behind_a_gateway_keeps_the_image_s_own_notebook_args(coursekit):
+    from coursekit.fleet.dockerhost import notebook_args
+
+    assert notebook_args({}, "/ann/") == "--ServerApp.base_url=/ann/"
+    assert notebook_args({"NOTEBOOK_ARGS": " --LabApp.collaborative=True "}, "/ann/") == \
+        "--LabApp.collaborative=True --ServerApp.base_url=/ann/"
