@@ -94,8 +94,10 @@ def cmd_roster(args: argparse.Namespace) -> int:
         )
     course: Course = load_course(args.config)
     tokens = _tokens(course)
-    urls = _fleet_urls(course, tokens)
-    text = roster.FORMATS[args.format](course, roster.rows(course, tokens, urls))
+    if args.format == "sheet":  # no credential on it: the state of each seat instead
+        text = roster.to_sheet(course, roster.rows(course, tokens), _fleet_states(course, tokens))
+    else:
+        text = roster.FORMATS[args.format](course, roster.rows(course, tokens, _fleet_urls(course, tokens)))
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -189,6 +191,15 @@ def _fleet_urls(course: Course, tokens: SeatTokens) -> dict[str, str]:
         return fleet_for(course, None, tokens).urls()
     except CoursekitError as exc:
         err.print(f"cannot ask the fleet for seat URLs ({str(exc).splitlines()[0]}); the roster shows placeholders")
+        return {}
+
+
+def _fleet_states(course: Course, tokens: SeatTokens) -> dict[str, str]:
+    """Each deployed seat's state; none when there is no fleet to ask."""
+    try:
+        return {o.seat: getattr(o.state, "value", o.state) for o in fleet_for(course, None, tokens).observe()}
+    except CoursekitError as exc:
+        err.print(f"cannot ask the fleet for seat states ({str(exc).splitlines()[0]}); the sheet shows none")
         return {}
 
 

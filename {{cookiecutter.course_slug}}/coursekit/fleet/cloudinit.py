@@ -117,11 +117,11 @@ def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: 
 
 
 def gateway_user_data(site: str, token: str, hostname: str, tls: tuple[str, str] | None = None,
-                      upstream: str = "", registry_auth: tuple[str, str] | None = None) -> str:
+                      upstream: str = "", registry_auth: tuple[str, str] | None = None, title: str = "") -> str:
     """#cloud-config for the course's gateway: its settings (root-only), its TLS certificate and key when
     given, Caddy's route renderer and the control service, and, with upstream, a pull-through cache of that
     registry (with registry_auth for a private image); no cloud credential of any kind."""
-    values = {"SITE": site, "TOKEN": token, "ROUTES": f"{GATEWAY_LIB}/gatewayroutes.py",
+    values = {"SITE": site, "TOKEN": token, "ROUTES": f"{GATEWAY_LIB}/gatewayroutes.py", **({"TITLE": title} if title else {}),
               **({"TLS_CERT": GATEWAY_CERT, "TLS_KEY": GATEWAY_KEY} if tls else {}),
               **({"REGISTRY_UPSTREAM": upstream} if upstream else {}),
               **({"REGISTRY_USERNAME": registry_auth[0], "REGISTRY_PASSWORD": registry_auth[1]} if registry_auth else {})}

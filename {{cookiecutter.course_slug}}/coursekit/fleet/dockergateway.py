@@ -42,8 +42,8 @@ CADDY_DATA = "/root/.local/share/caddy"  # the internal CA and certificates
 class DockerGateway:
     """Build, run, re-route and remove one course's gateway container."""
 
-    def __init__(self, client: docker.DockerClient, slug: str, settings: DockerSettings):
-        self.client, self.slug, self.settings = client, slug, settings
+    def __init__(self, client: docker.DockerClient, slug: str, settings: DockerSettings, title: str = ""):
+        self.client, self.slug, self.settings, self.title = client, slug, settings, title  # title: the course's name
         self.name = f"coursekit-{slug}.gateway"
         self.labels = {labels.COURSE: slug, labels.ROLE: "gateway"}
 
@@ -101,7 +101,7 @@ class DockerGateway:
     def config(self, routes: list[Route]) -> str:
         s = self.settings
         bind = "" if s.bind in ("0.0.0.0", "::") else s.bind
-        return caddyfile(s.public_host, s.https_port, s.http_port, routes, bind=bind, admin=ADMIN)
+        return caddyfile(s.public_host, s.https_port, s.http_port, routes, bind=bind, admin=ADMIN, title=self.title)
 
     def sync(self, routes: list[Route]) -> None:
         """Make the gateway serve exactly these routes: created when missing or broken, else reloaded in place."""

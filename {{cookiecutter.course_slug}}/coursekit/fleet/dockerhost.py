@@ -57,7 +57,7 @@ class DockerProvider(Provider):
         self.ready_timeout = ready_timeout
         self.network = f"coursekit-{self.slug}"
         self.stop = Stop()
-        self.gateway = DockerGateway(client, self.slug, self.settings) if self.settings.access == "gateway" else None
+        self.gateway = DockerGateway(client, self.slug, self.settings, course.course.name) if self.settings.access == "gateway" else None
         self._warned, self._warned_lock = False, threading.Lock()
 
     @classmethod

@@ -11,12 +11,15 @@ import html
 import ipaddress
 from dataclasses import dataclass
 
-STARTING = ("Starting", "Your environment is starting. This page reloads itself; it takes a minute or two.")
+STARTING = ("Starting", "Your environment is starting. This page opens it by itself when it is ready; it takes a "
+                        "minute or two.")
 BAD_PATH = ("Bad address", "This address is not allowed here. Use the link on your slip, or ask your instructor.")
 # Refused before any route is chosen: an encoded separator or dot, a backslash, an empty or dot segment in the path
 # (never the query, where Jupyter's own ?next=%2F... lives). Caddy cleans paths before matching, so without this
 # /alice/..%2fbob/ would be routed to bob's seat with alice's cookies.
 UNSAFE_PATH = r"(?i)^[^?#]*(%2f|%5c|%2e|%00|\\|//|/\.\.?(/|\?|#|$))"
+WELCOME = ("This is the front door of your class's environments. Use the link on your slip (or scan its QR code) "
+           "to open yours; each environment has its own link.")
 NO_SEAT = ("Not found", "There is no environment at this address. Check the link on your sheet, or ask your instructor.")
 
 
@@ -27,12 +30,22 @@ class Route:
     paused_until: str = ""  # for a paused seat: when it wakes ("" : when the instructor resumes it)
 
 
+# The starting page asks every 5 seconds whether the seat answers yet and reloads only then: no timed refresh
+# (a screen reader or a slow reader loses their place; WCAG 2.2.1), no reload loop while the seat starts.
+_WAIT_SCRIPT = ("<script>setInterval(function(){fetch(location.href,{cache:'no-store',redirect:'manual'})"
+                ".then(function(r){if(r.status!==503&&r.status!==502&&r.status!==504)location.reload();})"
+                ".catch(function(){});},5000);</script>")
+
+
 def page(title: str, text: str, refresh: bool = False) -> str:
-    """A small self-contained HTML page (no outside resources)."""
-    meta = '<meta http-equiv="refresh" content="10">' if refresh else ""
-    return (f'<!doctype html><html><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
-            '<style>body{font-family:sans-serif;max-width:36em;margin:4em auto;line-height:1.5}</style></head>'
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+    """A small self-contained HTML page (no outside resources, no backtick: it is quoted in the Caddyfile); with
+    refresh, it reloads by itself once the address answers."""
+    title, text = html.escape(title.replace("`", "'")), html.escape(text.replace("`", "'"))
+    script = _WAIT_SCRIPT if refresh else ""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+            '<style>body{font-family:sans-serif;max-width:36em;margin:4em auto;line-height:1.5;padding:0 1em}</style>'
+            f'</head><body><main><h1>{title}</h1><p role="status">{text}</p></main>{script}</body></html>')
 
 
 def paused_page(route: Route) -> str:
@@ -62,7 +75,7 @@ def _cel_string(text: str) -> str:
 
 
 def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "",
-              tls: tuple[str, str] | None = None, control: str = "") -> str:
+              tls: tuple[str, str] | None = None, control: str = "", title: str = "") -> str:
     """The gateway's whole configuration: HTTPS for host (tls: certificate and key files; else an internal CA
     for an address, ACME for a DNS name), HTTP redirecting to it, one route per seat in roster order, and
     /coursekit/* to the control service at `control` (host:port) when there is one."""
@@ -81,6 +94,8 @@ def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], b
               '\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(page(*BAD_PATH))} 400", "\t}"]
     if control:
         lines += ["\thandle /coursekit/* {", f"\t\treverse_proxy {control}", "\t}"]
+    lines += ["\thandle / {", '\t\theader Content-Type "text/html; charset=utf-8"',
+              f"\t\trespond {_quoted(page(title or 'Your class', WELCOME))} 200", "\t}"]
     for route in routes:
         lines += [f"\t@{route.seat} path /{route.seat} /{route.seat}/*", f"\thandle @{route.seat} {{"]
         if route.upstream:

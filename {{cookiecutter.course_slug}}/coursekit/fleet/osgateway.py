@@ -216,7 +216,8 @@ class OpenStackGateway:
         from coursekit.image import auth_from_env
 
         user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls, self.upstream(),
-                                                auth_from_env(self.provider.course.image.registry))
+                                                auth_from_env(self.provider.course.image.registry),
+                                                title=self.provider.course.course.name)
         attrs = dict(
             name=self.name, flavor_id=found["flavor"].id, image_id=found["image"].id, networks=[{"uuid": found["network"].id}],
             security_groups=[{"name": gateway_group.name}], user_data=base64.b64encode(user_data.encode()).decode(),
