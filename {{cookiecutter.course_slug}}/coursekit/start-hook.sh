@@ -12,3 +12,6 @@ elif gitpuller /opt/course/notebooks.git main "${HOME}/notebooks" > /tmp/coursek
 else
     echo "coursekit: WARNING: could not merge the course's notebook updates; your files are unchanged (details: /tmp/coursekit-notebooks.log)"
 fi
+# Jupyter migrates IPython 3 settings at every start until ~/.jupyter/migrated exists, and that needs room in the
+# home: marked now, while there is room, so a student who later fills their home can still start and clean up.
+[ -e "${HOME}/.jupyter/migrated" ] || { mkdir -p "${HOME}/.jupyter" && date -u +%FT%TZ > "${HOME}/.jupyter/migrated"; } 2> /dev/null || true
