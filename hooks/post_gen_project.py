@@ -14,7 +14,6 @@ OPTIONAL_FILES = {
     ".github/workflows/deploy.yml": FLEET_PROVIDER == "openstack",  # tag-driven fleets live in the cloud
     ".github/workflows/teardown.yml": FLEET_PROVIDER == "openstack",
     ".github/workflows/schedule.yml": FLEET_PROVIDER == "openstack",
-    ".github/actions/openstack-credentials/action.yml": FLEET_PROVIDER == "openstack",
 }
 
 
@@ -24,9 +23,6 @@ def main() -> None:
     for name, keep in OPTIONAL_FILES.items():
         if not keep:
             Path(name).unlink()
-    for folder in (Path(".github/actions/openstack-credentials"), Path(".github/actions")):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 if __name__ == "__main__":

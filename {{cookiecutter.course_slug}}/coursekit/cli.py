@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from coursekit import cost, names, roster
+from coursekit import cloudconfig, cost, names, roster, summary
 from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
@@ -118,10 +118,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from coursekit import engine, image
 
     course = load_course(args.config)
-    ref = image.build(
-        engine.connect(), course, args.base_image, args.ca_bundle, args.network, args.no_cache, args.cache_from
-    )
+    client = engine.connect()
+    ref = image.build(client, course, args.base_image, args.ca_bundle, args.network, args.no_cache, args.cache_from)
     out.print(ref)
+    summary.write("Image", f"`{summary.cell(ref)}`, {image.size_bytes(client, ref) / 1e6:,.0f} MB\n")
     return 0
 
 
@@ -162,6 +162,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         out.print(Text.assemble(mark, f"  {check.name}{took}: {first}"))
         for line in rest:
             out.print(f"        {line}")
+    summary.write(f"Tests of {ref}", summary.table(
+        ("check", "result", "seconds", "detail"),
+        [(c.name, "skipped" if c.skipped else ("passed" if c.ok else "FAILED"),
+          f"{c.seconds:.1f}" if c.seconds is not None else "", (c.detail.splitlines() or [""])[0][:200]) for c in checks]))
     failed = [c.name for c in checks if not c.ok]
     if failed:
         raise ImageTestError(f"{plural(len(failed), 'check')} failed: {', '.join(failed)} (details in the table above)")
@@ -177,6 +181,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     pushed = image.publish(engine.connect(), course, latest)
     for tag, digest in pushed.items():
         out.print(f"{course.image.name}:{tag} {digest}")
+    summary.write("Published", summary.table(("image", "digest"), [(f"{course.image.name}:{t}", d) for t, d in pushed.items()]))
     return 0
 
 
@@ -252,6 +257,8 @@ def _print_outcomes(outcomes, verb: str) -> int:
     for o in outcomes:
         table.add_row(o.seat, o.action, styled("ok", "green") if o.ok else styled("FAILED", "red"), o.detail)
     out.print(table)
+    summary.write(verb, summary.table(("seat", "action", "result", "detail"),
+                                      [(o.seat, o.action, "ok" if o.ok else "FAILED", o.detail) for o in outcomes]))
     failed = [o for o in outcomes if not o.ok]
     if failed:
         lines = "\n".join(f"  {o.seat}: {o.detail}" for o in failed)
@@ -263,6 +270,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Create, heal or update every seat; seats no longer in the roster are archived, then removed."""
     from coursekit.fleet.plan import Kind
 
+    if args.wait_for_image is not None:  # before anything touches the cloud
+        from coursekit import engine, image
+
+        course = load_course(args.config)
+        image.wait_published(engine.connect(), args.image or image.image_ref(course), args.wait_for_image)
     fleet, ref, actions = _fleet_and_plan(args)
     removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
     if removals and not args.yes:
@@ -273,7 +285,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     err.print(f"deploying {ref}")
     archives = any(a.kind in (Kind.REMOVE, Kind.REPLACE) for a in actions)  # only these may archive a seat
     outcomes = fleet.apply(actions, ref, _archive_store(fleet, args.archive_dir) if archives else None)
-    return _print_outcomes(outcomes, "deploy")
+    try:
+        return _print_outcomes(outcomes, "deploy")
+    finally:
+        _summarize_fleet(fleet, ref)
+
+
+def _summarize_fleet(fleet, ref: str) -> None:
+    """The job summary's seat table (links without their credential) and the cost estimate."""
+    if not os.environ.get(summary.VARIABLE):
+        return
+    rows = [(r.seat, r.state, r.url, r.health) for r in fleet.status()]
+    result = cost.estimate(fleet.course)
+    summary.write(f"Seats running {ref}", summary.table(("seat", "state", "link (the credential is on the slip)", "health"), rows)
+                  + f"\nEstimated cost: {result.total_su:,.0f} SU ({result.seats} VMs of {result.flavor.name}, "
+                    f"{result.hours_per_seat:,.1f} awake hours each)\n")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -394,9 +420,26 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return _print_outcomes(outcomes, "schedule")
 
 
+def cmd_cloud_config(args: argparse.Namespace) -> int:
+    """Write clouds.yaml for fleet.openstack.cloud from OS_APPLICATION_CREDENTIAL_ID/_SECRET and the optional
+    OS_AUTH_URL, OS_REGION_NAME, OS_INTERFACE (default: Jetstream2 IU); owner-only. For CI runners."""
+    course = load_course(args.config)
+    cloud = course.fleet.openstack.cloud
+    if cloud == "envvars":
+        out.print("fleet.openstack.cloud is envvars: openstacksdk reads the OS_* variables; no clouds.yaml written")
+        return 0
+    path = cloudconfig.write(args.output, cloudconfig.clouds_yaml(cloud, os.environ))
+    found = cloudconfig.settings(os.environ)
+    out.print(f"wrote {path} (owner-only): cloud {cloud!r} at {found['OS_AUTH_URL']}, region {found['OS_REGION_NAME']}")
+    return 0
+
+
 def cmd_archives(args: argparse.Namespace) -> int:
     """List the course's archives (archive.target), or fetch one seat's and check it (--fetch SEAT)."""
     course = load_course(args.config)
+    if args.target_kind:  # for the workflows: where archives go, without asking any store
+        out.print("swift" if args.archive_dir is None and course.archive_target.startswith("swift://") else "folder")
+        return 0
     store = store_for(course, args.archive_dir)
     if args.fetch:
         path = store.fetch(args.fetch, args.to)
@@ -478,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--discard", action="append", default=[], metavar="SEAT", type=_seat_id,
                              help="replace this broken seat although its disk holds work that cannot be archived (lost)")
             sub.add_argument("--archive-dir", type=Path, help="archive removed seats into this folder instead of archive.target")
+            sub.add_argument("--wait-for-image", type=float, metavar="MINUTES",
+                             help="first wait up to MINUTES for the image to be in its registry (build.yml publishes it); "
+                                  "0: check once")
         sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("status", cmd_status)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
@@ -500,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fetch", metavar="SEAT", type=_seat_id, help="download this seat's archive and check it")
     sub.add_argument("--to", type=Path, default=Path("."), help="folder to fetch into (default: the current one)")
     sub.add_argument("--archive-dir", type=Path, help="list this folder instead of archive.target")
+    sub.add_argument("--target-kind", action="store_true", help="print swift or folder: where archives go (for workflows)")
+    sub = add("cloud-config", cmd_cloud_config)
+    sub.add_argument("--output", type=Path, default=cloudconfig.DEFAULT_PATH, help="where to write it (default: %(default)s)")
     sub = add("roster", cmd_roster)
     sub.add_argument("--format", choices=sorted(roster.FORMATS), default="csv", help="output format (default: %(default)s)")
     sub.add_argument("--output", type=Path, help="write to this file (mode 600) instead of standard output")

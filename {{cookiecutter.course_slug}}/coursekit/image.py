@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -178,6 +179,33 @@ def pull_cache_sources(client: docker.DockerClient, course: Course, cache_from: 
             continue
         sources.append(reference)
     return sources
+
+
+def size_bytes(client: docker.DockerClient, ref: str) -> int:
+    """The image's size on the engine."""
+    with engine.guarded(f"reading the size of {ref}"):
+        return int(client.images.get(ref).attrs.get("Size") or 0)
+
+
+def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: float = 15) -> str:
+    """The registry's digest of ref, waiting up to minutes for a build that is still publishing it (progress on
+    stderr); CoursekitError naming the image and what to do when it never appears."""
+    registry = ref.split("/", 1)[0]
+    credentials = auth_from_env(registry)
+    auth = engine.login(client, registry, *credentials) if credentials else None
+    deadline = time.monotonic() + minutes * 60
+    while True:
+        try:
+            return engine.registry_digest(client, ref, auth)
+        except PublishError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CoursekitError(
+                    f"the image {ref} is not in its registry ({str(exc).split(': ', 1)[-1][:200]}). build.yml publishes it "
+                    "for each commit pushed to main: push the commit to main, let build.yml finish, then push the tag "
+                    "again (a tag on a commit that never reached main has no image)") from None
+            err.print(f"waiting for {ref} to be published (build.yml); {left / 60:.0f} min left")
+            time.sleep(min(poll, max(left, 0.1)))
 
 
 def auth_from_env(registry: str, environ: dict = os.environ) -> tuple[str, str] | None:

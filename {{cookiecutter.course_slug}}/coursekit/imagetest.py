@@ -18,6 +18,7 @@ from coursekit.config import Course, NotebookSettings
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.nbrunner import MARK
 from coursekit.seats import SeatTokens
+from coursekit.ui import warn
 from coursekit.validate import list_notebooks, memory_bytes
 
 RUNNER = (Path(__file__).parent / "nbrunner.py").read_text()  # run in the image with `python3 -c`
@@ -61,6 +62,21 @@ def seat_limits(course: Course) -> SeatLimits:
         flavor = cost.flavor(course.fleet.openstack.flavor)
         return SeatLimits(float(flavor.vcpus), f"{flavor.ram_gb}g")
     return SeatLimits(course.fleet.docker.cpus, course.fleet.docker.memory)
+
+
+def within_engine(client: docker.DockerClient, limits: SeatLimits) -> SeatLimits:
+    """The seat's limits, cut to what this engine has (a CI runner has 2 or 4 CPUs, a Jetstream2 seat 8), with a
+    warning saying so: the notebooks still run, with less than a seat will have."""
+    with engine.guarded("reading the Docker engine's resources"):
+        info = client.info()
+    cpus, total = float(info.get("NCPU") or limits.cpus), int(info.get("MemTotal") or 0)
+    fitted = SeatLimits(min(limits.cpus, cpus), limits.memory if not total or limits.memory_bytes <= total
+                        else f"{total // 2**20}m")
+    if fitted != limits:
+        warn(f"a seat has {limits.cpus:g} CPUs and {limits.memory} of memory; this machine has {cpus:g} CPUs and "
+             f"{total / 2**30:.1f} GiB, so the notebooks run with {fitted.cpus:g} CPUs and {fitted.memory} "
+             "(a notebook that fits here fits a seat)")
+    return fitted
 
 
 def parallelism(client: docker.DockerClient, limits: SeatLimits, count: int) -> int:
@@ -123,7 +139,7 @@ def run_notebooks(client: docker.DockerClient, course: Course, image: str, optio
                   seed: Callable[[Container], None] | None = None) -> tuple[list[Check], float, int]:
     """Every notebook as course.yaml's test settings say, in parallel; (checks, wall seconds, workers).
     seed prepares each notebook's container before it starts (run_checks copies the verified data in)."""
-    limits = seat_limits(course)
+    limits = within_engine(client, seat_limits(course))
     found = notebooks(course)
     workers = parallelism(client, limits, len(found))
     started = time.monotonic()

@@ -4,12 +4,12 @@ from __future__ import annotations
 import csv
 import html
 import io
-import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from coursekit.config import Course
 from coursekit.seats import SeatTokens, seats
+from coursekit.summary import cell
 
 NOT_DEPLOYED = "(not deployed yet)"
 COLUMNS = ("seat", "name", "role", "url", "credential")
@@ -55,18 +55,12 @@ def to_csv(course: Course, table: list[Row]) -> str:
     return out.getvalue()
 
 
-def _md(text: str) -> str:
-    """Text as a literal in a Markdown table cell: punctuation that could open a link, HTML, code or a new column is escaped."""
-    escaped = re.sub(r"([\\`\[\]<>|])", r"\\\1", text)
-    return " ".join(escaped.splitlines())
-
-
 def to_markdown(course: Course, table: list[Row]) -> str:
     """A Markdown table under the course's name."""
-    lines = [f"# {_md(course.course.name)}: roster", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [f"# {cell(course.course.name)}: roster", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in table:
-        url = f"[{_md(r.url)}]({r.login_url})" if r.login_url else _md(r.url)
-        lines.append(f"| {_md(r.seat)} | {_md(r.name)} | {r.role} | {url} | `{r.credential}` |")
+        url = f"[{cell(r.url)}]({r.login_url})" if r.login_url else cell(r.url)
+        lines.append(f"| {cell(r.seat)} | {cell(r.name)} | {r.role} | {url} | `{r.credential}` |")
     return "\n".join(lines) + "\n"
 
 
