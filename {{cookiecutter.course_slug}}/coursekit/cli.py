@@ -274,7 +274,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         from coursekit import engine, image
 
         course = load_course(args.config)
-        image.wait_published(engine.connect(), args.image or image.image_ref(course), args.wait_for_image)
+        image.wait_published(engine.connect(), args.image or image.image_ref(course), args.wait_for_image,
+                             on_main=image.reached_main(course.root))
     fleet, ref, actions = _fleet_and_plan(args)
     removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
     if removals and not args.yes:

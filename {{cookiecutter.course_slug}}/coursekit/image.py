@@ -187,9 +187,24 @@ def size_bytes(client: docker.DockerClient, ref: str) -> int:
         return int(client.images.get(ref).attrs.get("Size") or 0)
 
 
-def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: float = 15) -> str:
+def reached_main(root: Path) -> bool | None:
+    """Whether the checkout's commit is on origin/main (what build.yml publishes); None without that ref."""
+    def git(*args: str) -> int:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30).returncode
+        except (OSError, subprocess.TimeoutExpired):
+            return 128
+    if git("rev-parse", "--verify", "-q", "refs/remotes/origin/main") != 0:
+        return None
+    return git("merge-base", "--is-ancestor", "HEAD", "refs/remotes/origin/main") == 0
+
+
+def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: float = 15, on_main: bool | None = None) -> str:
     """The registry's digest of ref, waiting up to minutes for a build that is still publishing it (progress on
-    stderr); CoursekitError naming the image and what to do when it never appears."""
+    stderr); CoursekitError naming the image and what to do when it never appears. A commit known not to be on
+    main is never published by build.yml: no wait then."""
+    if on_main is False:
+        minutes = 0
     registry = ref.split("/", 1)[0]
     credentials = auth_from_env(registry)
     auth = engine.login(client, registry, *credentials) if credentials else None
@@ -200,10 +215,11 @@ def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: 
         except PublishError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise CoursekitError(
-                    f"the image {ref} is not in its registry ({str(exc).split(': ', 1)[-1][:200]}). build.yml publishes it "
-                    "for each commit pushed to main: push the commit to main, let build.yml finish, then push the tag "
-                    "again (a tag on a commit that never reached main has no image)") from None
+                why = ("this commit is not on main, and build.yml publishes only commits on main: merge it, let build.yml "
+                       "finish, then tag the merged commit" if on_main is False else
+                       "build.yml publishes it for each commit pushed to main: push the commit to main, let build.yml "
+                       "finish, then push the tag again (a tag on a commit that never reached main has no image)")
+                raise CoursekitError(f"the image {ref} is not in its registry ({str(exc).split(': ', 1)[-1][:200]}); {why}") from None
             err.print(f"waiting for {ref} to be published (build.yml); {left / 60:.0f} min left")
             time.sleep(min(poll, max(left, 0.1)))
 
