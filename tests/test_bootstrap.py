@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import shutil
+import socket
 import ssl
 import subprocess
 import tarfile

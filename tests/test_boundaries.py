@@ -5,7 +5,7 @@ import os
 
 import pytest
 from conftest import run_coursekit
-from helpers import build, commit, copy_course, edit_course
+from helpers import commit, copy_course, edit_course
 
 SECRET = "boundaries-secret-Zq8Rw3Lp5Xt7"
 PASSWORD = "registry-password-9Vb2Nm4Kc6Hj"
@@ -208,7 +208,8 @@ def test_the_home_streamer_never_follows_a_link_swapped_in_mid_stream(coursekit,
     homestream.write_tar(str(home), out)
     stream = b"".join(out.chunks)
     assert out.swapped and b"SECRET-OUTSIDE" not in stream
-    members = {m.name: m for m in tarfile.open(fileobj=io.BytesIO(stream), mode="r|")}
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r|") as tar:
+        members = {m.name: m for m in tar}
     assert members["jovyan/escape"].issym() and members["jovyan/escape"].linkname == str(outside / "shadow")
     assert members["jovyan/b/inner/notes.txt"].size == len("the student's")
 

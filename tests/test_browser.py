@@ -17,8 +17,8 @@ import pytest
 from browser import axe_violations, chromium, lab_shown, pdf_pages, run_first_cell_and_save, wait_for
 from conftest import run_coursekit
 from helpers import archive_file, build, edit_course, insecure_tls
-from services import ensure_rootfs, free_port
 from selenium.webdriver.common.by import By
+from services import ensure_rootfs, free_port
 
 pytestmark = pytest.mark.browser  # docker comes with the fixtures (conftest)
 
@@ -93,7 +93,8 @@ def test_a_student_opens_runs_saves_and_finds_the_work_archived(course, access, 
             wait_for("JupyterLab", lambda: lab_shown(driver))
             driver.get(f"{roster[seat]['url']}lab/tree/{seat}-check.ipynb")
             run_first_cell_and_save(driver, "answer 42")
-            wait_for("the saved notebook to hold the output", lambda: _saved_output(roster[seat], f"{seat}-check.ipynb"))
+            wait_for("the saved notebook to hold the output",
+                     lambda row=roster[seat], name=f"{seat}-check.ipynb": _saved_output(row, name))
 
     # Another seat's credential opens nothing: Jupyter's login page, not JupyterLab.
     with chromium(tmp_path / "profile-other", f"{access}-other") as driver:
@@ -167,7 +168,7 @@ def test_the_printed_roster_has_one_whole_slip_per_seat(course_repo, coursekit, 
         driver.get((tmp_path / "slips.html").as_uri())
         slips = driver.find_elements(By.CSS_SELECTOR, "section.slip")
         assert len(slips) == 9
-        for slip, row in zip(slips, rows):
+        for slip, row in zip(slips, rows, strict=True):
             text = slip.text
             assert course.course.name in text and row.name in text
             assert roster.grouped(row.credential) in text

@@ -4,7 +4,6 @@ archive's own, a truncated older archive and a dangling link beside it; seats go
 from __future__ import annotations
 
 import os
-import subprocess
 import tarfile
 import time
 from pathlib import Path

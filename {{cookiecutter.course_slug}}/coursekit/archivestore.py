@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from coursekit import buildinputs
-from coursekit import buildinputs
 from coursekit.archive import UNREADABLE, Archived, archive_names, link_new, newest, newest_in, read_archive, seat_of
 from coursekit.errors import ArchiveError, CoursekitError
 

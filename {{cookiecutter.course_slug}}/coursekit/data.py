@@ -8,6 +8,7 @@ Standard library only: the image runs this file as a script at container start
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.client
@@ -191,10 +192,8 @@ class _Folder:
         fd = os.dup(self.fd)
         try:
             for depth, part in enumerate(parts[:-1]):
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 try:
                     child = os.open(part, _DIR, dir_fd=fd)
                 except OSError:
@@ -227,7 +226,7 @@ class _Folder:
         if not parts:
             raise DataError(f"the archive holds a file with no name ({name!r}); refusing to unpack it")
         if size > self.budget:
-            raise DataError(f"the archive unpacks to more than its declared size or the room there is; refusing to go on")
+            raise DataError("the archive unpacks to more than its declared size or the room there is; refusing to go on")
         fd = self.parent(parts)
         try:
             self._fresh(fd, parts[-1], parts)
@@ -430,11 +429,10 @@ def merge(work: Path, target: Path, before: dict[str, str] | None) -> tuple[dict
         if now == digest:
             os.unlink(work / rel)  # already there as it should be (a restart after a crash)
             continue
-        if os.path.lexists(dest):
-            if dest.is_dir() and not dest.is_symlink() or (before or {}).get(rel) != now:
-                aside = _free_name(dest)
-                os.rename(dest, aside)
-                kept.append(str(aside.relative_to(target)))
+        if os.path.lexists(dest) and (dest.is_dir() and not dest.is_symlink() or (before or {}).get(rel) != now):
+            aside = _free_name(dest)
+            os.rename(dest, aside)
+            kept.append(str(aside.relative_to(target)))
         os.rename(work / rel, dest)
     for rel, digest in (before or {}).items():
         if rel not in brought and _digest_at(target / rel) == digest:

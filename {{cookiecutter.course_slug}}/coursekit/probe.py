@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-
 MAX_BODY = 1 << 20  # a status answer is a few hundred bytes
 
 

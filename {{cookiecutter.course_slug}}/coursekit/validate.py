@@ -144,11 +144,12 @@ def _check_image(data: dict) -> Found:
             bad.add(key)
             yield ("image", key), why
     registry, repository = _at(data, "image", "registry"), _at(data, "image", "repository")
-    if isinstance(registry, str) and isinstance(repository, str) and not bad & {"registry", "repository"}:
-        if len(name := f"{registry}/{repository}") > names.MAX_IMAGE_NAME:
-            yield ("image", "repository"), (
-                f"the image name {name[:60]!r}... is {len(name)} characters with its registry; Docker takes at most "
-                f"{names.MAX_IMAGE_NAME}: shorten image.repository")
+    name = f"{registry}/{repository}"
+    if isinstance(registry, str) and isinstance(repository, str) and not bad & {"registry", "repository"} \
+            and len(name) > names.MAX_IMAGE_NAME:
+        yield ("image", "repository"), (
+            f"the image name {name[:60]!r}... is {len(name)} characters with its registry; Docker takes at most "
+            f"{names.MAX_IMAGE_NAME}: shorten image.repository")
     seen: dict[str, int] = {}
     for i, text in _strings(data, "image", "python_packages"):
         if why := _requirement_problem(text):
@@ -697,7 +698,7 @@ def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> lis
         *_check_schedule(doc.data),
         *_check_archive(doc.data, root),
         *(_check_lock(doc.data, root) if check_lock else ()),
-        *_check_lock_lines(doc.data, root),
+        *(_check_lock_lines(doc.data, root) if check_lock else ()),  # `lock` itself writes a new one
     ]
     return [*(doc.problem(path, message) for path, message in found), *build_input_problems(root)]
 

@@ -452,7 +452,7 @@ class DockerProvider(Provider):
         if container is None:
             return [SeatStatus("gateway", "missing", "", "", "-", "-")]
         code = self.gateway.answer() if container.status == "running" else 0
-        health = "ok" if code == 404 else (f"HTTP {code}" if code else "no answer")  # no seat at / : its own 404 page
+        health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")  # its own front page at /
         return [SeatStatus("gateway", container.status, self.gateway.url, (container.image.tags or ["?"])[0], health, "-")]
 
     # Reading and removing -----------------------------------------------------------------------

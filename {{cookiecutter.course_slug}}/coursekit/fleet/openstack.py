@@ -22,8 +22,8 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
 from coursekit.fleet.cloud import Cloud
-from coursekit.fleet.parallel import each
 from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
+from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider

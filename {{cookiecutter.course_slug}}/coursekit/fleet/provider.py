@@ -18,10 +18,10 @@ from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet.parallel import each
-
-TEARDOWN_WORKERS = 4  # seats archived at once: each reads a home and writes an archive
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.seats import SeatTokens, seats, status_order
+
+TEARDOWN_WORKERS = 4  # seats archived at once: each reads a home and writes an archive
 
 # name → "module:Class". Adding a provider: write the class, add its line here (and to the schema's enum).
 PROVIDERS: dict[str, str] = {
