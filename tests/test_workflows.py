@@ -167,7 +167,8 @@ def test_the_tags_and_the_schedule_drive_a_jetstream2_class(cookies, base_image,
     waiting = threading.Thread(target=run_deploy)
     started = time.monotonic()
     waiting.start()
-    run, summary = act(repo, tmp_path, "push", "build.yml", {"ref": "refs/heads/main", "repository": {"private": True}})
+    run, summary = act(repo, tmp_path, "push", "build.yml", {"ref": "refs/heads/main", "repository": {"private": True}},
+                       secrets={"REGISTRY_USERNAME": REGISTRY_USER, "REGISTRY_PASSWORD": REGISTRY_PASSWORD})
     _ok(run)
     times["build"] = time.monotonic() - started
     BUILT.append(f"{registry}/tests/gitops-cloud:{sha}")
