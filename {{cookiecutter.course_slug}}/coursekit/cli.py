@@ -325,9 +325,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in rows:
             table.add_row(r.seat, r.state, r.url, r.image, r.health, r.last_activity, r.home, when.get(r.seat, "-"))
         out.print(table)
+        err.print(_session_line(course, plan, now))
     if warning:
         warn(warning)
     return 0
+
+
+def _session_line(course: Course, plan: Schedule, now: datetime) -> str:
+    """When the class next meets, on the course's clock."""
+    from coursekit.schedule import next_session
+
+    aware = [(b.replace(tzinfo=b.tzinfo or plan.tz), e.replace(tzinfo=e.tzinfo or plan.tz)) for b, e in course.course.meets()]
+    found = next_session(aware, now)
+    if found is None:
+        return "class is over: no session left"
+    begin, end = found
+    if begin <= now:
+        return f"in session until {plan.local(end)}"
+    return f"next session: {plan.local(begin)} to {plan.local(end)}"
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
@@ -402,7 +417,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     course = load_course(args.config)
     plan, now = schedule_of(course), _now(args)
     fleet = fleet_for(course, args.provider, _tokens(course))
-    err.print(f"schedule at {plan.local(now)}")
+    err.print(f"schedule at {plan.local(now)}; {_session_line(course, plan, now)}")
     if warning := plan.expiry_warning(now):
         warn(warning)
     if plan.expired(now):

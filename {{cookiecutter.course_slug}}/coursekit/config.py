@@ -21,6 +21,13 @@ class CourseInfo:
     start: datetime
     end: datetime
     keep_days: int
+    sessions: tuple[tuple[datetime, datetime], ...] = ()  # course.sessions as listed (empty: derived from start and end)
+
+    def meets(self) -> list[tuple[datetime, datetime]]:
+        """Every session of the class: course.sessions, or start's time to end's time on each day."""
+        from coursekit.schedule import class_sessions
+
+        return class_sessions(self.start, self.end, self.sessions)
 
     @property
     def hours(self) -> float:
@@ -169,7 +176,8 @@ def build_course(data: dict, root: Path) -> Course:
     d = with_defaults(data)
     info, image, seats, fleet, test, schedule = d["course"], d["image"], d["seats"], d["fleet"], d["test"], d["schedule"]
     return Course(
-        course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"]),
+        course=CourseInfo(info["name"], info["slug"], parse_when(info["start"]), parse_when(info["end"]), info["keep_days"],
+                          tuple((parse_when(x["start"]), parse_when(x["end"])) for x in info.get("sessions") or ())),
         image=ImageSpec(
             image["registry"], image["repository"], image["base"], tuple(image["python_packages"]), tuple(image["apt_packages"]),
             tuple(image["env"].items()), tuple(image["conda_packages"]), tuple(image["conda_channels"]),

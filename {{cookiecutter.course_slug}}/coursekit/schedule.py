@@ -169,6 +169,23 @@ class Schedule:
         return f"awake until {self.local(min(ends))}" if ends else "awake"
 
 
+def class_sessions(start: datetime, end: datetime, listed: tuple[tuple[datetime, datetime], ...] = ()) -> list[tuple[datetime, datetime]]:
+    """When the class meets (pure): the listed sessions; else, for a class over several days, start's time to end's
+    time on each day; else start to end."""
+    if listed:
+        return sorted(listed)
+    if start.date() == end.date() or end.timetz().replace(tzinfo=None) <= start.timetz().replace(tzinfo=None) \
+            or end - start < DAY:
+        return [(start, end)]  # one day, or one session through the night
+    days = (end.date() - start.date()).days
+    return [(start + timedelta(days=n), end - timedelta(days=days - n)) for n in range(days + 1)]
+
+
+def next_session(sessions: list[tuple[datetime, datetime]], now: datetime) -> tuple[datetime, datetime] | None:
+    """The session under way at now, else the next one (None when the class is over)."""
+    return next(((b, e) for b, e in sessions if e > now), None)
+
+
 def schedule_of(course) -> Schedule:
     """The course's schedule (always awake, never expiring, when course.yaml has none)."""
     info = course.course

@@ -24,7 +24,7 @@ from packaging.version import InvalidVersion, Version
 from coursekit import buildinputs, names
 from coursekit.errors import Problem
 from coursekit.filehash import cached_sha256
-from coursekit.schedule import Schedule, parse_window
+from coursekit.schedule import Schedule, class_sessions, parse_window
 from coursekit.yamlload import Document
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -649,15 +649,49 @@ def _check_schedule(data: dict) -> Found:
         except ValueError as exc:
             yield ("schedule", "awake", i), str(exc)
     period = _class_period(data)
-    if windows and period:
+    listed = list(_sessions(data, period))
+    if windows and period and None not in listed:
         start, end = period
         tz = start.tzinfo or timezone.utc
         plan = Schedule(tuple(windows), 0, False, tz, end)
-        if not plan.covers(start.replace(tzinfo=tz), end.replace(tzinfo=tz)):
-            yield ("schedule", "awake"), (
-                f"the class ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}) is not all inside the awake windows, so "
-                "seats would be paused during class; widen a window (times are in course.start's UTC offset)"
-            )
+        for begin, finish in class_sessions(start, end, tuple(s for s in listed if s)):
+            begin, finish = begin.replace(tzinfo=begin.tzinfo or tz), finish.replace(tzinfo=finish.tzinfo or tz)
+            if not plan.covers(begin, finish):
+                yield ("schedule", "awake"), (
+                    f"the session {begin.astimezone(tz):%Y-%m-%d %H:%M} to {finish.astimezone(tz):%H:%M} is not all inside "
+                    "the awake windows, so seats would be paused during class; widen a window (times are in "
+                    "course.start's UTC offset), or list the sessions in course.sessions")
+                break
+
+
+def _sessions(data: dict, period: tuple[datetime, datetime] | None) -> Iterator[tuple[datetime, datetime] | None]:
+    """course.sessions as moments; None for one that is wrong (its problem is reported by _check_sessions)."""
+    for _, item in _items(data, "course", "sessions"):
+        try:
+            start, end = parse_when(_at(item, "start")), parse_when(_at(item, "end"))
+        except (TypeError, ValueError):
+            yield None
+            continue
+        ok = period is not None and start < end and (start.tzinfo is None) == (period[0].tzinfo is None) \
+            and period[0] <= start and end <= period[1]
+        yield (start, end) if ok else None
+
+
+def _check_sessions(data: dict) -> Found:
+    period = _class_period(data)
+    for (i, item), moments in zip(_items(data, "course", "sessions"), _sessions(data, period), strict=True):
+        if moments is not None or period is None:
+            continue
+        try:
+            start, end = parse_when(_at(item, "start")), parse_when(_at(item, "end"))
+        except (TypeError, ValueError):
+            yield ("course", "sessions", i), "start and end must be ISO 8601 moments like 2027-01-11T09:00:00-05:00"
+            continue
+        if start >= end:
+            yield ("course", "sessions", i), f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"
+        else:
+            yield ("course", "sessions", i), (
+                "must lie between course.start and course.end, written with the same kind of UTC offset")
 
 
 def _check_archive(data: dict, root: Path) -> Found:
@@ -696,6 +730,7 @@ def semantic_problems(doc: Document, root: Path, check_lock: bool = True) -> lis
         *_check_image_env(doc.data),
         *_check_tests(doc.data, root),
         *_check_schedule(doc.data),
+        *_check_sessions(doc.data),
         *_check_archive(doc.data, root),
         *(_check_lock(doc.data, root) if check_lock else ()),
         *(_check_lock_lines(doc.data, root) if check_lock else ()),  # `lock` itself writes a new one
