@@ -14,6 +14,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# The notebook a student makes in the browser tests: one cell whose output is easy to find.
+CHECK_NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "check", "metadata": {}, "outputs": [],
+                             "source": "print('answer', 6 * 7)"}],
+                  "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+                  "nbformat": 4, "nbformat_minor": 5}
+CHECK_OUTPUT = "answer 42"
 AXE = Path(__file__).resolve().parents[1] / "tools" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = Path(os.environ.get("COURSEKIT_SCREENSHOTS", Path(__file__).resolve().parents[1] / "build" / "screenshots"))
 # Without these, Chromium keeps calling out to Google's services, which this machine's closed network refuses.

@@ -105,6 +105,7 @@ def _publish_commit(repo, base_image, docker_client, message: str) -> str:
     return built.stdout.strip()
 
 
+@pytest.mark.browser
 def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     course_repo, tmp_path, base_image, registry, docker_client, cloudinit, data_server
 ):
@@ -211,6 +212,22 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
         assert SeatClient("bootstrap-test", behind, TOKEN).get("/coursekit/seat.json")[1]["image"] == upstream_name
         assert docker_client.containers.get("coursekit-bootstrap-test").attrs["Config"]["Image"] == upstream_name
         assert b"work/answer.txt" in b"".join(SeatClient("bootstrap-test", behind, TOKEN).stream("/coursekit/home.tar"))
+
+        # What the student sees through this front door: the link opens JupyterLab, a cell runs through the seat's
+        # Caddy (the kernel's websocket), Ctrl+S saves, and the output is in what the VM streams for the archive.
+        from browser import CHECK_NOTEBOOK, CHECK_OUTPUT, chromium, lab_shown, run_first_cell_and_save, wait_for
+
+        seat_client = SeatClient("bootstrap-test", behind, TOKEN)
+        body = json.dumps({"type": "notebook", "content": CHECK_NOTEBOOK}).encode()
+        assert seat_client.get("/api/contents/check.ipynb", method="PUT", body=body)[0] == 201
+        with chromium(tmp_path / "profile", "jetstream2-seat") as driver:
+            driver.get(f"{behind}/?token={TOKEN}")
+            wait_for("JupyterLab", lambda: lab_shown(driver))
+            driver.get(f"{behind}/lab/tree/check.ipynb")
+            run_first_cell_and_save(driver, CHECK_OUTPUT)
+            wait_for("the saved output", lambda: CHECK_OUTPUT in json.dumps(seat_client.get("/api/contents/check.ipynb")[1]))
+        streamed = b"".join(seat_client.stream("/coursekit/home.tar"))
+        assert b"check.ipynb" in streamed and CHECK_OUTPUT.encode() in streamed
     finally:
         vm.remove(force=True)
         with contextlib.suppress(docker.errors.NotFound):

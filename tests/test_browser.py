@@ -14,7 +14,16 @@ import math
 import time
 
 import pytest
-from browser import axe_violations, chromium, lab_shown, pdf_pages, run_first_cell_and_save, wait_for
+from browser import (
+    CHECK_NOTEBOOK,
+    CHECK_OUTPUT,
+    axe_violations,
+    chromium,
+    lab_shown,
+    pdf_pages,
+    run_first_cell_and_save,
+    wait_for,
+)
 from conftest import run_coursekit
 from helpers import archive_file, build, edit_course, insecure_tls
 from selenium.webdriver.common.by import By
@@ -24,12 +33,6 @@ pytestmark = pytest.mark.browser  # docker comes with the fixtures (conftest)
 
 SECRET = "browser-tests-secret-Hq4Zr8Nw2Kc6"
 ENV = {"COURSEKIT_SECRET": SECRET}
-NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "check", "metadata": {}, "outputs": [],
-                       "source": "print('answer', 6 * 7)"}],
-            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-            "nbformat": 4, "nbformat_minor": 5}
-
-
 def _roster(repo) -> dict[str, dict]:
     result = run_coursekit(repo, "roster", env=ENV)
     assert result.returncode == 0, result.stderr
@@ -40,7 +43,7 @@ def _put_notebook(url: str, token: str, name: str) -> None:
     """The notebook a student makes, put through the seat's own contents API (through the same front door)."""
     import urllib.request
 
-    body = json.dumps({"type": "notebook", "content": NOTEBOOK}).encode()
+    body = json.dumps({"type": "notebook", "content": CHECK_NOTEBOOK}).encode()
     request = urllib.request.Request(f"{url}api/contents/{name}", data=body, method="PUT",
                                      headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30, context=insecure_tls() if url.startswith("https") else None) as answer:
@@ -92,7 +95,7 @@ def test_a_student_opens_runs_saves_and_finds_the_work_archived(course, access, 
             driver.get(roster[seat]["link"])  # one step: the slip's link logs in and opens JupyterLab
             wait_for("JupyterLab", lambda: lab_shown(driver))
             driver.get(f"{roster[seat]['url']}lab/tree/{seat}-check.ipynb")
-            run_first_cell_and_save(driver, "answer 42")
+            run_first_cell_and_save(driver, CHECK_OUTPUT)
             wait_for("the saved notebook to hold the output",
                      lambda row=roster[seat], name=f"{seat}-check.ipynb": _saved_output(row, name))
 
