@@ -337,3 +337,15 @@ def test_a_dangling_link_in_the_archive_folder_is_listed_past(repo):
     (repo / "archives" / "alice.tar.gz").symlink_to(repo / "gone.tar.gz")
     result = run_coursekit(repo, "archives")
     assert result.returncode == 0 and "0 archives" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("change,where", [
+    (lambda d: d["image"].setdefault("env", {}).update({"DATA_HOME\n": "/home/jovyan/data"}), "image.env"),
+    (lambda d: d["fleet"]["openstack"].update(cloud="openstack\n    verify: false"), "fleet.openstack.cloud"),
+])
+def test_a_trailing_newline_cannot_slip_past_a_schema_pattern(repo, change, where):
+    """JSON Schema's `$` is the end of the text; Python's also matches before a final newline."""
+    _edit(repo, change)
+    result = run_coursekit(repo, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert where in result.stderr, result.stderr
