@@ -3,6 +3,7 @@ from the lock and refuses a file whose hash differs; validate says when the lock
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,11 @@ def test_lock_pins_everything_with_hashes_and_build_installs_exactly_that(course
     assert pins and all(re.fullmatch(r"[A-Za-z0-9._-]+==[^ ]+ --hash=sha256:[0-9a-f]{64}", line) for line in pins)
     assert not any(line.lower().startswith("pandas==") for line in pins)  # the base has it: not reinstalled
     assert run_coursekit(course, "validate").returncode == 0
+    # Nothing changed: lock returns at once, without a container, and leaves the file as it was.
+    started = time.monotonic()
+    again = run_coursekit(course, "lock", "--base-image", base_image, "--ca-bundle", str(SYSTEM_CA))
+    assert again.returncode == 0 and "is up to date" in again.stdout and time.monotonic() - started < 5
+    assert (course / "requirements.lock").read_text().splitlines() == lines
 
     commit(course, "lock")
     built = build(course, base_image)

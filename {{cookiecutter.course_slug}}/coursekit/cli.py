@@ -131,9 +131,13 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
     course = load_course(args.config, check_lock=False)
     base = args.base_image or course.image.base
+    current = lock.read_lock(course)
+    if current and not args.settle and current.base_image == base and lock.inputs_match(course):
+        out.print(f"{lock.LOCK_FILE} is up to date: made from these packages on {base} (nothing resolved, no container)")
+        return 0
     err.print(f"resolving {plural(len(course.image.python_packages), 'package')} on {base}")
     lines = lock.resolve(engine.connect(), course, base, args.ca_bundle, args.network)
-    made = lock.updated(lock.read_lock(course), base, lines, settle=args.settle)
+    made = lock.updated(current, base, lines, settle=args.settle)
     path = lock.write_lock(course, made)
     out.print(f"wrote {path.name}: {plural(len(lines), 'package')} pinned with sha256 hashes; commit it")
     if made.changed:
