@@ -80,7 +80,7 @@ class LocalStore:
     def list(self) -> list[Stored]:
         from datetime import datetime, timezone
 
-        found = [p for p in sorted(self.folder.glob("*.tar.gz")) if self.folder.is_dir() and p.is_file() and not p.is_symlink()]
+        found = [p for p in sorted(self.folder.glob("*.tar.gz")) if p.is_file() and not p.is_symlink()]  # no dangling links
         return [Stored(seat_of(p.name), str(p), p.stat().st_size,
                        datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")) for p in found]
 

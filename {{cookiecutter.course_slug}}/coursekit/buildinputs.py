@@ -88,11 +88,9 @@ def dockerfile_sources(root: Path) -> set[str]:
     sources = set()
     for line in text.replace("\\\n", " ").splitlines():
         words = line.split()
-        if len(words) < 3 or words[0].upper() not in ("COPY", "ADD"):
-            continue
+        if len(words) < 3 or words[0].upper() not in ("COPY", "ADD") or any(w.startswith("--from") for w in words[1:]):
+            continue  # --from copies from another image, not from the repository
         args = [w for w in words[1:] if not w.startswith("--")]
-        if any(w.startswith("--from") for w in words[1:]):
-            continue
         for source in args[:-1]:
             first = PurePosixPath(source.strip('"[],')).parts
             sources.add(first[0] if first and first[0] != "/" else ".")

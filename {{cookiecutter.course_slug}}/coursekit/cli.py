@@ -128,11 +128,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     """Resolve every Python package (transitive ones too) against the base image; write requirements.lock with hashes."""
     from coursekit import engine, lock
+    from coursekit.validate import lock_made_from
 
     course = load_course(args.config, check_lock=False)
     base = args.base_image or course.image.base
     current = lock.read_lock(course)
-    if current and not args.settle and current.base_image == base and lock.inputs_match(course):
+    if current and not args.settle and current.base_image == base and lock_made_from(course.root, list(course.image.python_packages)):
         out.print(f"{lock.LOCK_FILE} is up to date: made from these packages on {base} (nothing resolved, no container)")
         return 0
     err.print(f"resolving {plural(len(course.image.python_packages), 'package')} on {base}")
@@ -212,11 +213,11 @@ def _fleet_states(course: Course, tokens: SeatTokens) -> dict[str, str]:
         return {}
 
 
-def _fleet_and_plan(args: argparse.Namespace):
+def _fleet_and_plan(args: argparse.Namespace, course: Course | None = None):
     from coursekit import image
     from coursekit.fleet.plan import discard, plan
 
-    course = load_course(args.config)
+    course = course or load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     ref = args.image or image.image_ref(course)
     observed = fleet.observe()
@@ -274,13 +275,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Create, heal or update every seat; seats no longer in the roster are archived, then removed."""
     from coursekit.fleet.plan import Kind
 
+    course = load_course(args.config)
     if args.wait_for_image is not None:  # before anything touches the cloud
         from coursekit import engine, image
 
-        course = load_course(args.config)
         image.wait_published(engine.connect(), args.image or image.image_ref(course), args.wait_for_image,
                              on_main=image.reached_main(course.root))
-    fleet, ref, actions = _fleet_and_plan(args)
+    fleet, ref, actions = _fleet_and_plan(args, course)
     removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
     if removals and not args.yes:
         raise CoursekitError(

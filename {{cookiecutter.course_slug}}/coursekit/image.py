@@ -27,13 +27,18 @@ COURSE_LABEL = labels.COURSE
 REVISION_LABEL = labels.REVISION
 
 
-def git_revision(root: Path) -> str | None:
-    """Short commit id of root's checkout, or None outside git."""
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess | None:
+    """`git ARGS` in root's checkout; None when git cannot run there."""
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=30)
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_revision(root: Path) -> str | None:
+    """Short commit id of root's checkout, or None outside git."""
+    result = _git(root, "rev-parse", "--short", "HEAD")
+    return result.stdout.strip() if result and result.returncode == 0 else None
 
 
 def image_tag(course: Course) -> str:
@@ -189,14 +194,11 @@ def size_bytes(client: docker.DockerClient, ref: str) -> int:
 
 def reached_main(root: Path) -> bool | None:
     """Whether the checkout's commit is on origin/main (what build.yml publishes); None without that ref."""
-    def git(*args: str) -> int:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=30).returncode
-        except (OSError, subprocess.TimeoutExpired):
-            return 128
-    if git("rev-parse", "--verify", "-q", "refs/remotes/origin/main") != 0:
+    known = _git(root, "rev-parse", "--verify", "-q", "refs/remotes/origin/main")
+    if known is None or known.returncode != 0:
         return None
-    return git("merge-base", "--is-ancestor", "HEAD", "refs/remotes/origin/main") == 0
+    contained = _git(root, "merge-base", "--is-ancestor", "HEAD", "refs/remotes/origin/main")
+    return contained is not None and contained.returncode == 0
 
 
 def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: float = 15, on_main: bool | None = None) -> str:
@@ -237,11 +239,8 @@ def on_main_branch(root: Path, environ: dict = os.environ) -> bool:
     """True on the main branch: GitHub's ref when in Actions, else the checkout's branch."""
     if environ.get("GITHUB_REF"):
         return environ["GITHUB_REF"] == "refs/heads/main"
-    try:
-        result = subprocess.run(["git", "branch", "--show-current"], cwd=root, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.stdout.strip() == "main"
+    result = _git(root, "branch", "--show-current")
+    return result is not None and result.stdout.strip() == "main"
 
 
 def publish_tags(course: Course, latest: bool, today: datetime | None = None) -> list[str]:

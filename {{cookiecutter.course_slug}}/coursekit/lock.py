@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from coursekit import engine
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.validate import LOCK_FILE, lock_inputs  # noqa: F401  (LOCK_FILE: the CLI's name for it)
+from coursekit.validate import LOCK_FILE, lock_inputs
 
 MARK = "COURSEKIT-PACKAGE "
 CACHE_VOLUME = "coursekit-pip-cache"
@@ -135,13 +135,6 @@ def render(course: Course, lock: Lock) -> str:
                  " `python -m coursekit lock --settle` folds them in)\n")
         text += "".join(f"{line}\n" for line in lock.changed)
     return text
-
-
-def inputs_match(course: Course) -> bool:
-    """The lock was made from exactly image.python_packages (its first line records them)."""
-    path = course.root / LOCK_FILE
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        return handle.readline().startswith(f"# coursekit lock {lock_inputs(list(course.image.python_packages))}:")
 
 
 def read_lock(course: Course) -> Lock | None:

@@ -525,14 +525,17 @@ def lock_inputs(packages: list[str]) -> str:
     return hashlib.sha256("\n".join(packages).encode()).hexdigest()[:16]
 
 
-def _check_lock(data: dict, root: Path) -> Found:
-    path = root / LOCK_FILE
-    if not path.is_file():
-        return
-    with path.open(encoding="utf-8", errors="replace") as handle:
+def lock_made_from(root: Path, packages: list[str]) -> bool:
+    """requirements.lock's first line records exactly these packages (order and spelling as written)."""
+    with (root / LOCK_FILE).open(encoding="utf-8", errors="replace") as handle:
         header = _LOCK_HEADER.match(handle.readline())
-    packages = [text for _, text in _strings(data, "image", "python_packages")]
-    if header is None or header[1] != lock_inputs(packages):
+    return header is not None and header[1] == lock_inputs(packages)
+
+
+def _check_lock(data: dict, root: Path) -> Found:
+    if not (root / LOCK_FILE).is_file():
+        return
+    if not lock_made_from(root, [text for _, text in _strings(data, "image", "python_packages")]):
         yield ("image", "python_packages"), (
             f"{LOCK_FILE} was made from other packages than these; run `python -m coursekit lock` again (or delete it)"
         )
@@ -649,12 +652,12 @@ def _check_schedule(data: dict) -> Found:
         except ValueError as exc:
             yield ("schedule", "awake", i), str(exc)
     period = _class_period(data)
-    listed = list(_sessions(data, period))
+    listed = [moments for _, moments, _ in _sessions(data, period)]
     if windows and period and None not in listed:
         start, end = period
         tz = start.tzinfo or timezone.utc
         plan = Schedule(tuple(windows), 0, False, tz, end)
-        for begin, finish in class_sessions(start, end, tuple(s for s in listed if s)):
+        for begin, finish in class_sessions(start, end, tuple(listed)):
             begin, finish = begin.replace(tzinfo=begin.tzinfo or tz), finish.replace(tzinfo=finish.tzinfo or tz)
             if not plan.covers(begin, finish):
                 yield ("schedule", "awake"), (
@@ -664,34 +667,29 @@ def _check_schedule(data: dict) -> Found:
                 break
 
 
-def _sessions(data: dict, period: tuple[datetime, datetime] | None) -> Iterator[tuple[datetime, datetime] | None]:
-    """course.sessions as moments; None for one that is wrong (its problem is reported by _check_sessions)."""
-    for _, item in _items(data, "course", "sessions"):
+def _sessions(data: dict, period: tuple[datetime, datetime] | None) -> Iterator[tuple[int, tuple[datetime, datetime] | None, str]]:
+    """(index, moments, problem) for each of course.sessions: moments when it is right, else what is wrong."""
+    for i, item in _items(data, "course", "sessions"):
         try:
             start, end = parse_when(_at(item, "start")), parse_when(_at(item, "end"))
         except (TypeError, ValueError):
-            yield None
+            yield i, None, "start and end must be ISO 8601 moments like 2027-01-11T09:00:00-05:00"
             continue
-        ok = period is not None and start < end and (start.tzinfo is None) == (period[0].tzinfo is None) \
-            and period[0] <= start and end <= period[1]
-        yield (start, end) if ok else None
+        if start >= end:
+            yield i, None, f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"
+        elif period is None or (start.tzinfo is None) != (period[0].tzinfo is None) or not period[0] <= start < end <= period[1]:
+            yield i, None, "must lie between course.start and course.end, written with the same kind of UTC offset"
+        else:
+            yield i, (start, end), ""
 
 
 def _check_sessions(data: dict) -> Found:
     period = _class_period(data)
-    for (i, item), moments in zip(_items(data, "course", "sessions"), _sessions(data, period), strict=True):
-        if moments is not None or period is None:
-            continue
-        try:
-            start, end = parse_when(_at(item, "start")), parse_when(_at(item, "end"))
-        except (TypeError, ValueError):
-            yield ("course", "sessions", i), "start and end must be ISO 8601 moments like 2027-01-11T09:00:00-05:00"
-            continue
-        if start >= end:
-            yield ("course", "sessions", i), f"ends ({end.isoformat()}) before it starts ({start.isoformat()})"
-        else:
-            yield ("course", "sessions", i), (
-                "must lie between course.start and course.end, written with the same kind of UTC offset")
+    if period is None:
+        return  # _check_course says what is wrong with start and end
+    for i, moments, why in _sessions(data, period):
+        if moments is None:
+            yield ("course", "sessions", i), why
 
 
 def _check_archive(data: dict, root: Path) -> Found:
