@@ -1,7 +1,10 @@
 """Security round 3: no pull request, dataset or student crosses a boundary (build context, lock, archive target)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
 
 import pytest
 from conftest import run_coursekit
@@ -255,3 +258,76 @@ def test_one_students_status_answers_never_stop_status_or_the_schedule_for_the_c
     assert time.monotonic() - started < 60
     after = {r["seat"]: r["state"] for r in json.loads(run_coursekit(repo, "status", "--json", env=env).stdout)}
     assert after["dan"] == "paused", after
+
+
+def test_with_subdomains_every_seat_is_its_own_site_and_the_front_door_serves_none(coursekit):
+    """The Jetstream2 gateway's renderer, as the VM runs it: each seat only on https://<seat>.<site>/<seat>/ (the
+    browser test drives the same Caddyfile on a Docker host); the user-data turns it on."""
+    from coursekit.fleet import cloudinit
+    from coursekit.fleet.gateway import Route
+    from os_emulator import gatewayroutes
+
+    routes = [Route("ann", "10.0.0.5:8080"), Route("ben", paused_until="Tue 08:00")]
+    text = gatewayroutes.Gateway({"SITE": "gw.zone.example.org", "SUBDOMAINS": "1"}).render(routes)
+    assert "https://gw.zone.example.org:443, https://ann.gw.zone.example.org:443, https://ben.gw.zone.example.org:443 {" in text
+    ann = text.split("@ann.origin host ann.gw.zone.example.org", 1)[1].split("@ben.origin", 1)[0]
+    assert "reverse_proxy 10.0.0.5:8080" in ann and text.count("reverse_proxy 10.0.0.5:8080") == 1
+    assert "redir https://ann.gw.zone.example.org{uri} 302" in text  # the front door's /ann/ goes to ann's origin
+    assert "ann.gw" not in gatewayroutes.Gateway({"SITE": "gw.zone.example.org"}).render(routes)
+    assert "SUBDOMAINS=1" in cloudinit.gateway_user_data("gw.zone.example.org", "t" * 32, "gw", subdomains=True)
+
+
+@pytest.mark.docker
+def test_the_streamer_reads_a_home_as_its_owner_with_one_capability(coursekit, docker_client, tmp_path):
+    """The streamer as the seat VM runs it (as root, over a real Docker volume): each stream is read by a process
+    that is the home's owner with only CAP_DAC_READ_SEARCH, which still reads the student's mode-000 file."""
+    import io
+    import subprocess
+    import sys
+    import tarfile
+    import urllib.request
+    from pathlib import Path
+
+    from coursekit.fleet import homestream
+    from services import free_port
+
+    assert os.geteuid() == 0, "the streamer runs as root on a seat VM; run the tests as root (scripts/setup does)"
+    volume = docker_client.volumes.create("coursekit-test-streamer-home", labels={"org.coursekit.role": "image-test"})
+    home = Path(volume.attrs["Mountpoint"])
+    try:
+        (home / "notes.txt").write_text("mine")
+        (home / "private.txt").write_text("mine too")
+        (home / "big.bin").write_bytes(os.urandom(1 << 20) * 48)  # keeps the stream busy while it is looked at
+        (home / "escape").symlink_to("/etc/shadow")
+        for path in (home, *home.iterdir()):
+            os.chown(path, 1000, 100, follow_symlinks=False)
+        (home / "private.txt").chmod(0)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, homestream.__file__, volume.name, str(port)], stderr=subprocess.PIPE)
+        try:
+            for _ in range(50):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                time.sleep(0.1)
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+            for _ in range(50):  # the process that took the probe's connection has gone
+                if not children.read_text().split():
+                    break
+                time.sleep(0.1)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{homestream.PATH}", timeout=60) as answer:
+                first = answer.read(1 << 16)
+                (child,) = children.read_text().split()
+                status = Path(f"/proc/{child}/status").read_text()
+                stream = first + answer.read()
+        finally:
+            server.kill()
+            server.wait()
+        uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+        effective = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:"))
+        assert uid == ["1000"] * 4 and effective == 1 << homestream.CAP_DAC_READ_SEARCH, status
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r|") as tar:
+            found = {m.name: (m, tar.extractfile(m).read() if m.isfile() else None) for m in tar}
+        assert found["jovyan/private.txt"][1] == b"mine too" and found["jovyan/notes.txt"][1] == b"mine"
+        assert found["jovyan/escape"][0].issym() and found["jovyan/escape"][0].linkname == "/etc/shadow"
+    finally:
+        volume.remove(force=True)

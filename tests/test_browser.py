@@ -50,14 +50,14 @@ def _put_notebook(url: str, token: str, name: str) -> None:
         assert answer.status in (200, 201)
 
 
-def _deployed(fleet_factory, base_image, docker_client, access: str):
-    """A two-seat course on this Docker host with the given front door, built and deployed."""
-    slug = f"browser-{access}"
-    repo = fleet_factory(slug, students=["ann", "ben"])
+def _deployed(fleet_factory, base_image, docker_client, access: str, slug: str = "", **docker):
+    """A two-seat course on this Docker host with the given front door (and fleet.docker settings), built and
+    deployed."""
+    repo = fleet_factory(slug or f"browser-{access}", students=["ann", "ben"])
     edit_course(repo, lambda d: (
         d["fleet"]["docker"].update(access=access, **({"https_port": free_port(), "http_port": free_port(),
                                                         "gateway_base": ensure_rootfs(docker_client)}
-                                                       if access == "gateway" else {"port_base": free_port()})),
+                                                       if access == "gateway" else {"port_base": free_port()}), **docker),
         d["schedule"].update(awake=[]),
     ))
     assert build(repo, base_image).returncode == 0
@@ -183,3 +183,50 @@ def test_the_printed_roster_has_one_whole_slip_per_seat(course_repo, coursekit, 
         assert pdf_pages(pdf) == math.ceil(9 / 4), pdf_pages(pdf)
         driver.get("data:text/html;base64," + base64.b64encode(sheet.stdout.encode()).decode())
         assert "Student 7" in driver.page_source and axe_violations(driver) == []
+
+
+# Run in a page of ann's seat (as a notebook's output or a file she serves would): try to read a file of ben's
+# seat, which the same browser is logged into, at ben's own address and at ben's path on ann's origin.
+READ_OTHER_SEAT = """
+const [urls, done] = [arguments[0], arguments[arguments.length - 1]];
+Promise.all(urls.map(u => fetch(u, {credentials: 'include'})
+    .then(r => r.text().then(t => r.status + ' ' + t.slice(0, 400)))
+    .catch(e => 'refused ' + e))).then(done);
+"""
+BEN_ONLY = "ben-only-7f3c9a"
+
+
+@pytest.fixture(params=[False, True], ids=["shared-origin", "subdomains"])
+def origins_course(request, fleet_factory, base_image, docker_client):
+    subdomains = request.param
+    slug = f"browser-origins-{'sub' if subdomains else 'shared'}"
+    yield _deployed(fleet_factory, base_image, docker_client, "gateway", slug,
+                    **({"public_host": "localhost", "subdomains": True} if subdomains else {})), subdomains, slug
+    for container in docker_client.containers.list(all=True, filters={"label": f"org.coursekit.course={slug}"}):
+        container.remove(force=True)
+
+
+def test_a_page_in_one_seat_cannot_read_another_seat_in_the_same_browser(origins_course, docker_client, tmp_path):
+    """An instructor logged into two seats in one browser: with subdomains each seat is its own origin, and a
+    script in ann's seat reads nothing of ben's; on one shared origin it can (what the README warns about)."""
+    course, subdomains, slug = origins_course
+    roster = _roster(course)
+    ben = docker_client.containers.get(f"coursekit-{slug}.ben")
+    assert ben.exec_run(["sh", "-c", f'echo {BEN_ONLY} > "$HOME/secret.txt"']).exit_code == 0
+    with chromium(tmp_path / "profile", f"origins-{slug}") as driver:
+        for seat in ("ben", "ann"):  # logged into both; ann's JupyterLab stays open
+            driver.get(roster[seat]["link"])
+            wait_for(f"{seat}'s JupyterLab", lambda: lab_shown(driver))
+        targets = [f"{roster['ben']['url']}api/contents/secret.txt", "/ben/api/contents/secret.txt",
+                   f"{roster['ben']['url']}files/secret.txt"]
+        answers = driver.execute_async_script(READ_OTHER_SEAT, targets)
+        if subdomains:
+            assert roster["ann"]["url"].startswith("https://ann.localhost:") and "/ann/" in driver.current_url
+            assert not any(BEN_ONLY in answer for answer in answers), answers
+            front = roster["ann"]["url"].replace("ann.localhost", "localhost").removesuffix("ann/")
+            driver.get(f"{front}ben/lab")  # the front door sends a seat's old path to the seat's own origin
+            assert driver.current_url.startswith(roster["ben"]["url"]), driver.current_url
+        else:
+            assert any(BEN_ONLY in answer for answer in answers), answers
+        # Either way each seat's cookies are scoped to its own path: no other seat's path is ever sent them.
+        assert {c["path"] for c in driver.get_cookies()} <= {"/ann/", "/ben/"}, driver.get_cookies()

@@ -111,6 +111,7 @@ class DockerSettings:
     http_port: int = 80
     gateway_base: str = "debian:bookworm-slim"
     disk: str | None = "5g"  # each home's room; None: unbounded
+    subdomains: bool = False  # behind the gateway: each seat on its own origin, <seat>.<public_host>
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class OpenStackSettings:
     dns_domain: str | None = None
     access: str = "gateway"  # or "floating-ip": one per seat
     gateway_flavor: str = "m3.small"
+    subdomains: bool = False  # behind the gateway: each seat on its own origin, <seat>.<gateway's site>
 
 
 @dataclass(frozen=True)

@@ -387,6 +387,13 @@ def _check_docker(data: dict) -> Found:
     host = _at(data, "fleet", "docker", "public_host")
     if isinstance(host, str) and (why := names.host_problem(host)):
         yield ("fleet", "docker", "public_host"), why
+    if _at(data, "fleet", "docker", "subdomains") is True:
+        if _at(data, "fleet", "docker", "access") != "gateway":
+            yield ("fleet", "docker", "subdomains"), "seats have their own origins only behind the gateway; set fleet.docker.access: gateway"
+        elif isinstance(host, str) and _is_ip(host.strip("[]")):
+            yield ("fleet", "docker", "subdomains"), (
+                f"public_host {host!r} is an address, which has no <seat>.{host} names; use a DNS name with a wildcard "
+                "record (*.your-host pointing here), or localhost on a laptop")
     port_base = _at(data, "fleet", "docker", "port_base")
     count = _seat_count(data)
     if _is_int(port_base) and 1024 <= port_base <= 65535 and port_base + count - 1 > 65535:
@@ -412,6 +419,11 @@ def _check_fleet(data: dict) -> Found:
         yield ("fleet", "openstack", "dns_domain"), (
             f"{domain!r} is not a DNS zone (write it like tra160003.projects.jetstream-cloud.org; no scheme, port or path)"
         )
+    if _at(data, "fleet", "openstack", "subdomains") is True and (
+            _at(data, "fleet", "openstack", "access") == "floating-ip" or not isinstance(domain, str)):
+        yield ("fleet", "openstack", "subdomains"), (
+            "seats have their own origins only behind the gateway and with a DNS zone: set fleet.openstack.access: gateway "
+            "and fleet.openstack.dns_domain (and a wildcard record *.<gateway's name>.<zone> for the gateway's address)")
     for i, cidr in _strings(data, "fleet", "openstack", "ssh_cidrs"):
         try:
             ipaddress.ip_network(cidr, strict=False)

@@ -42,9 +42,9 @@ After=docker.service
 ExecStart=/usr/bin/python3 {HOMESTREAM_PATH} coursekit-${{SEAT}}-home 8890
 EnvironmentFile={SEAT_ENV}
 Restart=on-failure
-# It only reads: no capability but reading past file modes (a student's own mode-000 files are work too),
-# a read-only system, no new privileges. It never follows a link (homestream.py).
-CapabilityBoundingSet=CAP_DAC_READ_SEARCH
+# It only reads: each stream becomes the home's owner keeping one capability, reading past file modes (a student's
+# own mode-000 files are work too); a read-only system, no new privileges. It never follows a link (homestream.py).
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
@@ -117,11 +117,13 @@ def user_data(seat: str, image: str, token: str, site: str, hostname: str, tls: 
 
 
 def gateway_user_data(site: str, token: str, hostname: str, tls: tuple[str, str] | None = None,
-                      upstream: str = "", registry_auth: tuple[str, str] | None = None, title: str = "") -> str:
+                      upstream: str = "", registry_auth: tuple[str, str] | None = None, title: str = "",
+                      subdomains: bool = False) -> str:
     """#cloud-config for the course's gateway: its settings (root-only), its TLS certificate and key when
     given, Caddy's route renderer and the control service, and, with upstream, a pull-through cache of that
     registry (with registry_auth for a private image); no cloud credential of any kind."""
     values = {"SITE": site, "TOKEN": token, "ROUTES": f"{GATEWAY_LIB}/gatewayroutes.py", **({"TITLE": title} if title else {}),
+              **({"SUBDOMAINS": "1"} if subdomains else {}),
               **({"TLS_CERT": GATEWAY_CERT, "TLS_KEY": GATEWAY_KEY} if tls else {}),
               **({"REGISTRY_UPSTREAM": upstream} if upstream else {}),
               **({"REGISTRY_USERNAME": registry_auth[0], "REGISTRY_PASSWORD": registry_auth[1]} if registry_auth else {})}

@@ -27,7 +27,7 @@ from docker.models.containers import Container
 from coursekit import engine, labels
 from coursekit.config import DockerSettings
 from coursekit.errors import CoursekitError
-from coursekit.fleet.gateway import Route, caddyfile
+from coursekit.fleet.gateway import Route, caddyfile, seat_host
 
 DOCKERFILE = """\
 ARG BASE
@@ -53,6 +53,13 @@ class DockerGateway:
         s = self.settings
         host = f"[{s.public_host}]" if ":" in s.public_host else s.public_host
         return f"https://{host}{'' if s.https_port == 443 else f':{s.https_port}'}/"
+
+    def seat_url(self, seat: str) -> str:
+        """Where a seat is served: https://<public_host>/<seat>/, or on its own origin with subdomains."""
+        if not self.settings.subdomains:
+            return f"{self.url}{seat}/"
+        s = self.settings
+        return f"https://{seat_host(seat, s.public_host)}{'' if s.https_port == 443 else f':{s.https_port}'}/{seat}/"
 
     def answer(self) -> int:
         """The HTTP status the front door gives (0: none). No credential is sent, so its certificate is not checked."""
@@ -101,7 +108,8 @@ class DockerGateway:
     def config(self, routes: list[Route]) -> str:
         s = self.settings
         bind = "" if s.bind in ("0.0.0.0", "::") else s.bind
-        return caddyfile(s.public_host, s.https_port, s.http_port, routes, bind=bind, admin=ADMIN, title=self.title)
+        return caddyfile(s.public_host, s.https_port, s.http_port, routes, bind=bind, admin=ADMIN, title=self.title,
+                         subdomains=s.subdomains)
 
     def sync(self, routes: list[Route]) -> None:
         """Make the gateway serve exactly these routes: created when missing or broken, else reloaded in place."""

@@ -86,7 +86,7 @@ class DockerProvider(Provider):
     def url(self, seat: str, port: int) -> str:
         """The link students open: the seat's own port, or its path behind the gateway."""
         if self.gateway:
-            return f"{self.gateway.url}{seat}/"
+            return self.gateway.seat_url(seat)
         host = self.settings.public_host
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"  # an IPv6 address goes in brackets
 
@@ -442,7 +442,7 @@ class DockerProvider(Provider):
             self.gateway.sync(self.routes())
         except CoursekitError as exc:
             return [Outcome("gateway", "routes", False, str(exc), time.monotonic() - started)]
-        return [Outcome("gateway", "routes", True, f"{self.gateway.url}<seat>/", time.monotonic() - started)]
+        return [Outcome("gateway", "routes", True, self.gateway.seat_url("<seat>"), time.monotonic() - started)]
 
     def extra_status_rows(self) -> list[SeatStatus]:
         """The gateway's own row, when there is one."""

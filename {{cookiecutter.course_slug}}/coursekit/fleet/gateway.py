@@ -74,37 +74,59 @@ def _cel_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def seat_host(seat: str, host: str) -> str:
+    """A seat's own origin's host name when the class has subdomains: <seat>.<host>."""
+    return f"{seat}.{host}"
+
+
 def caddyfile(host: str, https_port: int, http_port: int, routes: list[Route], bind: str = "", admin: str = "",
-              tls: tuple[str, str] | None = None, control: str = "", title: str = "") -> str:
+              tls: tuple[str, str] | None = None, control: str = "", title: str = "", subdomains: bool = False) -> str:
     """The gateway's whole configuration: HTTPS for host (tls: certificate and key files; else an internal CA
     for an address, ACME for a DNS name), HTTP redirecting to it, one route per seat in roster order, and
-    /coursekit/* to the control service at `control` (host:port) when there is one."""
-    name = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    site = f"https://{name}:{https_port}"
+    /coursekit/* to the control service at `control` (host:port) when there is one. With subdomains each seat is
+    served only on its own origin, https://<seat>.<host>/<seat>/ (its own certificate), so no page of one seat is
+    same-origin with another's; the front door's /<seat>/ then redirects there."""
+    def bracketed(name: str) -> str:
+        return f"[{name}]" if ":" in name and not name.startswith("[") else name
+    names = [bracketed(host)] + ([seat_host(r.seat, host) for r in routes] if subdomains else [])
+    port = "" if https_port == 443 else f":{https_port}"
     lines = ["{", f"\thttp_port {http_port}", f"\thttps_port {https_port}", "\tauto_https disable_redirects"]
     lines += [f"\tadmin {admin}" if admin else "\tadmin off", "\tskip_install_trust"]
     if bind:
         lines.append(f"\tdefault_bind {bind}")
-    lines += ["}", "", f"http://{name}:{http_port} {{", f"\tredir https://{name}:{https_port}{{uri}} 308", "}", "", f"{site} {{"]
+    lines += ["}", "", ", ".join(f"http://{n}:{http_port}" for n in names) + " {",
+              f"\tredir https://{{host}}{port}{{uri}} 308" if subdomains else f"\tredir https://{names[0]}{port}{{uri}} 308", "}", "",
+              ", ".join(f"https://{n}:{https_port}" for n in names) + " {"]
     if tls:
         lines.append(f"\ttls {tls[0]} {tls[1]}")
     elif is_address(host):
         lines.append("\ttls internal")
     lines += [f'\t@unsafe expression `{{http.request.uri}}.matches("{_cel_string(UNSAFE_PATH)}")`', "\thandle @unsafe {",
               '\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(page(*BAD_PATH))} 400", "\t}"]
+    for route in routes if subdomains else ():
+        lines += [f"\t@{route.seat}.origin host {seat_host(route.seat, host)}", f"\thandle @{route.seat}.origin {{",
+                  f"\t\thandle /{route.seat}/* {{", *_seat_handler(route, "\t\t\t"), "\t\t}",
+                  "\t\thandle {", f"\t\t\tredir * /{route.seat}/ 302", "\t\t}", "\t}"]
     if control:
         lines += ["\thandle /coursekit/* {", f"\t\treverse_proxy {control}", "\t}"]
     lines += ["\thandle / {", '\t\theader Content-Type "text/html; charset=utf-8"',
               f"\t\trespond {_quoted(page(title or 'Your class', WELCOME))} 200", "\t}"]
     for route in routes:
         lines += [f"\t@{route.seat} path /{route.seat} /{route.seat}/*", f"\thandle @{route.seat} {{"]
-        if route.upstream:
-            lines += [f"\t\tredir /{route.seat} /{route.seat}/", f"\t\treverse_proxy {route.upstream}"]
+        if subdomains:  # the front door never serves a seat: it sends the browser to the seat's own origin
+            lines.append(f"\t\tredir https://{seat_host(route.seat, host)}{port}{{uri}} 302")
         else:
-            lines += ['\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(paused_page(route))} 503"]
+            lines += [f"\t\tredir /{route.seat} /{route.seat}/", *_seat_handler(route, "\t\t")]
         lines.append("\t}")
     lines += ["\thandle {", '\t\theader Content-Type "text/html; charset=utf-8"', f"\t\trespond {_quoted(page(*NO_SEAT))} 404", "\t}"]
     lines += ["\thandle_errors {", "\t\t@down expression `{err.status_code} in [502, 503, 504]`", "\t\thandle @down {",
               '\t\t\theader Content-Type "text/html; charset=utf-8"', f"\t\t\trespond {_quoted(page(*STARTING, refresh=True))} 503",
               "\t\t}", "\t}", "}", ""]
     return "\n".join(lines)
+
+
+def _seat_handler(route: Route, indent: str) -> list[str]:
+    """Proxy to the seat, or its paused page."""
+    if route.upstream:
+        return [f"{indent}reverse_proxy {route.upstream}"]
+    return [f'{indent}header Content-Type "text/html; charset=utf-8"', f"{indent}respond {_quoted(paused_page(route))} 503"]

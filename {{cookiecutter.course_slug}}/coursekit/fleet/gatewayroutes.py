@@ -86,7 +86,7 @@ class Gateway:
         tls = (s["TLS_CERT"], s["TLS_KEY"]) if s.get("TLS_CERT") else None
         return caddyfile(s["SITE"], int(s.get("HTTPS_PORT", 443)), int(s.get("HTTP_PORT", 80)), routes, tls=tls,
                          control=f"127.0.0.1:{s.get('PORT', 8081)}", admin=s.get("ADMIN", "localhost:2019"),
-                         title=s.get("TITLE", ""))
+                         title=s.get("TITLE", ""), subdomains=s.get("SUBDOMAINS") == "1")
 
     def apply(self, routes: list[Route]) -> None:
         """Write the Caddyfile for routes, reload Caddy (start it if it is not running) and keep the routes

@@ -1,9 +1,10 @@
 """Serve a seat's home folder as one tar stream, for coursekit's archive: every file as the student has it.
 
-Standard library only: it runs on each seat VM (systemd unit coursekit-homestream, which leaves it no
-capability but reading), listening on the loopback interface; Caddy passes /coursekit/home.tar to it only
-with the seat's token. Jupyter's contents API hides dot-files and cannot show links or names that are not
-UTF-8; this can.
+Standard library only: it runs on each seat VM (systemd unit coursekit-homestream, which leaves it no capability
+but reading and becoming the student), listening on the loopback interface; Caddy passes /coursekit/home.tar to it
+only with the seat's token. Each stream is read by a process of its own that has become the home's owner (the
+seat's user) with one capability left, reading past file modes. Jupyter's contents API hides dot-files and cannot
+show links or names that are not UTF-8; this can.
 
 The home belongs to the student, who may change it while it streams: every folder is opened relative to its
 parent's descriptor with O_NOFOLLOW and every file with O_NOFOLLOW, so a folder swapped for a link mid-stream
@@ -13,12 +14,15 @@ yields the link (or nothing), never a file outside the home.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import socketserver
 import stat
 import subprocess
 import sys
 import tarfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import BinaryIO, Callable
 
 PATH = "/coursekit/home.tar"
@@ -28,6 +32,22 @@ TOP = "jovyan"  # the folder name docker's own archives of /home/jovyan carry
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO swapped in never blocks
 CHUNK = 1 << 20
+CAP_DAC_READ_SEARCH = 2
+_CAPABILITY_VERSION_3, _PR_SET_KEEPCAPS = 0x20080522, 8
+
+
+# An entry that changed since it was listed (gone, now a link, a folder now a file, a FIFO now a socket): taken as it
+# is next time. Any other failure (a file it may not read) ends the stream: an archive never silently lacks a file.
+_CHANGED = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO)
+
+
+def _open(name: str | bytes, flags: int, dir_fd: int) -> int | None:
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in _CHANGED:
+            return None
+        raise
 
 
 class _Exactly:
@@ -64,9 +84,7 @@ def _walk(tar: tarfile.TarFile, dir_fd: int, prefix: str, inodes: dict) -> None:
             info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
             tar.addfile(info)
         elif stat.S_ISDIR(st.st_mode):
-            try:
-                child = os.open(name, _DIR, dir_fd=dir_fd)
-            except OSError:  # swapped for a link or a file since the stat: what it is now is taken next time
+            if (child := _open(name, _DIR, dir_fd)) is None:
                 continue
             try:
                 info.type = tarfile.DIRTYPE
@@ -80,9 +98,7 @@ def _walk(tar: tarfile.TarFile, dir_fd: int, prefix: str, inodes: dict) -> None:
                 info.type, info.linkname = tarfile.LNKTYPE, inodes[key]
                 tar.addfile(info)
                 continue
-            try:
-                fd = os.open(name, _FILE, dir_fd=dir_fd)
-            except OSError:
+            if (fd := _open(name, _FILE, dir_fd)) is None:
                 continue
             try:
                 now = os.fstat(fd)
@@ -100,11 +116,32 @@ def _walk(tar: tarfile.TarFile, dir_fd: int, prefix: str, inodes: dict) -> None:
         # sockets and devices are no student's work
 
 
-def write_tar(folder: str, out: BinaryIO) -> None:
+def as_owner(fd: int) -> None:
+    """Become the owner of the folder at fd (the seat's user) when running as root, keeping one capability: reading
+    past file modes (a student's own mode-000 files are work too). Nothing else of root's is left to misuse."""
+    st = os.fstat(fd)
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS) failed")
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)  # {version, pid 0: this process}
+    wanted = 1 << CAP_DAC_READ_SEARCH
+    sets = (ctypes.c_uint32 * 6)(wanted, wanted, 0, 0, 0, 0)  # {effective, permitted, inheritable} for caps 0-31, 32-63
+    if libc.capset(header, sets) != 0:
+        raise OSError(ctypes.get_errno(), "capset(CAP_DAC_READ_SEARCH) failed")
+
+
+def write_tar(folder: str, out: BinaryIO, drop: bool = False) -> None:
     """folder as a PAX tar under TOP/: links stored as links (never followed, at any depth), hard links once with
-    their other names, any name."""
+    their other names, any name. With drop, read it as the folder's owner (as_owner)."""
     top = os.open(folder, _DIR)
     try:
+        if drop:
+            as_owner(top)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
             info = _info(TOP, os.fstat(top))
             info.type = tarfile.DIRTYPE
@@ -128,15 +165,20 @@ def handler(folder: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
             if self.path.split("?", 1)[0] != PATH:
                 self.send_error(404)
                 return
+            where = folder()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-tar")
             self.end_headers()  # HTTP/1.0: the end of the stream is the end of the archive
-            write_tar(folder(), self.wfile)
+            write_tar(where, self.wfile, drop=True)  # in a process of its own (_Server): the drop is for this stream
 
         def log_message(self, format: str, *args) -> None:
             sys.stderr.write(f"coursekit-homestream: {format % args}\n")
 
     return Handler
+
+
+class _Server(socketserver.ForkingMixIn, HTTPServer):
+    """Each stream in a child process, which becomes the home's owner; the server stays able to find volumes."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     volume, port = args[0], int(args[1]) if len(args) == 2 else 8890
-    ThreadingHTTPServer(("127.0.0.1", port), handler(lambda: volume_folder(volume))).serve_forever()
+    _Server(("127.0.0.1", port), handler(lambda: volume_folder(volume))).serve_forever()
     return 0
 
 

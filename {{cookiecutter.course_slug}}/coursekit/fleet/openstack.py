@@ -89,7 +89,7 @@ class OpenStackProvider(Provider):
 
     def url(self, seat: str, address: str) -> str:
         """The seat's link: its own host, or its path behind the gateway (address: the gateway's then)."""
-        return f"{self.gateway.url(address)}{seat}/" if self.gateway else f"https://{self.site(seat, address)}/"
+        return self.gateway.seat_url(seat, address) if self.gateway else f"https://{self.site(seat, address)}/"
 
     def fingerprint(self) -> str:
         s = self.settings

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from coursekit import labels, names
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
-from coursekit.fleet.gateway import Route
+from coursekit.fleet.gateway import Route, seat_host
 from coursekit.fleet.plan import SeatStatus
 from coursekit.seatclient import SeatClient, UntrustedSeat
 
@@ -101,12 +101,20 @@ class OpenStackGateway:
     def url(self, address: str) -> str:
         return f"https://{self.site(address)}/"
 
+    def seat_origin(self, seat: str, address: str) -> str:
+        """https://<site> for a seat, or its own https://<seat>.<site> with subdomains."""
+        site = self.site(address)
+        return f"https://{seat_host(seat, site) if self.settings.subdomains else site}"
+
+    def seat_url(self, seat: str, address: str) -> str:
+        return f"{self.seat_origin(seat, address)}/{seat}/"
+
     def token(self) -> str:
         return self.provider.tokens.token(KEY)
 
     def client(self, address: str, seat: str | None = None) -> SeatClient:
         """The gateway itself (its token), or a seat behind it (the seat's token), over TLS checked first."""
-        base = f"https://{self.site(address)}:{HTTPS_PORT}" + (f"/{seat}" if seat else "")
+        base = f"{self.seat_origin(seat, address)}:{HTTPS_PORT}/{seat}" if seat else f"https://{self.site(address)}:{HTTPS_PORT}"
         token = self.provider.token(seat) if seat else self.token()
         pinned = None if self.settings.dns_domain else seattls.public_key_der(self.provider.tokens.tls_key(KEY))
         return SeatClient(seat or GATEWAY, base, token, pinned)
@@ -114,7 +122,7 @@ class OpenStackGateway:
     def fingerprint(self) -> str:
         s = self.settings
         text = json.dumps([s.gateway_flavor, s.image, s.network, s.key_name, sorted(s.ssh_cidrs), s.dns_domain, VERSION,
-                           self.upstream()])
+                           self.upstream(), *(["subdomains"] if s.subdomains else [])])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def upstream(self) -> str:
@@ -217,7 +225,7 @@ class OpenStackGateway:
 
         user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls, self.upstream(),
                                                 auth_from_env(self.provider.course.image.registry),
-                                                title=self.provider.course.course.name)
+                                                title=self.provider.course.course.name, subdomains=s.subdomains)
         attrs = dict(
             name=self.name, flavor_id=found["flavor"].id, image_id=found["image"].id, networks=[{"uuid": found["network"].id}],
             security_groups=[{"name": gateway_group.name}], user_data=base64.b64encode(user_data.encode()).decode(),
