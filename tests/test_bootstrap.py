@@ -138,6 +138,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     vm = docker_client.containers.run(
         ensure_rootfs(docker_client), ["bash", "-c", "bash /vm/bootstrap.sh /vm/seat.env && sleep infinity"],
         detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"},
+        cap_add=["DAC_READ_SEARCH"],  # a VM's root has it; the home streamer keeps only it once it is the student
         volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}, str(work): {"bind": "/vm"},
                  "/var/lib/docker/volumes": {"bind": "/var/lib/docker/volumes", "mode": "ro"}},
     )
