@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
@@ -336,6 +337,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every seat through its student's door: its credential opens it, another's does not, a kernel runs the probe."""
+    from coursekit import seatcheck, summary
+
+    course = load_course(args.config)
+    tokens = _tokens(course)
+    clients = fleet_for(course, args.provider, tokens).student_clients()
+    if not clients:
+        raise CoursekitError("no seat is deployed: `coursekit deploy` first")
+    order = list(clients)
+    # The credential each seat must refuse: the next seat's (a lone seat: one derived for no seat).
+    other = {seat: tokens.token(order[(i + 1) % len(order)] if len(order) > 1 else ":check") for i, seat in enumerate(order)}
+    started = time.monotonic()
+    results = seatcheck.check_all(course, clients, other)
+    wall = time.monotonic() - started
+    failed = [r for r in results if not r.ok]
+    rows = [(r.seat, "ok" if r.ok else "FAILED", r.url, "; ".join(r.problems) or "credential, kernel, packages and data",
+             f"{r.seconds:.1f} s") for r in results]
+    table = Table(title=f"{course.course.name}: check")
+    for column in ("seat", "result", "url", "detail", "time"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    line = f"{len(results) - len(failed)} of {plural(len(results), 'seat')} passed in {wall:.1f} s"
+    err.print(line)
+    summary.write(f"check: {line}", summary.table(("seat", "result", "url", "detail", "time"), rows))
+    return 1 if failed else 0
+
+
 def _session_line(course: Course, plan: Schedule, now: datetime) -> str:
     """When the class next meets, on the course's clock."""
     from coursekit.schedule import next_session
@@ -550,6 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--at", type=_moment, help=AT_HELP)
+    sub = add("check", cmd_check)
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub = add("teardown", cmd_teardown)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and remove the fleet")

@@ -13,10 +13,30 @@ import time
 import urllib.parse
 from typing import Iterator
 
+import websocket
+
 from coursekit.errors import CoursekitError
 from coursekit.probe import read_bounded
 
 CHUNK = 1 << 20
+
+
+def _address(host: str) -> str:
+    """Where to connect for host: every *.localhost name is this machine (RFC 6761), as browsers resolve it."""
+    return "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+
+
+class _Loopback(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = socket.create_connection((_address(self.host), self.port), self.timeout)
+
+
+class _LoopbackTLS(http.client.HTTPSConnection):
+    """HTTPS that sends the host's name (SNI, Host) while connecting to its address, loopback for *.localhost."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection((_address(self.host), self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 class UntrustedSeat(CoursekitError):
@@ -26,23 +46,27 @@ class UntrustedSeat(CoursekitError):
 class SeatClient:
     """GET requests to one seat, with `Authorization: token ...` once the server is known to be the seat."""
 
-    def __init__(self, seat: str, base_url: str, token: str, pinned_key: bytes | None = None):
+    def __init__(self, seat: str, base_url: str, token: str, pinned_key: bytes | None = None, ca_pem: str | None = None):
         parts = urllib.parse.urlsplit(base_url)
-        self.seat, self.token, self.pinned_key = seat, token, pinned_key
+        self.seat, self.token, self.pinned_key, self.ca_pem = seat, token, pinned_key, ca_pem  # ca_pem: trusted instead of the public CAs
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname or "", parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")  # behind a gateway: /<seat>
         self.base_url = base_url.rstrip("/")
 
+    def with_token(self, token: str) -> SeatClient:
+        """The same seat, asked with another credential."""
+        return SeatClient(self.seat, self.base_url, token, self.pinned_key, self.ca_pem)
+
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if not self.https:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            connection = _Loopback(self.host, self.port, timeout=timeout)
             connection.connect()
             return connection
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else ssl.create_default_context()
         if self.pinned_key is not None:  # a bare address: no name to check, the key itself is checked below
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+        connection = _LoopbackTLS(self.host, self.port, timeout=timeout, context=context)
         try:
             connection.connect()
         except ssl.SSLCertVerificationError as exc:
@@ -83,6 +107,17 @@ class SeatClient:
             return response.status, json.loads(body) if body else None
         except ValueError:
             return response.status, None
+
+    def websocket(self, path: str, timeout: float = 30) -> websocket.WebSocket:
+        """A websocket to path (a kernel's channels), over a connection checked as every request's is."""
+        connection = self._connect(timeout)
+        scheme = "wss" if self.https else "ws"
+        try:
+            return websocket.create_connection(f"{scheme}://{self.host}:{self.port}{self.prefix}{path}", timeout=timeout,
+                                               socket=connection.sock, header=[f"Authorization: token {self.token}"])
+        except (OSError, websocket.WebSocketException) as exc:
+            connection.close()
+            raise CoursekitError(f"seat {self.seat}: no websocket at {path} ({exc})") from None
 
     def stream(self, path: str, timeout: float = 60) -> Iterator[bytes]:
         """The body of path in chunks; CoursekitError unless the seat answers 200 to the end."""

@@ -27,7 +27,7 @@ from docker.models.containers import Container
 from coursekit import engine, labels
 from coursekit.config import DockerSettings
 from coursekit.errors import CoursekitError
-from coursekit.fleet.gateway import Route, caddyfile, seat_host
+from coursekit.fleet.gateway import Route, caddyfile, is_address, seat_host
 
 DOCKERFILE = """\
 ARG BASE
@@ -60,6 +60,20 @@ class DockerGateway:
             return f"{self.url}{seat}/"
         s = self.settings
         return f"https://{seat_host(seat, s.public_host)}{'' if s.https_port == 443 else f':{s.https_port}'}/{seat}/"
+
+    def ca_pem(self) -> str | None:
+        """The root certificate of Caddy's internal CA, which signs the gateway's certificate for an address or
+        localhost (None for a DNS name, whose certificate the public CAs sign)."""
+        if not is_address(self.settings.public_host):
+            return None
+        container = self.container()
+        if container is None:
+            return None
+        with engine.guarded("reading the gateway's certificate authority"):
+            chunks, _ = container.get_archive(f"{CADDY_DATA}/pki/authorities/local/root.crt")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+                member = tar.next()
+                return tar.extractfile(member).read().decode() if member else None
 
     def answer(self) -> int:
         """The HTTP status the front door gives (0: none). No credential is sent, so its certificate is not checked."""

@@ -28,6 +28,7 @@ from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet import homedisk
 from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
+from coursekit.seatclient import SeatClient
 from coursekit.fleet.parallel import Interrupted, Stop, each, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
@@ -460,6 +461,13 @@ class DockerProvider(Provider):
     def urls(self) -> dict[str, str]:
         """seat → URL for every seat that has a container."""
         return {c.labels[labels.SEAT]: self.url(c.labels[labels.SEAT], int(c.labels[labels.PORT])) for c in self.containers()}
+
+    def student_clients(self) -> dict[str, SeatClient]:
+        """seat → a client through the door its student uses (the gateway's certificate checked against its CA)."""
+        ca = self.gateway.ca_pem() if self.gateway else None
+        return {c.labels[labels.SEAT]: SeatClient(c.labels[labels.SEAT], self.url(c.labels[labels.SEAT], int(c.labels[labels.PORT])),
+                                                  self.token(c.labels[labels.SEAT]), ca_pem=ca)
+                for c in sorted(self.containers(), key=lambda c: c.labels[labels.SEAT])}
 
     def _home_usage(self, volumes: Iterable[Volume]) -> dict[str, str]:
         """volume name → what its home holds, and of how much when bounded (the engine's own accounting, or

@@ -580,6 +580,11 @@ class OpenStackProvider(Provider):
             return {seat: self.url(seat, door.floating_ip_address) for seat in seats} if door else {}
         return {seat: self.url(seat, fip.floating_ip_address) for seat, fip in self._fips().items() if fip.port_id}
 
+    def student_clients(self) -> dict[str, SeatClient]:
+        """seat → a client through the door its student uses (the gateway, or the seat's own address)."""
+        return {seat: self.client(seat, fip.floating_ip_address) for seat, (server, fip) in sorted(self.instances_by_seat().items())
+                if fip is not None and fip.port_id}
+
     def instances_by_seat(self) -> dict[str, tuple]:
         """seat → (its server, its floating IP)."""
         fips = self._fips()

@@ -19,6 +19,7 @@ from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
+from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens, seats, status_order
 
 TEARDOWN_WORKERS = 4  # seats archived at once: each reads a home and writes an archive
@@ -121,6 +122,10 @@ class Provider(ABC):
     @abstractmethod
     def urls(self) -> dict[str, str]:
         """seat → the URL students open."""
+
+    @abstractmethod
+    def student_clients(self) -> dict[str, SeatClient]:
+        """seat → a client that reaches the seat through the door its student uses, with the seat's credential."""
 
     # Status --------------------------------------------------------------------------------------
 
