@@ -32,17 +32,20 @@ shelving, served as a tar at /coursekit/home.tar by the VM's own streamer (fleet
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import importlib.util
 import itertools
 import json
+import os
 import random
 import re
 import shlex
 import socketserver
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,6 +57,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
 PROJECT = {"id": "f1a2b3c4d5e6", "name": "TRA160003", "domain": {"id": "default", "name": "Default"}}
 _HOMESTREAM = Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "homestream.py"
@@ -104,6 +109,64 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
+KERNELSPECS = ("python3",)
+
+
+class KernelChannel:
+    """Jupyter's kernel websocket (wsproto over the request's own socket): execute_request messages run their code
+    in a Python of this machine with HOME at the seat's home; stream, error and idle status come back as Jupyter
+    sends them. A kernel that dies says so (restarting, then dead) and runs nothing."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, home: Path, dies: bool):
+        self.handler, self.home, self.dies = handler, home, dies
+        self.sock = handler.connection
+        self.ws = WSConnection(ConnectionType.SERVER)
+
+    def send(self, msg_type: str, content: dict, parent: dict, channel: str = "iopub") -> None:
+        message = {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": parent.get("session", ""),
+                              "username": "", "version": "5.3", "date": _now()},
+                   "msg_type": msg_type, "parent_header": parent, "metadata": {}, "content": content, "channel": channel}
+        self.sock.sendall(self.ws.send(TextMessage(data=json.dumps(message))))
+
+    def serve(self) -> None:
+        head = f"{self.handler.requestline}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.handler.headers.items()) + "\r\n"
+        self.ws.receive_data(head.encode())
+        text = ""
+        for event in self.ws.events():
+            if isinstance(event, Request):
+                self.sock.sendall(self.ws.send(AcceptConnection()))
+        if self.dies:
+            self.send("status", {"execution_state": "restarting"}, {})
+            self.send("status", {"execution_state": "dead"}, {})
+        while data := self.sock.recv(65536):
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, CloseConnection):
+                    self.sock.sendall(self.ws.send(event.response()))
+                    return
+                if isinstance(event, Ping):
+                    self.sock.sendall(self.ws.send(event.response()))
+                elif isinstance(event, TextMessage):
+                    text += event.data
+                    if event.message_finished:
+                        self.execute(json.loads(text))
+                        text = ""
+
+    def execute(self, request: dict) -> None:
+        if self.dies or request.get("header", {}).get("msg_type") != "execute_request":
+            return
+        parent = request["header"]
+        self.send("status", {"execution_state": "busy"}, parent)
+        done = subprocess.run([sys.executable, "-c", request["content"]["code"]], capture_output=True, text=True, timeout=120,
+                              cwd=self.home, env={"HOME": str(self.home), "PATH": os.environ.get("PATH", "")})
+        if done.stdout:
+            self.send("stream", {"name": "stdout", "text": done.stdout}, parent)
+        if done.returncode:
+            self.send("error", {"ename": "Error", "evalue": done.stderr.strip()[-300:], "traceback": []}, parent)
+        self.send("execute_reply", {"status": "error" if done.returncode else "ok"}, parent, "shell")
+        self.send("status", {"execution_state": "idle"}, parent)
+
+
 class SeatStandIn:
     """What a booted seat VM shows the world: HTTPS on its floating address, with Jupyter Server's
     /api/status and contents API over a real home folder (hidden files hidden, as Jupyter does), the
@@ -119,6 +182,9 @@ class SeatStandIn:
         self.token_requests = 0  # requests that carried a token: a VM with the wrong certificate must see none
         self.status_answer: dict | None = None  # a student's own Jupyter config can make /api/status say anything
         self.drip_seconds = 0.0  # when set, /api/status sends its body one byte at a time, this long apart
+        self.kernel_dies = False  # when set, every kernel dies as it starts (a student's config that breaks it)
+        self.kernel_seconds = 0.0  # how long a kernel takes to start
+        self.kernels: dict[str, str] = {}  # kernel id → kernelspec name
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,6 +237,8 @@ class SeatStandIn:
                         "started": stand_in.started, "last_activity": stand_in.last_activity, "connections": 0, "kernels": 0})
                 if url.path == "/coursekit/seat.json":
                     return self._reply(200, {"image": stand_in.image})
+                if url.path.startswith("/api/kernels/") and url.path.endswith("/channels"):
+                    return self._channels(url.path.split("/")[3])
                 if url.path == homestream.PATH and stand_in.broken:
                     return self._reply(500, {"message": "Internal Server Error"})
                 if url.path == homestream.PATH:
@@ -181,6 +249,36 @@ class SeatStandIn:
                 if url.path.startswith("/api/contents") and not stand_in.broken:
                     return self._reply(*stand_in.get(url.path.removeprefix("/api/contents").strip("/")))
                 self._reply(500 if stand_in.broken else 404, {"message": "not here"})
+
+            def do_POST(self):
+                path = self._path()
+                if path is None or not self._authorized():
+                    return self._reply(404 if path is None else 403, {"message": "no"})
+                if path != "/api/kernels":
+                    return self._reply(404, {"message": "not here"})
+                name = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}").get("name", "python3")
+                if name not in KERNELSPECS:
+                    return self._reply(404, {"message": f"No such kernel named {name}"})
+                time.sleep(stand_in.kernel_seconds)
+                kernel = str(uuid.uuid4())
+                stand_in.kernels[kernel] = name
+                self._reply(201, {"id": kernel, "name": name, "execution_state": "starting"})
+
+            def do_DELETE(self):
+                path = self._path()
+                if path is None or not self._authorized():
+                    return self._reply(404 if path is None else 403, {"message": "no"})
+                kernel = path.removeprefix("/api/kernels/")
+                if stand_in.kernels.pop(kernel, None) is None:
+                    return self._reply(404, {"message": "no such kernel"})
+                self.send_response(204)
+                self.end_headers()
+
+            def _channels(self, kernel: str) -> None:
+                """A kernel's websocket: each execute_request runs its code in a Python of this machine, in the home."""
+                if kernel not in stand_in.kernels:
+                    return self._reply(404, {"message": "no such kernel"})
+                KernelChannel(self, stand_in.home, stand_in.kernel_dies).serve()
 
             def do_PUT(self):
                 url = urlparse(self.path)
@@ -276,7 +374,9 @@ class GatewayStandIn:
                 if not route.upstream:
                     return self._send(503, gateway.paused_page(route).encode(), "text/html")
                 host, _, upstream_port = route.upstream.rpartition(":")
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "PUT" else None
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    return self._tunnel(host, int(upstream_port))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method in ("PUT", "POST") else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
                 try:
                     connection = http.client.HTTPConnection(host, int(upstream_port), timeout=30)
@@ -288,11 +388,41 @@ class GatewayStandIn:
                     return self._send(503, gateway.page(*gateway.STARTING, refresh=True).encode(), "text/html")
                 self._send(answer.status, data, answer.getheader("Content-Type") or "application/octet-stream")
 
+            def _tunnel(self, host: str, port: int) -> None:
+                """A websocket passed through both ways, as Caddy's reverse_proxy does."""
+                import socket
+
+                upstream = socket.create_connection((host, port), timeout=30)
+                head = f"{self.requestline}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()) + "\r\n"
+                upstream.sendall(head.encode())
+
+                def pipe(source, target) -> None:
+                    try:
+                        while data := source.recv(65536):
+                            target.sendall(data)
+                    except OSError:
+                        pass
+                    for end in (source, target):
+                        with contextlib.suppress(OSError):
+                            end.shutdown(socket.SHUT_RDWR)
+
+                back = threading.Thread(target=pipe, args=(upstream, self.connection), daemon=True)
+                back.start()
+                pipe(self.connection, upstream)
+                back.join(30)
+                upstream.close()
+
             def do_GET(self):
                 self._forward("GET")
 
             def do_PUT(self):
                 self._forward("PUT")
+
+            def do_POST(self):
+                self._forward("POST")
+
+            def do_DELETE(self):
+                self._forward("DELETE")
 
             def log_message(self, *args):
                 pass

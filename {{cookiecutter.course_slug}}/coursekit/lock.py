@@ -1,8 +1,8 @@
 """`coursekit lock`: the whole Python dependency set, resolved once against the base image, pinned with hashes.
 
-pip resolves image.python_packages inside a container of the base image (so what the base already has
-stays as it is), and reports every package it would install, the transitive ones included, with the
-sha256 of the exact file. requirements.lock holds them as `name==version --hash=sha256:...`; `build`
+uv resolves image.python_packages inside a container of the base image, for its interpreter and preferring what
+the base already has (which stays as it is), and reports every package pip would install, the transitive ones
+included, with the sha256 of each of its files. requirements.lock holds them as `name==version --hash=sha256:...`; `build`
 installs from it (pip's hash-checking mode), so a rebuild a year later gets the same files or fails.
 Its first line records what it was made from; `validate` says when course.yaml no longer matches.
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import docker
 from packaging.utils import canonicalize_name
+from uv import find_uv_bin
 
 from coursekit import engine
 from coursekit.config import Course
@@ -27,45 +28,87 @@ from coursekit.validate import LOCK_FILE, lock_inputs
 
 MARK = "COURSEKIT-PACKAGE "
 CACHE_VOLUME = "coursekit-pip-cache"
-# One short line per package (the engine's log splits lines over 16 kB, and pip's full report has every metadata field).
+UV_CACHE_VOLUME = "coursekit-uv-cache"
+UV_IN_CONTAINER = "/coursekit-uv"
+# Run in the base image with `python3 -c`: uv resolves the course's pins for this interpreter, preferring the versions
+# the base already has (the output file it is given holds them: uv keeps an output file's pins where it can, as pip
+# keeps what is installed), with every file's hash; what the base already has at that version is left out, so the
+# lock lists exactly what pip would install. Where uv cannot run (a base without glibc), pip's own dry run does.
+# One short line per package (the engine's log splits lines over 16 kB).
 RESOLVE = r"""
-import json, subprocess, sys, tempfile
-reqs = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
-reqs.write(sys.argv[1]); reqs.close()
-done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
-                       "--report", "-", "-r", reqs.name], capture_output=True, text=True)
-if done.returncode:
+import importlib.metadata as md, json, os, re, subprocess, sys, tempfile
+requirements = sys.argv[1]
+installed = {}
+for dist in md.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+work = tempfile.mkdtemp()
+with open(os.path.join(work, "requirements.in"), "w") as handle:
+    handle.write(requirements)
+with open(os.path.join(work, "requirements.txt"), "w") as handle:
+    handle.write("".join(f"{name}=={version}\n" for name, version in sorted(installed.items())))
+def report(name, version, hashes, url=""):
+    print("COURSEKIT-PACKAGE " + json.dumps({"name": name, "version": version, "hashes": hashes, "url": url}))
+try:
+    done = subprocess.run([UV, "pip", "compile", "requirements.in", "--output-file", "requirements.txt",
+                           "--generate-hashes", "--python", sys.executable, "--no-header", "--no-annotate", "--quiet"],
+                          cwd=work, capture_output=True, text=True)
+except OSError:
+    done = None
+if done is not None and done.returncode == 0:
+    current = None
+    for line in open(os.path.join(work, "requirements.txt")).read().replace("\\\n", " ").splitlines():
+        parts = line.split()
+        if not parts or parts[0].startswith("#") or "==" not in parts[0]:
+            continue
+        name, version = parts[0].split("==", 1)
+        name = re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()
+        if installed.get(name) == version:
+            continue
+        report(name, version, [p.split(":", 1)[1] for p in parts[1:] if p.startswith("--hash=sha256:")])
+    print("COURSEKIT-DONE")
+elif done is not None and "No solution found" in done.stderr:
     print("COURSEKIT-ERROR " + json.dumps(done.stderr[-3000:]))
 else:
-    for item in json.loads(done.stdout)["install"]:
-        info = item.get("download_info", {})
-        print("COURSEKIT-PACKAGE " + json.dumps({"name": item["metadata"]["name"], "version": item["metadata"]["version"],
-              "url": info.get("url", ""), "sha256": info.get("archive_info", {}).get("hashes", {}).get("sha256")}))
-    print("COURSEKIT-DONE")
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
+                           "--report", "-", "-r", os.path.join(work, "requirements.in")], capture_output=True, text=True)
+    if done.returncode:
+        print("COURSEKIT-ERROR " + json.dumps(done.stderr[-3000:]))
+    else:
+        for item in json.loads(done.stdout)["install"]:
+            info = item.get("download_info", {})
+            sha = info.get("archive_info", {}).get("hashes", {}).get("sha256")
+            report(item["metadata"]["name"], item["metadata"]["version"], [sha] if sha else [], info.get("url", ""))
+        print("COURSEKIT-DONE")
 """
 
 
 def _line(item: dict) -> str:
-    if not item["sha256"]:
+    if not item["hashes"]:
         raise CoursekitError(
-            f"pip reported no sha256 for {item['name']} {item['version']} ({item['url'] or 'no URL'}); "
+            f"no sha256 for {item['name']} {item['version']} ({item['url'] or 'no URL'}); "
             "a lock needs every file's hash: use packages from an index, not from a folder or a VCS"
         )
-    return f"{item['name']}=={item['version']} --hash=sha256:{item['sha256']}"
+    return f"{item['name']}=={item['version']} " + " ".join(f"--hash=sha256:{h}" for h in item["hashes"])
 
 
 def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bundle: Path | None = None,
             network: str | None = None) -> list[str]:
-    """The lock's requirement lines, resolved by pip in a container of base_image (sorted by name)."""
+    """The lock's requirement lines, resolved in a container of base_image (sorted by name)."""
     requirements = "".join(f"{r}\n" for r in course.image.python_packages)
-    # pip's HTTP cache lives in a named volume, kept between locks: a lock after one pin change asks the index
-    # only about what changed. Root in the container, so the volume needs no ownership set up.
-    volumes = {CACHE_VOLUME: {"bind": "/coursekit-pip-cache", "mode": "rw"}}
-    environment = {"PIP_CACHE_DIR": "/coursekit-pip-cache", "PIP_ROOT_USER_ACTION": "ignore"}
+    # uv's and pip's caches live in named volumes, kept between locks: a lock after one pin change asks the index
+    # only about what changed. Root in the container, so the volumes need no ownership set up.
+    volumes = {CACHE_VOLUME: {"bind": "/coursekit-pip-cache", "mode": "rw"},
+               UV_CACHE_VOLUME: {"bind": "/coursekit-uv-cache", "mode": "rw"},
+               find_uv_bin(): {"bind": UV_IN_CONTAINER, "mode": "ro"}}
+    environment = {"PIP_CACHE_DIR": "/coursekit-pip-cache", "PIP_ROOT_USER_ACTION": "ignore", "UV_CACHE_DIR": "/coursekit-uv-cache",
+                   "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never"}
     if ca_bundle is not None:
         volumes[str(ca_bundle.resolve())] = {"bind": "/tmp/coursekit-ca.crt", "mode": "ro"}
-        environment["PIP_CERT"] = "/tmp/coursekit-ca.crt"
-    options: dict = {"command": ["python3", "-c", RESOLVE, requirements], "labels": {"org.coursekit.role": "lock"},
+        environment.update(PIP_CERT="/tmp/coursekit-ca.crt", SSL_CERT_FILE="/tmp/coursekit-ca.crt")
+    script = f"UV = {UV_IN_CONTAINER!r}\n{RESOLVE}"
+    options: dict = {"command": ["python3", "-c", script, requirements], "labels": {"org.coursekit.role": "lock"},
                      "user": "root", "volumes": volumes, "environment": environment}
     if network:
         options["network_mode"] = network
@@ -76,7 +119,7 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
         raise CoursekitError("resolving the packages took more than 30 minutes; check the network and try again")
     for line in output:
         if line.startswith("COURSEKIT-ERROR "):
-            raise CoursekitError("pip cannot resolve image.python_packages against the base image:\n"
+            raise CoursekitError("image.python_packages cannot be resolved against the base image:\n"
                                  + engine.plain(json.loads(line.split(" ", 1)[1])).strip())
     if "COURSEKIT-DONE" in output:
         return sorted((_line(json.loads(line[len(MARK):])) for line in output if line.startswith(MARK)), key=str.lower)
