@@ -7,10 +7,11 @@ In one run, on a fresh bake whose course installs a dozen scientific packages (l
   1. a clean build (`--no-cache`; the base image is already here);
   2. a rebuild after one notebook changes, and the engine's own floor beside it: a `docker build`
      that copies one changed file onto the course image;
-  3. a pin change: `coursekit lock` again (resolving in a container) and a rebuild;
+  3. a pin change: `coursekit lock` again (uv resolving in a container) and a rebuild;
   4. what a CI runner does, which starts with no course layers: the image is published to a
      registry on 127.0.0.1, the course's layers are removed, a notebook changes, and the build
-     runs once without and once with `--cache-from latest` (the pull is part of the time).
+     runs once without and once with `--cache-from latest` (the pull is part of the time);
+  5. the same course without a lock: a notebook edit and a pin change.
 Every coursekit time is the wall time of `python -m coursekit ...`, Python start-up included.
 """
 from __future__ import annotations
@@ -101,6 +102,16 @@ def main() -> None:
 
             image = client.images.get(f"{registry.host}/your-user/{SLUG}:{git(repo, 'rev-parse', '--short', 'HEAD')}")
             size, base_size = image.attrs["Size"], client.images.get(base).attrs["Size"]
+
+            # The same course without a lock: a first build, then a notebook edit and a pin change.
+            (repo / "requirements.lock").unlink()
+            commit(repo, "no lock")
+            timed_coursekit(repo, env, *build)
+            edit_notebook(repo, "Edited without a lock.")
+            unlocked_notebook = timed_coursekit(repo, env, *build)
+            course.write_text(course.read_text().replace(BUMP[1], BUMP[0]))
+            commit(repo, "package bump without a lock")
+            unlocked_pin = timed_coursekit(repo, env, *build)
         finally:
             registry.stop()
             remove_course_layers(client, SLUG)
@@ -114,6 +125,8 @@ def main() -> None:
     print(f"  floor: docker build copying one file onto it: {floor:7.2f} s")
     print(f"pin change {BUMP[0]} -> {BUMP[1]}: lock {relock:.2f} s + build {package:.2f} s = "
           f"{pin_change:7.2f} s  {pin_change / clean:6.1%} of clean (bar: <= 30%); build alone {package / clean:.1%}")
+    print(f"without a lock: notebook change {unlocked_notebook:.2f} s ({unlocked_notebook / clean:.1%} of clean), "
+          f"pin change {unlocked_pin:.2f} s ({unlocked_pin / clean:.1%} of clean: every package reinstalled)")
     print(f"CI runner, notebook change, no cache:           {ci_no_cache:7.2f} s  {ci_no_cache / clean:6.1%} of clean")
     print(f"CI runner, notebook change, --cache-from latest:{ci_cache_from:7.2f} s  {ci_cache_from / clean:6.1%} of clean (pull included)")
     print(f"image size {size / 1e6:,.0f} MB vs base {base_size / 1e6:,.0f} MB (+{(size - base_size) / 1e6:,.0f} MB, {size / base_size:.2f}x)")

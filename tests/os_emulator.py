@@ -54,6 +54,7 @@ from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
@@ -182,8 +183,9 @@ class SeatStandIn:
         self.token_requests = 0  # requests that carried a token: a VM with the wrong certificate must see none
         self.status_answer: dict | None = None  # a student's own Jupyter config can make /api/status say anything
         self.drip_seconds = 0.0  # when set, /api/status sends its body one byte at a time, this long apart
+        self.token = token  # what Jupyter accepts: a test may change it, as a student's own config can
         self.kernel_dies = False  # when set, every kernel dies as it starts (a student's config that breaks it)
-        self.kernel_seconds = 0.0  # how long a kernel takes to start
+        self.kernel_seconds: Callable[[], float] = lambda: 0.0  # how long a kernel takes to start (the emulator's setting)
         self.kernels: dict[str, str] = {}  # kernel id → kernelspec name
         stand_in = self
 
@@ -193,7 +195,7 @@ class SeatStandIn:
                 query = parse_qs(urlparse(self.path).query).get("token", [""])[0]
                 if given or query:
                     stand_in.token_requests += 1
-                return bool(token) and token in (given, query)
+                return bool(stand_in.token) and stand_in.token in (given, query)
 
             def _reply(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -259,7 +261,7 @@ class SeatStandIn:
                 name = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}").get("name", "python3")
                 if name not in KERNELSPECS:
                     return self._reply(404, {"message": f"No such kernel named {name}"})
-                time.sleep(stand_in.kernel_seconds)
+                time.sleep(stand_in.kernel_seconds())
                 kernel = str(uuid.uuid4())
                 stand_in.kernels[kernel] = name
                 self._reply(201, {"id": kernel, "name": name, "execution_state": "starting"})
@@ -443,6 +445,7 @@ class Emulator:
 
     def __init__(self, seat_port: int = 443):
         self.boot_seconds = 0.5
+        self.seat_kernel_seconds = 0.0  # how long a seat's kernel takes to start
         self.latency = 0.0
         self.error_once: set[str] = set()
         self.stuck: set[str] = set()
@@ -954,6 +957,7 @@ class Emulator:
         token, image = settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", "")
         cert = self._cert if server["name"] in self.wrong_cert else (self._user_data_cert(server) or self._cert)
         self.stand_ins[address] = SeatStandIn(address, self.seat_port, token, image, cert, server["_home"])
+        self.stand_ins[address].kernel_seconds = lambda: self.seat_kernel_seconds
 
     def _start_private_stand_in(self, server: dict, port: int) -> None:
         """A seat behind the gateway: plain HTTP on its fixed address, under its base URL."""
@@ -962,6 +966,7 @@ class Emulator:
         address = f"{fixed}:{port}"
         self.stand_ins[address] = SeatStandIn(fixed, port, settings.get("JUPYTER_TOKEN", ""), settings.get("IMAGE", ""),
                                               None, server["_home"], prefix=settings.get("BASE_URL", "/").rstrip("/"))
+        self.stand_ins[address].kernel_seconds = lambda: self.seat_kernel_seconds
         server["_private_stand_in"] = address
 
     def _user_data_cert(self, server: dict, name: str = "seat") -> tuple[str, str] | None:

@@ -179,6 +179,10 @@ def test_the_tags_and_the_schedule_drive_a_jetstream2_class(cookies, base_image,
     assert f"waiting for {registry}/tests/gitops-cloud:{sha} to be published" in output + deploy["run"].stderr
     assert "| ann | active |" in deploy["summary"] and "Estimated cost:" in deploy["summary"]
     assert "token=" not in deploy["summary"]
+    # Then check went through every seat from the runner (emulated seats have no course image: their probe fails
+    # on the course's packages and data, and says so in its row; the deploy stands).
+    assert "### check: " in deploy["summary"] and "| ann | FAILED |" in deploy["summary"], deploy["summary"]
+    assert "import nibabel" in deploy["summary"] and "| ben |" in deploy["summary"]
     _no_secret_in(output + deploy["summary"], SECRET, cloud.credential["secret"])
 
     # Every seat answers through the gateway, with its own credential; a student writes a file.

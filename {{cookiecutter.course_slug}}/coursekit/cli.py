@@ -395,6 +395,22 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Archive one seat's home (verified), then give it a fresh home from the image: same link and credential."""
+    from datetime import datetime, timezone
+
+    course = load_course(args.config)
+    fleet = fleet_for(course, args.provider, _tokens(course))
+    if args.seat not in fleet.urls():
+        raise CoursekitError(f"seat {args.seat!r} is not deployed; deployed: {', '.join(sorted(fleet.urls())) or 'none'}")
+    if not args.yes:
+        raise CoursekitError(f"reset archives {args.seat}'s home and then gives {args.seat} a fresh one from the image "
+                             "(the old work stays in the archive); run it again with --yes")
+    name = f"{args.seat}.reset-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    _print_outcomes([fleet.reset(args.seat, _archive_store(fleet, args.archive_dir), name)], "reset")
+    return 0
+
+
 def _teardown(fleet, store, keep_volumes: bool = False) -> None:
     """Archive, verify and remove every seat; prove nothing of the course is left (CoursekitError otherwise)."""
     _print_outcomes(fleet.teardown(store, keep_volumes), "teardown")
@@ -581,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--at", type=_moment, help=AT_HELP)
+    sub = add("reset", cmd_reset)
+    sub.add_argument("seat", help="the seat to give a fresh home (its old one is archived first)")
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--yes", action="store_true", help="really archive and reset the seat")
+    sub.add_argument("--archive-dir", type=Path, help="write the archive here instead of archive.target")
     sub = add("check", cmd_check)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub = add("teardown", cmd_teardown)

