@@ -232,3 +232,11 @@ def test_archiving_an_unchanged_home_again_keeps_one_archive(coursekit, tmp_path
     first = archive.archive_seat("bob", source, tmp_path / "out", {})
     again = archive.archive_seat("bob", source, tmp_path / "out", {})
     assert again.path == first.path and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bob.tar.gz"]
+
+
+def test_what_reset_kept_is_never_a_seats_newest_archive(coursekit):
+    from coursekit.archive import newest
+
+    kept = "ann.reset-20270112T101500Z.tar.gz"
+    assert newest([kept, "ann.tar.gz"]) == "ann.tar.gz" and newest(["ann.2.tar.gz", kept, "ann.tar.gz"]) == "ann.2.tar.gz"
+    assert newest(["ann.reset-20270111T090000Z.tar.gz", kept]) == kept  # only resets: the latest of them

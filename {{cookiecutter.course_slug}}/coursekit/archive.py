@@ -367,11 +367,12 @@ def seat_of(archive_name: str) -> str:
 
 
 def newest(names: Iterable[str]) -> str | None:
-    """The latest of one seat's archive names (the highest number; <seat>.tar.gz is the first)."""
-    def number(name: str) -> int:
+    """The latest of one seat's archive names (the highest number; <seat>.tar.gz is the first). What `reset` kept
+    (<seat>.reset-<time>.tar.gz) is older than any of those: the home it held was replaced by a fresh one."""
+    def order(name: str) -> tuple[int, str]:
         middle = name.rsplit("/", 1)[-1].removesuffix(".tar.gz").split(".")[1:]
-        return int(middle[0]) if middle and middle[0].isdigit() else 1
-    return max(names, key=number, default=None)
+        return (int(middle[0]) if middle[0].isdigit() else 0) if middle else 1, name
+    return max(names, key=order, default=None)
 
 
 def newest_in(folder: Path, seat: str) -> Path | None:

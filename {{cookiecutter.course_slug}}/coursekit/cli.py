@@ -411,6 +411,29 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_takehome(args: argparse.Namespace) -> int:
+    """Per student, DIR/<seat>/: their work from the newest archive and a README with the one line that opens it."""
+    from coursekit import takehome
+    from coursekit.archivestore import SWIFT, store_for
+
+    course = load_course(args.config)
+    if args.archive_dir is None and course.archive_target.startswith(SWIFT):
+        raise CoursekitError("take-home folders are made from archives on this machine: fetch them with "
+                             "`python -m coursekit archives --fetch SEAT --to DIR` and pass --archive-dir DIR "
+                             "(download links straight from Swift are not built yet)")
+    results = takehome.write_all(course, store_for(course, args.archive_dir), args.to)
+    table = Table(title=f"{course.course.name}: take-home")
+    for column in ("seat", "folder", "detail"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.seat, str(r.folder or "-"), r.detail)
+    out.print(table)
+    err.print(f"each folder holds that student's work and a README.txt with: {takehome.docker_command(course)}")
+    err.print("the published image must stay pullable for it: keep it public (or give students access) after teardown",
+              highlight=False)
+    return 1 if any(r.detail.startswith("FAILED") for r in results) else 0
+
+
 def _teardown(fleet, store, keep_volumes: bool = False) -> None:
     """Archive, verify and remove every seat; prove nothing of the course is left (CoursekitError otherwise)."""
     _print_outcomes(fleet.teardown(store, keep_volumes), "teardown")
@@ -602,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and reset the seat")
     sub.add_argument("--archive-dir", type=Path, help="write the archive here instead of archive.target")
+    sub = add("takehome", cmd_takehome)
+    sub.add_argument("--to", type=Path, required=True, help="folder to write one folder per student into")
+    sub.add_argument("--archive-dir", type=Path, help="read the archives here instead of archive.target")
     sub = add("check", cmd_check)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub = add("teardown", cmd_teardown)

@@ -160,7 +160,7 @@ def _parts(name: str) -> list[str]:
     return parts
 
 
-def _link_target(name: str, linkname: str) -> str:
+def link_target(name: str, linkname: str) -> str:
     """A symlink's target, if it stays inside the folder: relative, its `..` only at the start and no more of them
     than the link's own depth (so no other link it passes through can take it out)."""
     parts = linkname.split("/")
@@ -173,7 +173,7 @@ def _link_target(name: str, linkname: str) -> str:
     return linkname
 
 
-class _Folder:
+class Folder:
     """The folder an archive unpacks into, written only through descriptors relative to it."""
 
     def __init__(self, path: Path, deadline: float, budget: int):
@@ -245,7 +245,7 @@ class _Folder:
 
     def symlink(self, name: str, linkname: str) -> None:
         parts = _parts(name)
-        target = _link_target(name, linkname)
+        target = link_target(name, linkname)
         fd = self.parent(parts)
         try:
             self._fresh(fd, parts[-1], parts)
@@ -301,7 +301,7 @@ def _unpack_zip(archive: zipfile.ZipFile, archive_path: Path, folder_path: Path,
             raise DataError(f"the archive holds the link {info.filename[:200]!r}; zip links are not unpacked")
         if info.flag_bits & 0x1:
             raise DataError(f"{info.filename[:200]!r} is encrypted; coursekit unpacks archives without passwords only")
-    folder = _Folder(folder_path, deadline, _room(archive_path, folder_path, sum(i.file_size for i in infos)))
+    folder = Folder(folder_path, deadline, _room(archive_path, folder_path, sum(i.file_size for i in infos)))
     try:
         for info in infos:
             if info.is_dir():
@@ -327,7 +327,7 @@ def _unpack_tar(archive_path: Path, folder_path: Path, deadline: float) -> int:
             declared += member.size if member.isfile() else 0
             if time.monotonic() > deadline:
                 raise DataError(f"reading the archive took longer than {UNPACK_SECONDS:g} s; refusing to go on")
-    folder = _Folder(folder_path, deadline, _room(archive_path, folder_path, declared))
+    folder = Folder(folder_path, deadline, _room(archive_path, folder_path, declared))
     try:
         with tarfile.open(archive_path, "r:*") as tar:
             for member in tar:
