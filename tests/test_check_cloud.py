@@ -84,3 +84,32 @@ def test_fifty_seats_are_checked_in_about_the_time_of_one(course_repo, tmp_path,
     # on 2 CPUs), which real VMs do not: measured 2.5x on a 2-CPU machine. The bound below holds the concurrency.
     assert fifty_seconds <= 4 * lone_seconds, (lone_seconds, fifty_seconds)
     assert json.loads(run_coursekit(many, "status", "--json", env=env_many).stdout)  # the fleet still answers
+
+
+@pytest.mark.parametrize("access", ["gateway", "floating-ip"])
+def test_reset_on_jetstream2_archives_then_gives_a_new_vm_at_the_same_link(course_repo, tmp_path, cloud, access):
+    import csv
+    import io
+
+    from helpers import archive_file, http, insecure_tls
+
+    slug = f"reset-{access}"
+    repo, env = _deployed(course_repo, tmp_path, cloud, slug, ["ann", "ben"], access)
+    before = {r["seat"]: r for r in csv.DictReader(io.StringIO(run_coursekit(repo, "roster", env=env).stdout))}
+    old_servers = {s["id"] for s in cloud.live_servers() if s["metadata"].get("coursekit-seat") == "ann"}
+    stand_ins = _stand_ins(cloud, repo, env)
+    (stand_ins["ann"].home / "work.txt").write_text("mine")
+    (stand_ins["ben"].home / "his.txt").write_text("his")
+
+    done = run_coursekit(repo, "reset", "ann", "--yes", "--archive-dir", str(tmp_path / "arch"), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (archive,) = (tmp_path / "arch").glob("ann.reset-*.tar.gz")
+    assert archive_file(archive, "work.txt") == b"mine"
+    new_servers = {s["id"] for s in cloud.live_servers() if s["metadata"].get("coursekit-seat") == "ann"}
+    assert new_servers and not new_servers & old_servers  # a new VM: a fresh disk
+    after = {r["seat"]: r for r in csv.DictReader(io.StringIO(run_coursekit(repo, "roster", env=env).stdout))}
+    assert after["ann"]["link"] == before["ann"]["link"]
+    assert http(f"{after['ann']['url']}api/status", after["ann"]["credential"], context=insecure_tls())[0] == 200
+    assert not (_stand_ins(cloud, repo, env)["ann"].home / "work.txt").exists()
+    assert (stand_ins["ben"].home / "his.txt").read_text() == "his"
+    assert run_coursekit(repo, "check", env=env).returncode == 0

@@ -519,8 +519,29 @@ class OpenStackProvider(Provider):
             raise archive.ArchiveError("it has no floating IP to be read through")
         return self._archive_at(seat, fip.floating_ip_address, store)
 
-    def _archive_at(self, seat: str, address: str, store: ArchiveStore) -> archive.Archived:
-        return archive_to(store, seat, self._tar_source(seat, address), archive.course_checksums(self.course.data))
+    def _archive_at(self, seat: str, address: str, store: ArchiveStore, name: str | None = None) -> archive.Archived:
+        return archive_to(store, name or seat, self._tar_source(seat, address), archive.course_checksums(self.course.data))
+
+    def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
+        """Archive the running seat's home as `name` (verified), then a new VM from the same image: the seat keeps its
+        address (its own floating IP, or its path on the gateway), so its link and credential stay."""
+        started = time.monotonic()
+        servers = [s for s in self._servers() if s.metadata.get(labels.META_SEAT) == seat and s.status != "DELETED"]
+        fip = self._fips().get(seat)
+        if len(servers) != 1 or servers[0].status != "ACTIVE" or fip is None or not fip.port_id:
+            state = servers[0].status if len(servers) == 1 else f"{len(servers)} VMs"
+            raise CoursekitError(f"seat {seat} is not running ({state}): resume it (or deploy) first, then reset it")
+        server = servers[0]
+        done = self._archive_at(seat, fip.floating_ip_address, store, name)
+        self.cloud.delete_server(server.id, "deleting the seat's VM for a fresh one")
+        outcomes = self.apply([Action(Kind.CREATE, seat, "reset: a fresh home", None, None)],
+                              server.metadata.get(labels.META_IMAGE, ""), None)
+        created = next(o for o in outcomes if o.seat == seat)
+        if not created.ok:
+            raise CoursekitError(f"the old home is archived ({done.path}) but the new VM failed: {created.detail}; "
+                                 "deploy again to create it")
+        return Outcome(seat, "reset", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}; "
+                                            f"a fresh home at {self.url(seat, fip.floating_ip_address)}", time.monotonic() - started)
 
     def _wait_answering(self, seat: str, server_id: str, address: str) -> None:
         """Poll until the VM is ACTIVE and its Jupyter answers with the token, within the boot timeout."""

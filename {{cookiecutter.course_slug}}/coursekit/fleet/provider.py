@@ -183,11 +183,10 @@ class Provider(ABC):
         self.after_teardown(all(o.ok for o in outcomes))
         return outcomes
 
+    @abstractmethod
     def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
         """Archive the seat's home as `name` (verified), then give the seat a fresh home from its image, keeping its
         link and credential; CoursekitError (nothing changed) when the archive fails."""
-        raise CoursekitError(f"reset is not available on {self.name} fleets yet: archive the seat with teardown's tools "
-                             "and replace it with `deploy --discard`")
 
     @abstractmethod
     def leftovers(self, keep_volumes: bool = False) -> list[str]:
