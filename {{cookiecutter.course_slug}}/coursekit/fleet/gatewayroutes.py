@@ -206,11 +206,20 @@ def handler(gateway: Gateway, token: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that goes away before its answer is sent is one line, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            sys.stderr.write(f"coursekit-gateway: {client_address[0]} went away before its answer was sent\n")
+            return
+        super().handle_error(request, client_address)
+
+
 def main(argv: list[str]) -> None:
     settings = read_settings(argv[1])
     gateway = Gateway(settings)
     gateway.apply(gateway.saved())  # after a reboot the last routes; a fresh gateway serves no seat until deploy tells it
-    server = ThreadingHTTPServer(("127.0.0.1", int(settings.get("PORT", 8081))), handler(gateway, settings["TOKEN"]))
+    server = _Server(("127.0.0.1", int(settings.get("PORT", 8081))), handler(gateway, settings["TOKEN"]))
     server.serve_forever()
 
 

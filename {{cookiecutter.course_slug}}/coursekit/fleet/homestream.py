@@ -180,6 +180,13 @@ def handler(folder: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
 class _Server(socketserver.ForkingMixIn, HTTPServer):
     """Each stream in a child process, which becomes the home's owner; the server stays able to find volumes."""
 
+    def handle_error(self, request, client_address) -> None:
+        """A reader that goes away mid-stream is one line, not a traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            sys.stderr.write("coursekit-homestream: the reader went away before the end of the stream\n")
+            return
+        super().handle_error(request, client_address)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv

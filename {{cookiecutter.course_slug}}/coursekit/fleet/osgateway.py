@@ -30,7 +30,7 @@ ROLE_TAG = "coursekit-role-gateway"
 SEAT_PORT = 8080  # seats serve the gateway here
 MIRROR_PORT = 5000  # the gateway's pull-through cache of the course image's registry, for the seats
 ROUTES_PATH = "/coursekit/routes"
-VERSION = 2  # bump when the gateway's software changes, so deploy replaces it (keeping its address)
+VERSION = 3  # bump when the gateway's software changes, so deploy replaces it (keeping its address)
 HTTPS_PORT, HTTP_PORT, SSH_PORT = 443, 80, 22
 
 
