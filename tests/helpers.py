@@ -36,7 +36,7 @@ def make_course(course_repo: Path, dest: Path, slug: str, students: list[str] | 
 
     def change(data: dict) -> None:
         data["course"]["slug"] = slug
-        data["seats"].update(instructors=[], spares=0, **seats)
+        data["seats"].update({"instructors": [], "spares": 0, **seats})
         if students is not None:
             data["seats"]["students"] = [{"id": s, "name": s.title()} for s in students]
     edit_course(repo, change)

@@ -411,6 +411,36 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_swap(args: argparse.Namespace) -> int:
+    """Move a student onto a spare: their work copied over, the spare takes their name, seating.yaml records it."""
+    from coursekit import roster, seating
+    from coursekit.seats import seats
+
+    course = load_course(args.config)
+    by_id = {s.id: s for s in seats(course)}
+    sitting, spare = by_id.get(args.seat), by_id.get(args.to)
+    if sitting is None or sitting.role == "spare":
+        people = ", ".join(s.id for s in by_id.values() if s.role != "spare")
+        raise CoursekitError(f"{args.seat!r} is nobody's seat; seats with people: {people or 'none'}")
+    if spare is None or spare.role != "spare":
+        free = ", ".join(s.id for s in by_id.values() if s.role == "spare")
+        raise CoursekitError(f"{args.to!r} is not a free spare; free spares: {free or 'none (raise seats.spares and deploy)'}")
+    if not args.yes:
+        raise CoursekitError(f"swap moves {sitting.name} from {args.seat} to {args.to}: their work is copied over, they get "
+                             f"{args.to}'s link, and {args.seat} is paused; run it again with --yes")
+    tokens = _tokens(course)
+    fleet = fleet_for(course, args.provider, tokens)
+    how = fleet.move_home(args.seat, args.to, _archive_store(fleet, args.archive_dir))
+    moved = {**dict(course.seating), sitting.person: args.to}
+    path = seating.write(course.root, moved)
+    row = next(r for r in roster.rows(load_course(args.config), tokens, fleet.urls()) if r.seat == args.to)
+    out.print(f"{sitting.name} now uses {args.to}: {row.login_url or row.url}")
+    err.print(f"their work: {how}. {path.name} records who sits where: commit it, so every later deploy, roster, status "
+              f"and teardown agrees (deploy archives and removes {args.seat} once it can be read; "
+              f"`deploy --discard {args.seat}` for one that never can)", highlight=False)
+    return 0
+
+
 def cmd_takehome(args: argparse.Namespace) -> int:
     """Per student, DIR/<seat>/: their work from the newest archive and a README with the one line that opens it."""
     from coursekit import takehome
@@ -625,6 +655,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and reset the seat")
     sub.add_argument("--archive-dir", type=Path, help="write the archive here instead of archive.target")
+    sub = add("swap", cmd_swap)
+    sub.add_argument("seat", help="the seat the student uses now")
+    sub.add_argument("--to", required=True, help="the spare to move them onto (spare-N)")
+    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--yes", action="store_true", help="really move the student")
+    sub.add_argument("--archive-dir", type=Path, help="archives to copy the work from when the seat cannot be read")
     sub = add("takehome", cmd_takehome)
     sub.add_argument("--to", type=Path, required=True, help="folder to write one folder per student into")
     sub.add_argument("--archive-dir", type=Path, help="read the archives here instead of archive.target")

@@ -1,10 +1,11 @@
 """course.yaml → a validated, typed Course."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from coursekit import seating
 from coursekit.errors import ConfigError
 from coursekit.schedule import parse_window
 from coursekit.schema import schema_problems, with_defaults
@@ -160,6 +161,7 @@ class Course:
     test: TestSettings = TestSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     archive_target: str = "archives"  # a folder, or swift://CONTAINER
+    seating: tuple[tuple[str, str], ...] = ()  # (person, spare) moves from seating.yaml (coursekit swap)
 
 
 def problems(doc: Document, root: Path, check_lock: bool = True) -> list:
@@ -207,4 +209,6 @@ def load_course(path: Path = DEFAULT_CONFIG, check_lock: bool = True) -> Course:
     found = problems(doc, root, check_lock)
     if found:
         raise ConfigError(found)
-    return build_course(doc.data, root)
+    course = build_course(doc.data, root)
+    people = {p.id for p in (*course.seats.students, *course.seats.instructors)}
+    return replace(course, seating=seating.read(root, people, course.seats.spares))

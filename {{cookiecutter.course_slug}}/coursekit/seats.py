@@ -29,13 +29,17 @@ class Seat:
     name: str
     role: str
     email: str = ""
+    person: str = ""  # the roster id of who sits here ("" for a spare)
 
 
 def seats(course: Course) -> list[Seat]:
-    """Every seat of the course: students, then instructors, then spare-1..N."""
-    people = [Seat(p.id, p.name, "student", p.email) for p in course.seats.students]
-    people += [Seat(p.id, p.name, "instructor", p.email) for p in course.seats.instructors]
-    people += [Seat(f"spare-{n}", f"Spare {n}", "spare") for n in range(1, course.seats.spares + 1)]
+    """Every seat of the course: students, then instructors, then the spares no one was moved onto (seating.yaml
+    puts a person on a spare: their seat is then that spare's)."""
+    moved = dict(course.seating)
+    people = [Seat(moved.get(p.id, p.id), p.name, "student", p.email, p.id) for p in course.seats.students]
+    people += [Seat(moved.get(p.id, p.id), p.name, "instructor", p.email, p.id) for p in course.seats.instructors]
+    taken = set(moved.values())
+    people += [Seat(f"spare-{n}", f"Spare {n}", "spare") for n in range(1, course.seats.spares + 1) if f"spare-{n}" not in taken]
     return people
 
 

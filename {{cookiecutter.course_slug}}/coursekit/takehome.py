@@ -18,6 +18,7 @@ from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.data import UNPACK_SECONDS, DataError, Folder, link_target
 from coursekit.errors import CoursekitError
+from coursekit.seats import seats
 
 TOPS = ("home/", "jovyan/")  # an archive's home: format 2, and the first format's Docker-archive folder
 README = """\
@@ -85,9 +86,10 @@ def unpack_home(archive: Path, work: Path) -> tuple[int, list[str]]:
     return files, left_out
 
 
-def write_one(course: Course, store: ArchiveStore, seat: str, dest: Path) -> TakeHome:
-    """DIR/<seat>/ for one seat; a clear CoursekitError when it has no archive or its folder is there already."""
-    folder = dest / seat
+def write_one(course: Course, store: ArchiveStore, seat: str, dest: Path, name: str | None = None) -> TakeHome:
+    """DIR/<name>/ (name: the person's id, else the seat) from the seat's newest archive; a clear CoursekitError when
+    it has none or the folder is there already."""
+    folder = dest / (name or seat)
     if folder.exists() or folder.is_symlink():
         raise CoursekitError(f"{folder} is there already: take-home never writes over a folder; remove it or choose --to")
     with tempfile.TemporaryDirectory(dir=dest, prefix=f".{seat}.") as tmp:
@@ -108,17 +110,18 @@ def write_one(course: Course, store: ArchiveStore, seat: str, dest: Path) -> Tak
 
 
 def write_all(course: Course, store: ArchiveStore, dest: Path) -> list[TakeHome]:
-    """One folder per student (then instructors and spares) that has an archive; one seat's trouble is its own row."""
+    """One folder per person (then any other seat with an archive); one seat's trouble is its own row."""
     dest.mkdir(parents=True, exist_ok=True)
     archived = {stored.seat for stored in store.list()}
-    people = [*course.seats.students, *course.seats.instructors]
+    people = [(s.person, s.id) for s in seats(course) if s.person]  # a person moved by swap: the spare they use
+    sitting = {seat for _, seat in people}
     results = []
-    for seat in [p.id for p in people] + sorted(archived - {p.id for p in people}):
+    for name, seat in people + [(seat, seat) for seat in sorted(archived - sitting) if seat not in dict(course.seating)]:
         if seat not in archived:
-            results.append(TakeHome(seat, None, 0, "no archive yet (tear the course down, or reset the seat, first)"))
+            results.append(TakeHome(name, None, 0, "no archive yet (tear the course down, or reset the seat, first)"))
             continue
         try:
-            results.append(write_one(course, store, seat, dest))
+            results.append(write_one(course, store, seat, dest, name))
         except CoursekitError as exc:
-            results.append(TakeHome(seat, None, 0, f"FAILED: {exc}"))
+            results.append(TakeHome(name, None, 0, f"FAILED: {exc}"))
     return results

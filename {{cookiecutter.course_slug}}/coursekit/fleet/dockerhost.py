@@ -10,11 +10,14 @@ import functools
 import hashlib
 import json
 import socket
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timezone
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -386,6 +389,59 @@ class DockerProvider(Provider):
         self._sync_gateway()
         return Outcome(seat, "reset", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}; "
                                             f"a fresh home at {self.url(seat, port)}", time.monotonic() - started)
+
+    def move_home(self, seat: str, spare: str, store: ArchiveStore) -> str:
+        """Copy the student's work onto the spare's home (their files win; the spare's own stay beside them): from
+        the seat's volume, else from its newest archive, else nothing. Then stop the old seat; returns where the
+        work came from."""
+        volumes = self._volumes()
+        if spare not in volumes or not any(c.labels[labels.SEAT] == spare for c in self.containers()):
+            raise CoursekitError(f"{spare} is not deployed on this host: deploy first, then swap onto it")
+        helper = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: spare}
+        self._attach_home(volumes[spare])
+        source, why = "", ""
+        for container in [c for c in self.containers() if c.labels[labels.SEAT] == seat]:
+            with engine.guarded(f"stopping {seat}"):
+                container.stop(timeout=10)  # its home holds still while it is copied; the seat stays, paused
+        if seat in volumes:
+            try:
+                self._attach_home(volumes[seat])
+                with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
+                    for chunk in engine.volume_tar(self.client, volumes[seat], HOME, helper):
+                        spooled.write(chunk)
+                    spooled.seek(0)
+                    engine.volume_put(self.client, volumes[spare], HOME, spooled, helper)
+                source = f"copied from {seat}'s home"
+            except CoursekitError as exc:
+                why = f"{seat}'s home could not be read ({exc}); "
+        if not source:
+            source = why + self._home_from_archive(seat, volumes[spare], store, helper)
+        spare_container = next(c for c in self.containers() if c.labels[labels.SEAT] == spare)
+        with engine.guarded(f"restarting {spare}"):
+            spare_container.restart(timeout=10)  # Jupyter sees the copied home as it starts
+        self._wait_ready(spare_container, spare, int(spare_container.labels[labels.PORT]))
+        return source
+
+    def _home_from_archive(self, seat: str, volume: str, store: ArchiveStore, helper: dict[str, str]) -> str:
+        """The seat's newest archive unpacked onto volume; what happened, in words."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = store.fetch(seat, Path(tmp))
+            except CoursekitError as exc:
+                return f"no archive of it to copy ({exc}): the spare starts fresh"
+            with tempfile.SpooledTemporaryFile(64 << 20) as spooled:
+                with tarfile.open(path, "r:gz") as source, tarfile.open(fileobj=spooled, mode="w|", format=tarfile.PAX_FORMAT) as out:
+                    for member in source:
+                        if not member.name.startswith(("home/", "jovyan/")) or member.name.rstrip("/") in ("home", "jovyan"):
+                            continue
+                        top = member.name.split("/", 1)[0]
+                        member.name = "jovyan/" + member.name.split("/", 1)[1]
+                        if member.islnk() and member.linkname.startswith(f"{top}/"):
+                            member.linkname = "jovyan/" + member.linkname.split("/", 1)[1]
+                        out.addfile(member, source.extractfile(member) if member.isfile() else None)
+                spooled.seek(0)
+                engine.volume_put(self.client, volume, HOME, spooled, helper)
+        return f"copied from its newest archive, {path.name}"
 
     def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
         with engine.guarded(f"removing the seat {seat}"):

@@ -522,6 +522,15 @@ class OpenStackProvider(Provider):
     def _archive_at(self, seat: str, address: str, store: ArchiveStore, name: str | None = None) -> archive.Archived:
         return archive_to(store, name or seat, self._tar_source(seat, address), archive.course_checksums(self.course.data))
 
+    def move_home(self, seat: str, spare: str, store: ArchiveStore) -> str:
+        """A VM's home cannot be written from outside yet: the spare starts fresh, and the old seat is left as it is
+        (its work stays on its disk, archived by teardown or `deploy` once it can be read; `deploy --discard` for one
+        that never can)."""
+        if seat not in self.urls() and spare not in self.urls():
+            raise CoursekitError(f"{spare} is not deployed: deploy first, then swap onto it")
+        return (f"not copied: the spare starts fresh (copying a home onto a Jetstream2 VM is not built yet); {seat} is "
+                "left as it is, and its work is archived when `deploy` or teardown can read it")
+
     def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
         """Archive the running seat's home as `name` (verified), then a new VM from the same image: the seat keeps its
         address (its own floating IP, or its path on the gateway), so its link and credential stay."""

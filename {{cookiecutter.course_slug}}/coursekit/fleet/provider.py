@@ -184,6 +184,11 @@ class Provider(ABC):
         return outcomes
 
     @abstractmethod
+    def move_home(self, seat: str, spare: str, store: ArchiveStore) -> str:
+        """Put the work of the person at seat onto the deployed spare (from the seat, else its newest archive, else
+        nothing) and leave the old seat paused or as it is; returns what was done, in words."""
+
+    @abstractmethod
     def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
         """Archive the seat's home as `name` (verified), then give the seat a fresh home from its image, keeping its
         link and credential; CoursekitError (nothing changed) when the archive fails."""
