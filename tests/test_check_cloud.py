@@ -113,3 +113,37 @@ def test_reset_on_jetstream2_archives_then_gives_a_new_vm_at_the_same_link(cours
     assert not (_stand_ins(cloud, repo, env)["ann"].home / "work.txt").exists()
     assert (stand_ins["ben"].home / "his.txt").read_text() == "his"
     assert run_coursekit(repo, "check", env=env).returncode == 0
+
+
+def test_swap_off_a_vm_in_error_survives_deploy_status_roster_and_teardown(course_repo, tmp_path, cloud):
+    import csv
+    import io
+
+    slug = "swap-cloud"
+    repo, env = _deployed(course_repo, tmp_path, cloud, slug, ["ann", "ben"], "gateway")
+    edit_course(repo, lambda d: d["seats"].update(spares=1))
+    assert run_coursekit(repo, "deploy", "--image", f"docker.io/your-user/{slug}:abc1234", env=env).returncode == 0
+    stand_ins = _stand_ins(cloud, repo, env)
+    (stand_ins["ann"].home / "work.txt").write_text("mine")
+    with cloud._lock:  # the VM fails during class
+        next(s for s in cloud.servers.values() if s["metadata"].get("coursekit-seat") == "ann")["status"] = "ERROR"
+
+    moved = run_coursekit(repo, "swap", "ann", "--to", "spare-1", "--yes", "--archive-dir", str(tmp_path / "arch"), env=env)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "spare starts fresh" in moved.stderr and "Ann now uses spare-1" in moved.stdout
+    roster = {r["seat"]: r for r in csv.DictReader(io.StringIO(run_coursekit(repo, "roster", env=env).stdout))}
+    assert "ann" not in roster and roster["spare-1"]["name"] == "Ann"
+
+    # deploy keeps the VM in ERROR (its disk holds work it cannot read) and makes nothing anew for ann
+    again = run_coursekit(repo, "deploy", "--image", f"docker.io/your-user/{slug}:abc1234", "--yes",
+                          "--archive-dir", str(tmp_path / "arch"), env=env)
+    servers = [s["metadata"]["coursekit-seat"] for s in cloud.live_servers() if s["metadata"].get("coursekit-seat")]
+    assert sorted(servers) == ["ann", "ben", "spare-1"], (servers, again.stdout, again.stderr)
+    status = run_coursekit(repo, "status", "--json", env=env)
+    assert status.returncode == 0 and {r["seat"] for r in json.loads(status.stdout)} >= {"ben", "spare-1"}
+    assert run_coursekit(repo, "check", env=env).returncode == 0  # ann's new seat and ben answer as students
+
+    torn = run_coursekit(repo, "teardown", "--yes", "--archive-dir", str(tmp_path / "arch"), env=env)
+    assert "ann" in torn.stdout + torn.stderr  # left in place, said so: its work cannot be read
+    assert (stand_ins["ann"].home / "work.txt").read_text() == "mine"  # nothing lost
+    assert {p.name for p in (tmp_path / "arch").glob("*.tar.gz")} >= {"ben.tar.gz", "spare-1.tar.gz"}

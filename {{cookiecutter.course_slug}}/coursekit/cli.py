@@ -20,7 +20,7 @@ from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.fleet.provider import PROVIDERS, fleet_for
 from coursekit.schedule import Change, Decision, Schedule, clock_of, now_utc, parse_time, schedule_of
-from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret
+from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret, seats
 from coursekit.ui import err, out, plural, styled, warn
 
 
@@ -343,7 +343,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     course = load_course(args.config)
     tokens = _tokens(course)
-    clients = fleet_for(course, args.provider, tokens).student_clients()
+    roster = [s.id for s in seats(course)]  # a seat nobody sits at any more (after a swap) is nobody's to check
+    found = fleet_for(course, args.provider, tokens).student_clients()
+    clients = {seat: found[seat] for seat in roster if seat in found}
     if not clients:
         raise CoursekitError("no seat is deployed: `coursekit deploy` first")
     order = list(clients)
@@ -414,7 +416,6 @@ def cmd_reset(args: argparse.Namespace) -> int:
 def cmd_swap(args: argparse.Namespace) -> int:
     """Move a student onto a spare: their work copied over, the spare takes their name, seating.yaml records it."""
     from coursekit import roster, seating
-    from coursekit.seats import seats
 
     course = load_course(args.config)
     by_id = {s.id: s for s in seats(course)}
