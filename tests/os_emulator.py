@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import http.client
 import importlib.util
 import itertools
@@ -460,6 +461,7 @@ class Emulator:
         self.floating_ip_quota = 25
         self.swift_put_fail: set[str] = set()  # object names whose uploads are answered 503 (nothing stored)
         self.swift_corrupt: set[str] = set()  # object names stored with one byte flipped (a bad disk); reads show it
+        self.container_meta: dict[str, dict[str, str]] = {}  # container → its X-Container-Meta-* (a TempURL key)
         self.swift_max_file_size = 5 * 2**30 + 2  # Swift's default: larger uploads must be segmented
         self.containers: dict[str, dict[str, dict]] = {}
         self.fip_conflicts = 0  # the next N floating-IP creates get 409 OverQuota (another project's race)
@@ -648,17 +650,35 @@ class Emulator:
                 info = {"swift": {"max_file_size": self.swift_max_file_size, "version": "2.31.0"},
                         "slo": {"max_manifest_segments": 1000, "min_segment_size": 1}}
                 return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+            match = re.fullmatch(rf"/swift/v1/AUTH_{PROJECT['id']}(?:/|/([^/]+)(?:/(.+))?)?", url.path)
+            container, name = (unquote(part) if part else None for part in match.groups()) if match else (None, None)
+            if "temp_url_sig" in query and name is not None and method in ("GET", "HEAD"):
+                if not self._temp_url_valid(url.path, container, query):
+                    return 401, {}, b"<html><h1>Unauthorized</h1><p>Temp URL invalid</p></html>"
+                return self._swift_object(method, container, name, body, headers)
             if headers.get("X-Auth-Token") != "tok-" + self.credential["id"]:
                 return 401, {}, b"<html><h1>Unauthorized</h1><p>This server could not verify that you are authorized.</p></html>"
-            match = re.fullmatch(rf"/swift/v1/AUTH_{PROJECT['id']}(?:/([^/]+)(?:/(.+))?)?", url.path)
             if not match:
                 return 404, {}, b"Not Found"
-            container, name = (unquote(part) if part else None for part in match.groups())
             if container is None:
                 return self._swift_account(method, query)
             if name is None:
-                return self._swift_container(method, container, query)
+                return self._swift_container(method, container, query, headers)
             return self._swift_object(method, container, name, body, headers)
+
+    def _temp_url_valid(self, path: str, container: str, query: dict) -> bool:
+        """Swift's tempurl middleware as Ceph RGW runs it: HMAC-SHA1 of "GET\\n<expires>\\n<path without /swift>"
+        with the container's Temp-URL-Key, not yet expired."""
+        key = self.container_meta.get(container, {}).get("x-container-meta-temp-url-key")
+        try:
+            expires = int(query.get("temp_url_expires", ""))
+        except ValueError:
+            return False
+        if not key or expires < time.time():
+            return False
+        body = f"GET\n{expires}\n{path.removeprefix('/swift')}"
+        want = hmac.new(key.encode(), body.encode(), hashlib.sha1).hexdigest()
+        return hmac.compare_digest(want, query.get("temp_url_sig", ""))
 
     def _swift_account(self, method: str, query: dict) -> tuple[int, dict, bytes]:
         if method not in ("GET", "HEAD"):
@@ -667,7 +687,11 @@ class Emulator:
                    for c, objs in sorted(self.containers.items()) if c > query.get("marker", "")]
         return 200, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(listing).encode()
 
-    def _swift_container(self, method: str, container: str, query: dict) -> tuple[int, dict, bytes]:
+    def _swift_container(self, method: str, container: str, query: dict, headers=None) -> tuple[int, dict, bytes]:
+        if method == "POST" and container in self.containers:
+            meta = {k.lower(): v for k, v in (headers or {}).items() if k.lower().startswith("x-container-meta-")}
+            self.container_meta.setdefault(container, {}).update(meta)
+            return 204, {}, b""
         if method == "PUT":
             existed = container in self.containers
             self.containers.setdefault(container, {})
@@ -684,8 +708,8 @@ class Emulator:
         names = [n for n in sorted(objects) if n.startswith(prefix) and n > marker][:limit]
         listing = [{"name": n, "bytes": len(objects[n]["data"]), "hash": objects[n]["etag"],
                     "last_modified": objects[n]["modified"], "content_type": objects[n]["type"]} for n in names]
-        return 200, {"Content-Type": "application/json; charset=utf-8", "X-Container-Object-Count": str(len(objects))}, \
-            json.dumps(listing).encode()
+        return 200, {"Content-Type": "application/json; charset=utf-8", "X-Container-Object-Count": str(len(objects)),
+                     **self.container_meta.get(container, {})}, json.dumps(listing).encode()
 
     def _swift_object(self, method: str, container: str, name: str, body: bytes, headers) -> tuple[int, dict, bytes]:
         objects = self.containers.get(container)

@@ -147,3 +147,39 @@ def test_swap_off_a_vm_in_error_survives_deploy_status_roster_and_teardown(cours
     assert "ann" in torn.stdout + torn.stderr  # left in place, said so: its work cannot be read
     assert (stand_ins["ann"].home / "work.txt").read_text() == "mine"  # nothing lost
     assert {p.name for p in (tmp_path / "arch").glob("*.tar.gz")} >= {"ben.tar.gz", "spare-1.tar.gz"}
+
+
+def test_takehome_from_swift_gives_each_student_a_link_to_only_their_archive(course_repo, tmp_path, cloud):
+    import csv
+    import io
+    import tarfile
+    import urllib.error
+    import urllib.request
+
+    slug = "links-cloud"
+    repo, env = _deployed(course_repo, tmp_path, cloud, slug, ["ann", "ben"], "gateway")
+    edit_course(repo, lambda d: d["archive"].update(target="swift://course-archives"))
+    stand_ins = _stand_ins(cloud, repo, env)
+    (stand_ins["ann"].home / "ann.txt").write_text("ann's")
+    (stand_ins["ben"].home / "ben.txt").write_text("ben's")
+    torn = run_coursekit(repo, "teardown", "--yes", env=env)
+    assert torn.returncode == 0, torn.stdout + torn.stderr
+
+    made = run_coursekit(repo, "takehome", "--to", str(tmp_path / "home"), "--days", "7", env=env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    path = tmp_path / "home" / "links.csv"
+    assert path.stat().st_mode & 0o777 == 0o600
+    rows = {r["student"]: r for r in csv.DictReader(io.StringIO(path.read_text()))}
+    assert set(rows) == {"ann", "ben"} and all(r["link"].startswith(cloud.url) for r in rows.values())
+    for seat, other in (("ann", "ben"), ("ben", "ann")):
+        with urllib.request.urlopen(rows[seat]["link"], timeout=30) as answer:  # no credential: the link is enough
+            data = answer.read()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            names = tar.getnames()
+        assert f"home/{seat}.txt" in names and f"home/{other}.txt" not in names
+    forged = rows["ann"]["link"].replace("/ann.tar.gz", "/ben.tar.gz")  # ann's signature on ben's archive
+    try:
+        urllib.request.urlopen(forged, timeout=30)
+        raise AssertionError("a link opened another student's archive")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401

@@ -151,6 +151,11 @@ class SwiftStore:
         return [Stored(seat_of(o.name), self.location(o.name), o.content_length or 0, str(o.last_modified_at or ""))
                 for o in self.cloud.objects(self.container, f"{self.slug}/") if o.name.endswith(".tar.gz")]
 
+    def download_link(self, seat: str, seconds: int) -> str | None:
+        """A time-limited link to the seat's newest archive (None when it has none)."""
+        name = self._newest_name(seat)
+        return self.cloud.temp_url(self.container, name, seconds) if name else None
+
     def fetch(self, seat: str, dest: Path) -> Path:
         """The seat's newest archive, downloaded into dest and checked against its checksum and manifest."""
         name = self._newest_name(seat)

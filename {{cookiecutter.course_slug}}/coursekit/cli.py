@@ -448,10 +448,19 @@ def cmd_takehome(args: argparse.Namespace) -> int:
     from coursekit.archivestore import SWIFT, store_for
 
     course = load_course(args.config)
+    if args.days < 1:
+        raise CoursekitError(f"--days {args.days}: links must live at least one day")
     if args.archive_dir is None and course.archive_target.startswith(SWIFT):
-        raise CoursekitError("take-home folders are made from archives on this machine: fetch them with "
-                             "`python -m coursekit archives --fetch SEAT --to DIR` and pass --archive-dir DIR "
-                             "(download links straight from Swift are not built yet)")
+        path, results = takehome.write_links(course, store_for(course), args.to, args.days)
+        table = Table(title=f"{course.course.name}: take-home links")
+        for column in ("student", "detail"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.seat, r.detail)
+        out.print(table)
+        err.print(f"wrote {path} (owner-only): mail each student their own link; each opens that student's archive "
+                  f"until it expires in {plural(args.days, 'day')}", highlight=False)
+        return 1 if any(r.detail.startswith("no archive") for r in results) else 0
     results = takehome.write_all(course, store_for(course, args.archive_dir), args.to)
     table = Table(title=f"{course.course.name}: take-home")
     for column in ("seat", "folder", "detail"):
@@ -665,6 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("takehome", cmd_takehome)
     sub.add_argument("--to", type=Path, required=True, help="folder to write one folder per student into")
     sub.add_argument("--archive-dir", type=Path, help="read the archives here instead of archive.target")
+    sub.add_argument("--days", type=int, default=30, help="with archives in Swift: how long each download link works")
     sub = add("check", cmd_check)
     sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
     sub = add("teardown", cmd_teardown)

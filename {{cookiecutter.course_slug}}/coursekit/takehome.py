@@ -1,17 +1,21 @@
 """`coursekit takehome --to DIR`: each student's work to keep, from the newest archive of their seat.
 
-DIR/<seat>/ holds work/ (the student's home as the archive has it, hidden files and links inside it included) and a
+DIR/<person>/ holds work/ (the student's home as the archive has it, hidden files and links inside it included) and a
 README.txt in plain language with the one `docker run` line that opens it in the course's published image. The
 archive is checked against its checksum and manifest first, and unpacked only through descriptors relative to
 work/ (data.py's folder): nothing lands outside it, and a link that points out of the home is left out and named.
+With archives in Swift it writes DIR/links.csv instead: one time-limited download link (TempURL) per person.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from coursekit.archivestore import ArchiveStore
@@ -125,3 +129,30 @@ def write_all(course: Course, store: ArchiveStore, dest: Path) -> list[TakeHome]
         except CoursekitError as exc:
             results.append(TakeHome(name, None, 0, f"FAILED: {exc}"))
     return results
+
+
+def write_links(course: Course, store, dest: Path, days: int) -> tuple[Path, list[TakeHome]]:
+    """With Swift archives: one time-limited download link per person, to their seat's newest archive, in
+    DIR/links.csv (student, name, email, link, expires; owner-only: each link opens that student's work)."""
+    from coursekit.roster import spreadsheet_safe
+
+    dest.mkdir(parents=True, exist_ok=True)
+    expires = (datetime.now(timezone.utc) + timedelta(days=days)).isoformat(timespec="minutes")
+    rows, results = [], []
+    for seat in seats(course):
+        if not seat.person:
+            continue
+        link = store.download_link(seat.id, days * 86400)
+        if link is None:
+            results.append(TakeHome(seat.person, None, 0, f"no archive of {seat.id} yet"))
+            continue
+        rows.append([spreadsheet_safe(seat.person), spreadsheet_safe(seat.name), spreadsheet_safe(seat.email), link, expires])
+        results.append(TakeHome(seat.person, None, 0, f"a link to {seat.id}'s newest archive, until {expires}"))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerows([["student", "name", "email", "link", "expires"], *rows])
+    path = dest / "links.csv"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        handle.write(out.getvalue())
+    return path, results

@@ -6,7 +6,9 @@ a 5xx on a create, `adopt` looks for what the failed call made anyway before any
 """
 from __future__ import annotations
 
+import secrets
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -184,6 +186,25 @@ class Cloud:
             if "404" in str(exc) or "Not Found" in str(exc):
                 return []
             raise
+
+    def temp_url(self, container: str, name: str, seconds: int) -> str:
+        """A link that downloads one object without a credential until it expires (Swift TempURL, HMAC-SHA1 as the
+        SDK signs it); the container gets a random signing key the first time."""
+        store = self.conn.object_store
+
+        def key() -> bytes | str:
+            found = store.get_temp_url_key(container)
+            if found:
+                return found
+            store.set_container_temp_url_key(container, secrets.token_hex(32))
+            return store.get_temp_url_key(container)
+        signing_key = self.call(f"reading the download-link key of {container!r}", key)
+        endpoint = urllib.parse.urlsplit(self.call("finding the object store", store.get_endpoint))
+        prefix, _, account = endpoint.path.partition("/v1/")  # Ceph RGW (Jetstream2) serves Swift under /swift
+        path = f"/v1/{account.strip('/')}/{container}/{urllib.parse.quote(name)}"
+        signed = self.call(f"signing a download link for {name}",
+                           lambda: store.generate_temp_url(path, seconds, "GET", temp_url_key=signing_key))
+        return f"{endpoint.scheme}://{endpoint.netloc}{prefix}{signed}"
 
     def object_metadata(self, container: str, name: str) -> dict[str, str] | None:
         """An object's metadata (None when there is no such object)."""
