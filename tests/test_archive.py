@@ -240,3 +240,44 @@ def test_what_reset_kept_is_never_a_seats_newest_archive(coursekit):
     kept = "ann.reset-20270112T101500Z.tar.gz"
     assert newest([kept, "ann.tar.gz"]) == "ann.tar.gz" and newest(["ann.2.tar.gz", kept, "ann.tar.gz"]) == "ann.2.tar.gz"
     assert newest(["ann.reset-20270111T090000Z.tar.gz", kept]) == kept  # only resets: the latest of them
+
+
+def _tar(path, members: list[tuple[str, bytes | None, str | None]]) -> None:
+    """A tar.gz of (name, file bytes or None, hard-link target or None) members."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.LNKTYPE, link
+                tar.addfile(info)
+            elif data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("home", ["home", ""], ids=["format 2", "format 1"])
+def test_take_home_unpacks_the_home_of_either_archive_format(coursekit, tmp_path, home):
+    """Older archives hold the home at their top, format 2 under home/: take-home reads both the way verification
+    does (one reader), names that are not ASCII and hard links included."""
+    import json
+
+    from coursekit.takehome import unpack_home
+
+    top = f"{home}/" if home else ""
+    listing = {"format": 2, "home": home, "entries": []} if home else {"format": 1, "entries": []}
+    name = "notes/ünïcode " + "x" * 120 + ".txt"
+    _tar(tmp_path / "a.tar.gz", [("MANIFEST.sha256", b"", None), ("MANIFEST.json", json.dumps(listing).encode(), None),
+                                 *([(home, None, None)] if home else []), (f"{top}notes", None, None),
+                                 (f"{top}{name}", b"mine", None), (f"{top}same.txt", None, f"{top}{name}")])
+    (tmp_path / "work").mkdir()
+    files, left_out = unpack_home(tmp_path / "a.tar.gz", tmp_path / "work")
+    assert (files, left_out) == (2, [])
+    assert (tmp_path / "work" / name).read_bytes() == b"mine" == (tmp_path / "work" / "same.txt").read_bytes()
+    assert (tmp_path / "work" / name).stat().st_ino == (tmp_path / "work" / "same.txt").stat().st_ino
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["notes", "same.txt"]

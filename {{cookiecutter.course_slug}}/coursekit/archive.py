@@ -249,11 +249,37 @@ def _parse_listing(text: bytes) -> tuple[dict[str, Entry], str]:
     return entries, (data.get("home") or "") if data.get("format", 1) >= 2 else ""
 
 
-def _home_path(name: str, home: str) -> str:
-    """A member's path in the home; names outside the home folder keep a mark, so they never match a home path."""
-    if not home:
-        return name
-    return name[len(home) + 1:] if name.startswith(home + "/") else f"(outside {home}/) {name}"
+def open_archive(path: Path) -> tarfile.TarFile:
+    """A seat's archive, for reading (names that are not UTF-8 come back as they were written)."""
+    return tarfile.open(path, "r:gz", errors="surrogateescape")
+
+
+class HomeMembers:
+    """The members of a seat's archive that make up the home, each with its path in the home (format 2 and older
+    archives alike; the home folder itself left out). coursekit's MANIFEST.sha256 and MANIFEST.json are not
+    yielded: their bytes are kept in .manifests, the listing's entries in .listed."""
+
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar, self.home = tar, ""
+        self.manifests: dict[str, bytes] = {}
+        self.listed: dict[str, Entry] = {}
+
+    def rel(self, name: str) -> str | None:
+        """A member name's path in the home; None for a name outside the home folder."""
+        if not self.home:
+            return name
+        return name[len(self.home) + 1:] if name.startswith(self.home + "/") else None
+
+    def __iter__(self) -> Iterator[tuple[str | None, tarfile.TarInfo]]:
+        for index, member in enumerate(self.tar):
+            if index < 2 and member.name == (MANIFEST, LISTING)[index]:
+                self.manifests[member.name] = self.tar.extractfile(member).read()
+                if member.name == LISTING:
+                    self.listed, self.home = _parse_listing(self.manifests[LISTING])
+                continue
+            if self.home and member.name == self.home and member.isdir():
+                continue
+            yield self.rel(member.name), member
 
 
 DUPLICATE = Entry("held twice", 0)
@@ -265,30 +291,24 @@ def read_archive(path: Path) -> tuple[dict[str, Entry], dict[str, str], dict[str
     """(what the archive holds, its MANIFEST.sha256, its MANIFEST.json), each read from the file itself, paths
     relative to the home (format 2 and older archives alike)."""
     held: dict[str, Entry] = {}
-    sums: dict[str, str] = {}
-    listed: dict[str, Entry] = {}
-    home = ""
-    with tarfile.open(path, "r:gz", errors="surrogateescape") as tar:
-        for index, member in enumerate(tar):
-            kind = _kind(member)
-            if index == 0 and member.name == MANIFEST:
-                sums = _parse_sha256sum(tar.extractfile(member).read())
-                continue
-            if index == 1 and member.name == LISTING:
-                listed, home = _parse_listing(tar.extractfile(member).read())
-                sums = {_home_path(name, home): digest for name, digest in sums.items()}
-                continue
-            if home and member.name == home and member.isdir():
-                continue
-            rel = _home_path(member.name, home)
-            if rel in held:
-                held[rel] = DUPLICATE
+    with open_archive(path) as tar:
+        members = HomeMembers(tar)
+
+        def rel(name: str) -> str:  # names outside the home keep a mark, so they never match a home path
+            found = members.rel(name)
+            return found if found is not None else f"(outside {members.home}/) {name}"
+
+        for _, member in members:
+            kind, path_in_home = _kind(member), rel(member.name)
+            if path_in_home in held:
+                held[path_in_home] = DUPLICATE
             elif kind == "file":
-                held[rel] = _entry(member, kind, _sha256(tar.extractfile(member)))
+                held[path_in_home] = _entry(member, kind, _sha256(tar.extractfile(member)))
             elif kind is not None:
-                link = _home_path(member.linkname, home) if kind == "hardlink" else None
-                held[rel] = _entry(member, kind, shared=held.get(link) if link else None, link=link)
-    return held, sums, listed
+                link = rel(member.linkname) if kind == "hardlink" else None
+                held[path_in_home] = _entry(member, kind, shared=held.get(link) if link else None, link=link)
+    sums = _parse_sha256sum(members.manifests[MANIFEST]) if MANIFEST in members.manifests else {}
+    return held, {rel(name): digest for name, digest in sums.items()}, members.listed
 
 
 def _differences(want: dict[str, Entry], have: dict[str, Entry], limit: int = 5) -> list[str]:

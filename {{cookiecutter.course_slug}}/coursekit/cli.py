@@ -7,6 +7,7 @@ import secrets
 import signal
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
@@ -403,8 +404,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
-    if args.seat not in fleet.urls():
-        raise CoursekitError(f"seat {args.seat!r} is not deployed; deployed: {', '.join(sorted(fleet.urls())) or 'none'}")
+    if args.seat not in (deployed := fleet.urls()):
+        raise CoursekitError(f"seat {args.seat!r} is not deployed; deployed: {', '.join(sorted(deployed)) or 'none'}")
     if not args.yes:
         raise CoursekitError(f"reset archives {args.seat}'s home and then gives {args.seat} a fresh one from the image "
                              "(the old work stays in the archive); run it again with --yes")
@@ -434,7 +435,8 @@ def cmd_swap(args: argparse.Namespace) -> int:
     how = fleet.move_home(args.seat, args.to, _archive_store(fleet, args.archive_dir))
     moved = {**dict(course.seating), sitting.person: args.to}
     path = seating.write(course.root, moved)
-    row = next(r for r in roster.rows(load_course(args.config), tokens, fleet.urls()) if r.seat == args.to)
+    seated = replace(course, seating=tuple((person, seat) for person, seat in moved.items()))
+    row = next(r for r in roster.rows(seated, tokens, fleet.urls()) if r.seat == args.to)
     out.print(f"{sitting.name} now uses {args.to}: {row.login_url or row.url}")
     err.print(f"their work: {how}. {path.name} records who sits where: commit it, so every later deploy, roster, status "
               f"and teardown agrees (deploy archives and removes {args.seat} once it can be read; "

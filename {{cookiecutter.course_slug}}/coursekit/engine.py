@@ -238,35 +238,31 @@ def scratch_image(client: docker.DockerClient) -> str:
             return client.images.get(SCRATCH).id
 
 
-def volume_put(client: docker.DockerClient, volume: str, mount: str, data, labels: dict[str, str]) -> None:
-    """Unpack a tar (top folder: mount's last part; bytes, chunks or a file) into a volume through a helper
-    container that is created but never started. The helper is always removed."""
-    with guarded(f"writing into volume {volume}"):
+@contextmanager
+def _volume_helper(client: docker.DockerClient, volume: str, mount: str, mode: str, labels: dict[str, str], what: str):
+    """A container holding the volume at mount, created but never started (no process, no network); always removed."""
+    with guarded(what):
         helper = client.containers.create(
-            scratch_image(client), command=["none"], volumes={volume: {"bind": mount, "mode": "rw"}},
+            scratch_image(client), command=["none"], volumes={volume: {"bind": mount, "mode": mode}},
             network_disabled=True, labels=labels,
         )
     try:
-        with guarded(f"writing into volume {volume}"):
-            if not helper.put_archive(mount.rsplit("/", 1)[0] or "/", data):
-                raise DockerError(f"the engine did not unpack the home into volume {volume}")
+        with guarded(what):
+            yield helper
     finally:
         with suppress(docker.errors.DockerException):
             helper.remove(force=True)
+
+
+def volume_put(client: docker.DockerClient, volume: str, mount: str, data, labels: dict[str, str]) -> None:
+    """Unpack a tar (top folder: mount's last part; bytes, chunks or a file) into a volume through a helper."""
+    with _volume_helper(client, volume, mount, "rw", labels, f"writing into volume {volume}") as helper:
+        if not helper.put_archive(mount.rsplit("/", 1)[0] or "/", data):
+            raise DockerError(f"the engine did not unpack the home into volume {volume}")
 
 
 def volume_tar(client: docker.DockerClient, volume: str, mount: str, labels: dict[str, str]) -> Iterator[bytes]:
-    """Stream a volume's content as a tar (top folder: mount's last part) through a helper container that is
-    created but never started: no process, no network, the volume read-only. The helper is always removed."""
-    with guarded(f"reading volume {volume}"):
-        helper = client.containers.create(
-            scratch_image(client), command=["none"], volumes={volume: {"bind": mount, "mode": "ro"}},
-            network_disabled=True, labels=labels,
-        )
-    try:
-        with guarded(f"reading volume {volume}"):
-            chunks, _ = helper.get_archive(mount)
-            yield from chunks
-    finally:
-        with suppress(docker.errors.DockerException):
-            helper.remove(force=True)
+    """Stream a volume's content as a tar (top folder: mount's last part) through a helper, the volume read-only."""
+    with _volume_helper(client, volume, mount, "ro", labels, f"reading volume {volume}") as helper:
+        chunks, _ = helper.get_archive(mount)
+        yield from chunks

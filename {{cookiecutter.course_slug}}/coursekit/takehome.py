@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from coursekit.archive import HomeMembers, open_archive
 from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.data import UNPACK_SECONDS, DataError, Folder, link_target
 from coursekit.errors import CoursekitError
 from coursekit.seats import seats
 
-TOPS = ("home/", "jovyan/")  # an archive's home: format 2, and the first format's Docker-archive folder
 README = """\
 Your work from {course}
 {rule}
@@ -62,14 +62,11 @@ def unpack_home(archive: Path, work: Path) -> tuple[int, list[str]]:
     folder = Folder(work, time.monotonic() + UNPACK_SECONDS, 1 << 62)
     files, left_out = 0, []
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                top = next((t for t in TOPS if member.name.startswith(t)), None)
-                if top is None:
-                    continue  # coursekit's MANIFEST.* beside the home
-                rel = member.name[len(top):]
-                if not rel.strip("/"):
-                    continue
+        with open_archive(archive) as tar:
+            members = HomeMembers(tar)
+            for rel, member in members:
+                if not rel or not rel.strip("/"):
+                    continue  # outside the home folder
                 if member.isdir():
                     folder.folder(rel)
                 elif member.issym():
@@ -80,7 +77,7 @@ def unpack_home(archive: Path, work: Path) -> tuple[int, list[str]]:
                         continue
                     folder.symlink(rel, member.linkname)
                 elif member.islnk():
-                    folder.hardlink(rel, member.linkname[len(top):] if member.linkname.startswith(top) else member.linkname)
+                    folder.hardlink(rel, members.rel(member.linkname) or "")
                     files += 1
                 elif member.isfile():
                     folder.file(rel, tar.extractfile(member), member.size)

@@ -47,19 +47,20 @@ class DockerGateway:
         self.name = f"coursekit-{slug}.gateway"
         self.labels = {labels.COURSE: slug, labels.ROLE: "gateway"}
 
+    def _origin(self, host: str) -> str:
+        """https://<host>[:port], an IPv6 address in brackets."""
+        port = self.settings.https_port
+        return f"https://{f'[{host}]' if ':' in host else host}{'' if port == 443 else f':{port}'}"
+
     @property
     def url(self) -> str:
         """https://<public_host>[:port]/, the front door every link starts with."""
-        s = self.settings
-        host = f"[{s.public_host}]" if ":" in s.public_host else s.public_host
-        return f"https://{host}{'' if s.https_port == 443 else f':{s.https_port}'}/"
+        return f"{self._origin(self.settings.public_host)}/"
 
     def seat_url(self, seat: str) -> str:
         """Where a seat is served: https://<public_host>/<seat>/, or on its own origin with subdomains."""
-        if not self.settings.subdomains:
-            return f"{self.url}{seat}/"
-        s = self.settings
-        return f"https://{seat_host(seat, s.public_host)}{'' if s.https_port == 443 else f':{s.https_port}'}/{seat}/"
+        host = self.settings.public_host
+        return f"{self._origin(seat_host(seat, host) if self.settings.subdomains else host)}/{seat}/"
 
     def ca_pem(self) -> str | None:
         """The root certificate of Caddy's internal CA, which signs the gateway's certificate for an address or

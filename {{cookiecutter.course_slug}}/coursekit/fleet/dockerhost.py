@@ -394,13 +394,14 @@ class DockerProvider(Provider):
         """Copy the student's work onto the spare's home (their files win; the spare's own stay beside them): from
         the seat's volume, else from its newest archive, else nothing. Then stop the old seat; returns where the
         work came from."""
-        volumes = self._volumes()
-        if spare not in volumes or not any(c.labels[labels.SEAT] == spare for c in self.containers()):
+        volumes, listed = self._volumes(), self.containers()
+        spare_container = next((c for c in listed if c.labels[labels.SEAT] == spare), None)
+        if spare not in volumes or spare_container is None:
             raise CoursekitError(f"{spare} is not deployed on this host: deploy first, then swap onto it")
         helper = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: spare}
         self._attach_home(volumes[spare])
         source, why = "", ""
-        for container in [c for c in self.containers() if c.labels[labels.SEAT] == seat]:
+        for container in [c for c in listed if c.labels[labels.SEAT] == seat]:
             with engine.guarded(f"stopping {seat}"):
                 container.stop(timeout=10)  # its home holds still while it is copied; the seat stays, paused
         if seat in volumes:
@@ -416,7 +417,6 @@ class DockerProvider(Provider):
                 why = f"{seat}'s home could not be read ({exc}); "
         if not source:
             source = why + self._home_from_archive(seat, volumes[spare], store, helper)
-        spare_container = next(c for c in self.containers() if c.labels[labels.SEAT] == spare)
         with engine.guarded(f"restarting {spare}"):
             spare_container.restart(timeout=10)  # Jupyter sees the copied home as it starts
         self._wait_ready(spare_container, spare, int(spare_container.labels[labels.PORT]))
@@ -429,15 +429,19 @@ class DockerProvider(Provider):
                 path = store.fetch(seat, Path(tmp))
             except CoursekitError as exc:
                 return f"no archive of it to copy ({exc}): the spare starts fresh"
+            top = HOME.rsplit("/", 1)[1]  # what the engine unpacks into /home
             with tempfile.SpooledTemporaryFile(64 << 20) as spooled:
-                with tarfile.open(path, "r:gz") as source, tarfile.open(fileobj=spooled, mode="w|", format=tarfile.PAX_FORMAT) as out:
-                    for member in source:
-                        if not member.name.startswith(("home/", "jovyan/")) or member.name.rstrip("/") in ("home", "jovyan"):
-                            continue
-                        top = member.name.split("/", 1)[0]
-                        member.name = "jovyan/" + member.name.split("/", 1)[1]
-                        if member.islnk() and member.linkname.startswith(f"{top}/"):
-                            member.linkname = "jovyan/" + member.linkname.split("/", 1)[1]
+                with archive.open_archive(path) as source, tarfile.open(fileobj=spooled, mode="w|", format=tarfile.PAX_FORMAT,
+                                                                         errors="surrogateescape") as out:
+                    members = archive.HomeMembers(source)
+                    for rel, member in members:
+                        if not rel or not rel.strip("/"):
+                            continue  # outside the home folder
+                        member.name = f"{top}/{rel}"
+                        if member.islnk():
+                            member.linkname = f"{top}/{members.rel(member.linkname) or ''}"
+                        # the archive's PAX records name the old path and would win over .name
+                        member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
                         out.addfile(member, source.extractfile(member) if member.isfile() else None)
                 spooled.seek(0)
                 engine.volume_put(self.client, volume, HOME, spooled, helper)

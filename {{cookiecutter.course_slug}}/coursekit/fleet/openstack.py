@@ -526,7 +526,7 @@ class OpenStackProvider(Provider):
         """A VM's home cannot be written from outside yet: the spare starts fresh, and the old seat is left as it is
         (its work stays on its disk, archived by teardown or `deploy` once it can be read; `deploy --discard` for one
         that never can)."""
-        if seat not in self.urls() and spare not in self.urls():
+        if spare not in self.urls():
             raise CoursekitError(f"{spare} is not deployed: deploy first, then swap onto it")
         return (f"not copied: the spare starts fresh (copying a home onto a Jetstream2 VM is not built yet); {seat} is "
                 "left as it is, and its work is archived when `deploy` or teardown can read it")
