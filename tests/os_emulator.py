@@ -290,6 +290,9 @@ class SeatStandIn:
                     return self._reply(404, {"message": "not under this seat's base URL"})
                 if not self._authorized():
                     return self._reply(403, {"message": "Forbidden"})
+                if url.path == homestream.PATH:  # the VM's streamer taking a home in (a swap onto this seat)
+                    body = homestream.Body(self.rfile, int(self.headers.get("Content-Length") or 0))
+                    return self._reply(200, {"entries": homestream.read_tar(str(stand_in.home), body)})
                 model = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 content = model["content"]
                 data = base64.b64decode(content) if model.get("format") == "base64" else content.encode()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import shutil
 import socket
@@ -114,6 +115,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     image = _publish_commit(repo, base_image, docker_client, "course")
 
+    from coursekit.errors import CoursekitError
     from coursekit.fleet import seattls
     from coursekit.seatclient import SeatClient, UntrustedSeat
 
@@ -140,7 +142,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
         detach=True, network_mode="host", labels={"org.coursekit.role": "image-test"},
         cap_add=["DAC_READ_SEARCH"],  # a VM's root has it; the home streamer keeps only it once it is the student
         volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}, str(work): {"bind": "/vm"},
-                 "/var/lib/docker/volumes": {"bind": "/var/lib/docker/volumes", "mode": "ro"}},
+                 "/var/lib/docker/volumes": {"bind": "/var/lib/docker/volumes"}},
     )
     try:
         _wait_for_log(vm, "coursekit-bootstrap: ready", 900)
@@ -177,6 +179,22 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
         with tarfile.open(done.path) as tar:
             assert tar.extractfile("home/.config/x").read() == b"hidden\n"
             assert tar.extractfile("home/work/answer.txt").read() == b"morning work\n"
+        # A swap onto this seat: the streamer takes a home in through Caddy, only with the token, written as the student.
+        upload = io.BytesIO()
+        with tarfile.open(fileobj=upload, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("jovyan/moved/from-another-seat.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"moved"))
+        size = upload.tell()
+        upload.seek(0)
+        with pytest.raises(CoursekitError, match="HTTP"):
+            SeatClient("bootstrap-test", pinned.base_url, "x" + TOKEN[1:], pinned.pinned_key).upload(
+                "/coursekit/home.tar", upload, size, "application/x-tar")
+        upload.seek(0)
+        assert pinned.upload("/coursekit/home.tar", upload, size, "application/x-tar") == {"entries": 1}
+        placed = seat.exec_run(["stat", "-c", "%u %n", "/home/jovyan/moved", "/home/jovyan/moved/from-another-seat.txt"])
+        assert placed.output.decode().split() == ["1000", "/home/jovyan/moved", "1000", "/home/jovyan/moved/from-another-seat.txt"]
+        assert seat.exec_run(["cat", "/home/jovyan/moved/from-another-seat.txt"]).output == b"moved"
         notebook = repo / "notebooks" / "01-welcome.ipynb"
         nb = json.loads(notebook.read_text())
         nb["cells"][0]["source"].append("\nFixed during class.")

@@ -215,6 +215,94 @@ def test_the_home_streamer_never_follows_a_link_swapped_in_mid_stream(coursekit,
     assert members["jovyan/b/inner/notes.txt"].size == len("the student's")
 
 
+def _listing(folder) -> dict[bytes, tuple]:
+    """Every entry under folder, by its name as bytes: (type, content or link target, mode)."""
+    import stat
+
+    found = {}
+    for root, dirs, files in os.walk(os.fsencode(folder)):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, os.fsencode(folder))
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                found[rel] = ("folder", stat.S_IMODE(st.st_mode))
+            else:
+                with open(path, "rb") as handle:
+                    found[rel] = ("file", handle.read(), stat.S_IMODE(st.st_mode), st.st_nlink)
+    return found
+
+
+def test_the_home_streamer_takes_in_a_home_as_it_gives_one_and_the_students_files_win(coursekit, tmp_path):
+    """A swap's upload: what write_tar streams, read_tar puts back, entry for entry (hidden folders, any name, links
+    out of the home kept as links, hard links, modes), over a spare's fresh home whose own files stay beside."""
+    import io
+
+    from coursekit.fleet import homestream
+
+    student, spare = tmp_path / "student", tmp_path / "spare"
+    (student / ".hidden" / "deep").mkdir(parents=True)
+    (student / ".hidden" / "deep" / "notes").write_text("kept")
+    (student / "notebooks").mkdir()
+    (student / "notebooks" / "01.ipynb").write_text("the student's answers")
+    (student / "report").write_text("a file where the spare has a folder")
+    (student / os.fsdecode(b"caf\xe9 \n" + "\u2028.txt".encode())).write_text("odd name")  # not UTF-8, a newline, U+2028
+    (student / "escape").symlink_to("/etc/shadow")
+    os.link(student / "notebooks" / "01.ipynb", student / "same.ipynb")
+    (student / "readonly").mkdir()
+    (student / "readonly" / "inside").write_text("in a folder the student made read-only")
+    (student / "readonly").chmod(0o555)
+    (spare / "notebooks").mkdir(parents=True)
+    (spare / "notebooks" / "01.ipynb").write_text("the image's blank notebook")
+    (spare / "notebooks" / "02.ipynb").write_text("only the spare's")
+    (spare / "report").mkdir()
+    (spare / "report" / "x").write_text("the spare's own folder")
+    (spare / "escape").write_text("the spare's own file")
+
+    stream = io.BytesIO()
+    homestream.write_tar(str(student), stream)
+    stream.seek(0)
+    assert homestream.read_tar(str(spare), stream) > 8
+    have, want = _listing(spare), _listing(student)
+    assert {k: v for k, v in have.items() if k in want} == want
+    assert set(have) - set(want) == {b"notebooks/02.ipynb", b"report.before-swap", b"report.before-swap/x"}
+    assert have[b"escape"] == ("link", b"/etc/shadow") and have[b"same.ipynb"][3] == 2
+
+
+@pytest.mark.parametrize("name,why", [
+    ("jovyan/../outside.txt", "not inside"),
+    ("other/file.txt", "not inside"),
+    ("/jovyan/file.txt", "not inside"),
+    ("jovyan/through/file.txt", None),  # through a link the home already holds: the link gives way, nothing outside
+])
+def test_an_uploaded_home_never_writes_outside_the_home(coursekit, tmp_path, name, why):
+    import io
+    import tarfile
+
+    from coursekit.fleet import homestream
+
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    home.mkdir()
+    outside.mkdir()
+    (home / "through").symlink_to(outside)
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"owned"))
+    stream.seek(0)
+    if why:
+        with pytest.raises(ValueError, match=why):
+            homestream.read_tar(str(home), stream)
+    else:
+        homestream.read_tar(str(home), stream)
+        assert (home / "through").is_dir() and not (home / "through").is_symlink()
+        assert (home / "through" / "file.txt").read_text() == "owned"
+    assert list(outside.iterdir()) == [] and not (tmp_path / "outside.txt").exists()
+
+
 # A seat's answers are data -------------------------------------------------------------------------------------
 
 @pytest.mark.cloud

@@ -149,6 +149,43 @@ def test_swap_off_a_vm_in_error_survives_deploy_status_roster_and_teardown(cours
     assert {p.name for p in (tmp_path / "arch").glob("*.tar.gz")} >= {"ben.tar.gz", "spare-1.tar.gz"}
 
 
+@pytest.mark.parametrize("access", ["gateway", "floating-ip"])
+def test_swap_on_jetstream2_copies_the_work_from_the_vm_or_its_archive(course_repo, tmp_path, cloud, access):
+    import os
+
+    slug = f"swapcopy-{access[:4]}"
+    repo, env = _deployed(course_repo, tmp_path, cloud, slug, ["ann", "ben"], access)
+    edit_course(repo, lambda d: d["seats"].update(spares=2))
+    assert run_coursekit(repo, "deploy", "--image", f"docker.io/your-user/{slug}:abc1234", env=env).returncode == 0
+    stand_ins = _stand_ins(cloud, repo, env)
+    ann = stand_ins["ann"].home
+    (ann / ".hidden").mkdir()
+    (ann / ".hidden" / "notes").write_text("kept")
+    (ann / "work.txt").write_text("mine")
+    (ann / "escape").symlink_to("/etc/passwd")
+    arch = str(tmp_path / "arch")
+
+    moved = run_coursekit(repo, "swap", "ann", "--to", "spare-1", "--yes", "--archive-dir", arch, env=env)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "copied from ann's VM" in moved.stderr
+    spare = stand_ins["spare-1"].home
+    assert (spare / "work.txt").read_text() == "mine" and (spare / ".hidden" / "notes").read_text() == "kept"
+    assert os.readlink(spare / "escape") == "/etc/passwd"
+    vm = next(s for s in cloud.live_servers() if s["metadata"].get("coursekit-seat") == "ann")
+    assert vm["status"].startswith("SHELVED")  # paused: its disk (and the work on it) stays for deploy or teardown
+
+    # ben's VM fails after a reset kept an archive of his work: the work comes from that archive.
+    (stand_ins["ben"].home / "his.txt").write_text("his")
+    assert run_coursekit(repo, "reset", "ben", "--yes", "--archive-dir", arch, env=env).returncode == 0
+    with cloud._lock:
+        next(s for s in cloud.live_servers() if s["metadata"].get("coursekit-seat") == "ben")["status"] = "ERROR"
+    moved = run_coursekit(repo, "swap", "ben", "--to", "spare-2", "--yes", "--archive-dir", arch, env=env)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "VM in ERROR" in moved.stderr and "newest archive, ben.reset-" in moved.stderr
+    assert (_stand_ins(cloud, repo, env)["spare-2"].home / "his.txt").read_text() == "his"
+    assert run_coursekit(repo, "check", env=env).returncode == 0  # both students answer on their new seats
+
+
 def test_takehome_from_swift_gives_each_student_a_link_to_only_their_archive(course_repo, tmp_path, cloud):
     import csv
     import io

@@ -282,6 +282,23 @@ class HomeMembers:
             yield self.rel(member.name), member
 
 
+def write_home_tar(path: Path, out: IO[bytes], top: str) -> None:
+    """The home in the archive at path, as a tar stream whose one top folder is `top` (as a seat's streamer and
+    Docker's own archives of a home are)."""
+    with open_archive(path) as source, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
+                                                    errors="surrogateescape") as tar:
+        members = HomeMembers(source)
+        for rel, member in members:
+            if not rel or not rel.strip("/"):
+                continue  # outside the home folder
+            member.name = f"{top}/{rel}"
+            if member.islnk():
+                member.linkname = f"{top}/{members.rel(member.linkname) or ''}"
+            # the archive's PAX records name the old path and would win over .name
+            member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
+            tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+
+
 DUPLICATE = Entry("held twice", 0)
 # What reading a damaged archive raises: truncated gzip (EOFError), bad deflate data, tar and JSON errors.
 UNREADABLE = (OSError, EOFError, zlib.error, tarfile.TarError, ValueError, KeyError, TypeError)  # what verification sees for a path two members claim

@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import websocket
 
@@ -82,11 +82,11 @@ class SeatClient:
                                     "its token was not sent (is the address someone else's now?)")
         return connection
 
-    def _open(self, path: str, timeout: float, method: str = "GET", body: bytes | None = None
-              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(self, path: str, timeout: float, method: str = "GET", body: bytes | BinaryIO | None = None,
+              headers: dict[str, str] | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         connection = self._connect(timeout)
-        headers = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {})}
-        connection.request(method, self.prefix + path, body=body, headers=headers)
+        sent = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {}), **(headers or {})}
+        connection.request(method, self.prefix + path, body=body, headers=sent)
         return connection, connection.getresponse()
 
     def get(self, path: str, timeout: float = 5, method: str = "GET", body: bytes | None = None) -> tuple[int, dict | None]:
@@ -118,6 +118,27 @@ class SeatClient:
         except (OSError, websocket.WebSocketException) as exc:
             connection.close()
             raise CoursekitError(f"seat {self.seat}: no websocket at {path} ({exc})") from None
+
+    def upload(self, path: str, body: BinaryIO, size: int, content_type: str, timeout: float = 300) -> dict | None:
+        """PUT size bytes of body to path; the JSON answer. CoursekitError unless the seat answers 200."""
+        try:
+            connection, response = self._open(path, timeout, "PUT", body,
+                                              {"Content-Type": content_type, "Content-Length": str(size)})
+            try:
+                answer = read_bounded(response, time.monotonic() + timeout)
+            finally:
+                connection.close()
+        except UntrustedSeat:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            raise CoursekitError(f"seat {self.seat}: sending to {self.base_url}{path} broke off ({exc})") from None
+        if response.status != 200:
+            why = answer.decode("utf-8", "replace").strip()[:300]
+            raise CoursekitError(f"seat {self.seat}: {self.base_url}{path} answered HTTP {response.status} {why}".rstrip())
+        try:
+            return json.loads(answer)
+        except ValueError:
+            return None
 
     def stream(self, path: str, timeout: float = 60) -> Iterator[bytes]:
         """The body of path in chunks; CoursekitError unless the seat answers 200 to the end."""

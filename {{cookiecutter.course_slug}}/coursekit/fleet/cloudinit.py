@@ -42,11 +42,13 @@ After=docker.service
 ExecStart=/usr/bin/python3 {HOMESTREAM_PATH} coursekit-${{SEAT}}-home 8890
 EnvironmentFile={SEAT_ENV}
 Restart=on-failure
-# It only reads: each stream becomes the home's owner keeping one capability, reading past file modes (a student's
-# own mode-000 files are work too); a read-only system, no new privileges. It never follows a link (homestream.py).
+# Each stream becomes the home's owner keeping one capability, reading past file modes (a student's own mode-000
+# files are work too): it writes (a swap onto this seat) only what the student could, and only under Docker's
+# volumes; the rest of the system is read-only, no new privileges. It never follows a link (homestream.py).
 CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_SETUID CAP_SETGID
 NoNewPrivileges=yes
 ProtectSystem=strict
+ReadWritePaths=/var/lib/docker/volumes
 ProtectHome=yes
 PrivateTmp=yes
 

@@ -10,14 +10,12 @@ import functools
 import hashlib
 import json
 import socket
-import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timezone
-from pathlib import Path
 
 import docker
 import docker.errors
@@ -34,7 +32,7 @@ from coursekit.fleet.gateway import Route
 from coursekit.fleet.parallel import Interrupted, Stop, each, run_all
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.fleet.provider import Provider
+from coursekit.fleet.provider import Provider, home_from_archive
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
@@ -424,28 +422,14 @@ class DockerProvider(Provider):
 
     def _home_from_archive(self, seat: str, volume: str, store: ArchiveStore, helper: dict[str, str]) -> str:
         """The seat's newest archive unpacked onto volume; what happened, in words."""
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.SpooledTemporaryFile(64 << 20) as spooled:
             try:
-                path = store.fetch(seat, Path(tmp))
+                name = home_from_archive(seat, store, spooled, HOME.rsplit("/", 1)[1])  # what the engine unpacks into /home
             except CoursekitError as exc:
                 return f"no archive of it to copy ({exc}): the spare starts fresh"
-            top = HOME.rsplit("/", 1)[1]  # what the engine unpacks into /home
-            with tempfile.SpooledTemporaryFile(64 << 20) as spooled:
-                with archive.open_archive(path) as source, tarfile.open(fileobj=spooled, mode="w|", format=tarfile.PAX_FORMAT,
-                                                                         errors="surrogateescape") as out:
-                    members = archive.HomeMembers(source)
-                    for rel, member in members:
-                        if not rel or not rel.strip("/"):
-                            continue  # outside the home folder
-                        member.name = f"{top}/{rel}"
-                        if member.islnk():
-                            member.linkname = f"{top}/{members.rel(member.linkname) or ''}"
-                        # the archive's PAX records name the old path and would win over .name
-                        member.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in ("path", "linkpath")}
-                        out.addfile(member, source.extractfile(member) if member.isfile() else None)
-                spooled.seek(0)
-                engine.volume_put(self.client, volume, HOME, spooled, helper)
-        return f"copied from its newest archive, {path.name}"
+            spooled.seek(0)
+            engine.volume_put(self.client, volume, HOME, spooled, helper)
+        return f"copied from its newest archive, {name}"
 
     def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
         with engine.guarded(f"removing the seat {seat}"):

@@ -1,10 +1,11 @@
-"""Serve a seat's home folder as one tar stream, for coursekit's archive: every file as the student has it.
+"""Serve a seat's home folder as one tar stream, for coursekit's archive: every file as the student has it; and take
+one in (a PUT of the same path), for `coursekit swap`, which copies a student's work onto a spare.
 
 Standard library only: it runs on each seat VM (systemd unit coursekit-homestream, which leaves it no capability
 but reading and becoming the student), listening on the loopback interface; Caddy passes /coursekit/home.tar to it
-only with the seat's token. Each stream is read by a process of its own that has become the home's owner (the
-seat's user) with one capability left, reading past file modes. Jupyter's contents API hides dot-files and cannot
-show links or names that are not UTF-8; this can.
+only with the seat's token. Each stream is read or written by a process of its own that has become the home's owner
+(the seat's user) with one capability left, reading past file modes: it writes only what the student could. Jupyter's
+contents API hides dot-files and cannot show links or names that are not UTF-8; this can.
 
 The home belongs to the student, who may change it while it streams: every folder is opened relative to its
 parent's descriptor with O_NOFOLLOW and every file with O_NOFOLLOW, so a folder swapped for a link mid-stream
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
+import shutil
 import socketserver
 import stat
 import subprocess
@@ -151,6 +154,124 @@ def write_tar(folder: str, out: BinaryIO, drop: bool = False) -> None:
         os.close(top)
 
 
+class _Writer:
+    """The home an uploaded tar lands in, written only through descriptors relative to it, never through a link."""
+
+    def __init__(self, top: int):
+        self.top = top
+        self.folders: list[tuple[list[str], int, int]] = []  # modes and times set last: a read-only folder takes its files first
+
+    def _parent(self, parts: list[str]) -> int:
+        """A descriptor of the folder holding parts[-1], made on the way; whatever is not a folder there gives way."""
+        fd = os.dup(self.top)
+        try:
+            for part in parts[:-1]:
+                child = _open(part, _DIR, fd)
+                if child is None:
+                    self._clear(fd, part)
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    child = os.open(part, _DIR, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @staticmethod
+    def _clear(fd: int, name: str) -> None:
+        """Make room for an incoming entry: a file or link of the spare's goes; a folder of its own is moved aside."""
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=fd)
+            return
+        n = 1
+        while True:
+            aside = f"{name}.before-swap" + (f"-{n}" if n > 1 else "")
+            try:
+                os.stat(aside, dir_fd=fd, follow_symlinks=False)
+                n += 1
+            except FileNotFoundError:
+                os.rename(name, aside, src_dir_fd=fd, dst_dir_fd=fd)
+                return
+
+    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """One member, under TOP/, into the home; anything else in the stream is refused."""
+        parts = member.name.split("/")
+        if parts[0] != TOP or any(p in ("", ".", "..") for p in parts[1:]):
+            raise ValueError(f"{member.name!r} is not inside {TOP}/")
+        if len(parts) == 1:
+            if member.isdir():
+                self.folders.append(([], member.mode, member.mtime))
+            return
+        fd = self._parent(parts[1:])
+        leaf = parts[-1]
+        try:
+            if member.isdir():
+                if (child := _open(leaf, _DIR, fd)) is None:
+                    self._clear(fd, leaf)
+                    os.mkdir(leaf, 0o700, dir_fd=fd)
+                else:
+                    os.close(child)
+                self.folders.append((parts[1:], member.mode, member.mtime))
+                return
+            self._clear(fd, leaf)
+            if member.issym():
+                os.symlink(member.linkname, leaf, dir_fd=fd)  # the student's link, kept as a link: never followed here
+            elif member.islnk():
+                source = member.linkname.split("/")
+                if source[0] != TOP or any(p in ("", ".", "..") for p in source[1:]):
+                    raise ValueError(f"{member.name!r} is a hard link to {member.linkname!r}, outside {TOP}/")
+                source_fd = self._parent(source[1:])
+                try:
+                    os.link(source[-1], leaf, src_dir_fd=source_fd, dst_dir_fd=fd, follow_symlinks=False)
+                finally:
+                    os.close(source_fd)
+            elif member.isfifo():
+                os.mkfifo(leaf, stat.S_IMODE(member.mode), dir_fd=fd)
+            elif member.isfile():
+                out = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+                with os.fdopen(out, "wb") as handle:
+                    shutil.copyfileobj(tar.extractfile(member), handle, CHUNK)
+                    handle.flush()
+                    os.fchmod(out, stat.S_IMODE(member.mode))
+                    os.utime(out, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Each folder's own mode and time, deepest first."""
+        for parts, mode, mtime in sorted(self.folders, key=lambda f: -len(f[0])):
+            fd = self._parent([*parts, "."]) if parts else os.dup(self.top)
+            try:
+                os.fchmod(fd, stat.S_IMODE(mode))
+                os.utime(fd, (mtime, mtime))
+            finally:
+                os.close(fd)
+
+
+def read_tar(folder: str, source: BinaryIO, drop: bool = False) -> int:
+    """Unpack a tar stream of TOP/ (as write_tar makes it) into folder, its entries replacing what is there;
+    returns how many entries. With drop, write as the folder's owner (as_owner)."""
+    top = os.open(folder, _DIR)
+    try:
+        if drop:
+            as_owner(top)
+        writer = _Writer(top)
+        count = 0
+        with tarfile.open(fileobj=source, mode="r|", errors="surrogateescape") as tar:
+            for member in tar:
+                writer.add(tar, member)
+                count += 1
+        writer.finish()
+        return count
+    finally:
+        os.close(top)
+
+
 def volume_folder(volume: str) -> str:
     """Where Docker keeps the volume's files on this host."""
     return subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", volume],
@@ -158,9 +279,11 @@ def volume_folder(volume: str) -> str:
 
 
 def handler(folder: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
-    """A request handler that streams folder() at PATH and answers 404 elsewhere."""
+    """A request handler that streams folder() at PATH (GET), unpacks an upload into it (PUT), and answers 404 elsewhere."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 300  # a stalled reader or sender never holds its process for ever
+
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] != PATH:
                 self.send_error(404)
@@ -171,10 +294,45 @@ def handler(folder: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
             self.end_headers()  # HTTP/1.0: the end of the stream is the end of the archive
             write_tar(where, self.wfile, drop=True)  # in a process of its own (_Server): the drop is for this stream
 
+        def do_PUT(self) -> None:
+            length = self.headers.get("Content-Length", "")
+            if self.path.split("?", 1)[0] != PATH:
+                self.send_error(404)
+                return
+            if not length.isdigit():
+                self.send_error(411, "a home is uploaded with its Content-Length")
+                return
+            try:
+                entries = read_tar(folder(), Body(self.rfile, int(length)), drop=True)
+            except (ValueError, tarfile.TarError, OSError) as exc:
+                self.send_error(400 if not isinstance(exc, OSError) else 500, f"the home was not unpacked whole: {exc}"[:300])
+                return
+            body = json.dumps({"entries": entries}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, format: str, *args) -> None:
             sys.stderr.write(f"coursekit-homestream: {format % args}\n")
 
     return Handler
+
+
+class Body:
+    """A request's body: Content-Length bytes of the connection, not one more."""
+
+    def __init__(self, stream: BinaryIO, length: int):
+        self.stream, self.left = stream, length
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size < 0 else min(size, self.left)
+        data = self.stream.read(want) if want else b""
+        if want and not data:
+            raise ConnectionError("the sender went away before the end of the upload")
+        self.left -= len(data)
+        return data
 
 
 class _Server(socketserver.ForkingMixIn, HTTPServer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +21,13 @@ from coursekit import archive, labels, names
 from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.fleet import cloudinit, seattls
+from coursekit.fleet import cloudinit, homestream, seattls
 from coursekit.fleet.cloud import Cloud
 from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
 from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.fleet.provider import Provider
+from coursekit.fleet.provider import Provider, home_from_archive
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import SeatTokens
@@ -523,13 +524,41 @@ class OpenStackProvider(Provider):
         return archive_to(store, name or seat, self._tar_source(seat, address), archive.course_checksums(self.course.data))
 
     def move_home(self, seat: str, spare: str, store: ArchiveStore) -> str:
-        """A VM's home cannot be written from outside yet: the spare starts fresh, and the old seat is left as it is
-        (its work stays on its disk, archived by teardown or `deploy` once it can be read; `deploy --discard` for one
-        that never can)."""
-        if spare not in self.urls():
+        """Copy the student's work onto the spare's VM through its home streamer (their files win; the spare's own stay
+        beside them): from the seat's VM when it answers, else from its newest archive, else nothing. Then the old
+        seat, if it runs, is paused (shelved: its disk stays for `deploy` or teardown to archive)."""
+        doors = self._fips()
+        if spare not in self.urls() or getattr(doors.get(spare), "port_id", None) is None:
             raise CoursekitError(f"{spare} is not deployed: deploy first, then swap onto it")
-        return (f"not copied: the spare starts fresh (copying a home onto a Jetstream2 VM is not built yet); {seat} is "
-                "left as it is, and its work is archived when `deploy` or teardown can read it")
+        old = [o for o in self.observe() if o.seat == seat][:1]
+        running = bool(old) and old[0].state == SeatState.RUNNING and getattr(doors.get(seat), "port_id", None)
+        with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
+            source, why = "", ""
+            if running:
+                try:
+                    for chunk in self._tar_source(seat, doors[seat].floating_ip_address)():
+                        spooled.write(chunk)
+                    source = f"copied from {seat}'s VM"
+                except CoursekitError as exc:
+                    why = f"{seat}'s home could not be read ({exc}); "
+                    spooled.seek(0)
+                    spooled.truncate()
+            elif old:
+                why = f"{seat}'s VM cannot be read ({old[0].detail or 'it is not running'}); "
+            if not source:
+                try:
+                    source = f"copied from its newest archive, {home_from_archive(seat, store, spooled, homestream.TOP)}"
+                except CoursekitError as exc:
+                    return why + f"no archive of it to copy ({exc}): the spare starts fresh"
+                source = why + source
+            size = spooled.tell()
+            spooled.seek(0)
+            self.client(spare, doors[spare].floating_ip_address).upload(HOME_TAR, spooled, size, "application/x-tar")
+        if running:
+            paused = self.pause(old, datetime.now(timezone.utc))
+            if not all(o.ok for o in paused):
+                source += f"; pausing {seat} failed ({'; '.join(o.detail for o in paused if not o.ok)}), it still runs"
+        return source
 
     def reset(self, seat: str, store: ArchiveStore, name: str) -> Outcome:
         """Archive the running seat's home as `name` (verified), then a new VM from the same image: the seat keeps its

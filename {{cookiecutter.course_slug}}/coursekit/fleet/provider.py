@@ -9,10 +9,13 @@ by seat, one failure never stopping the others), as dockerspawner shares a spawn
 from __future__ import annotations
 
 import importlib
+import tempfile
 from abc import ABC, abstractmethod
 from datetime import datetime
-from typing import Any, ClassVar, Iterable
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Iterable
 
+from coursekit import archive
 from coursekit.archive import Archived
 from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
@@ -196,6 +199,15 @@ class Provider(ABC):
     @abstractmethod
     def leftovers(self, keep_volumes: bool = False) -> list[str]:
         """Everything still tagged with the course (teardown's final check), homes left out when they are kept."""
+
+
+def home_from_archive(seat: str, store: ArchiveStore, out: BinaryIO, top: str) -> str:
+    """The seat's newest archive written into out as a tar of its home under top/; its name. CoursekitError when
+    there is none to read."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.fetch(seat, Path(tmp))
+        archive.write_home_tar(path, out, top)
+        return path.name
 
 
 def describe_archive(done: Archived | None) -> str:
