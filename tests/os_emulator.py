@@ -100,11 +100,24 @@ def _neutron_error(status: int, kind: str, message: str) -> HttpError:
     return HttpError(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
 
 
+def _close_if_body_unread(handler: BaseHTTPRequestHandler, status: int) -> None:
+    """A refused request's body was never read: end the connection rather than read it as the next request."""
+    if status >= 400 and handler.command in ("POST", "PUT"):
+        handler.send_header("Connection", "close")
+        handler.close_connection = True
+
+
 class _Server(ThreadingHTTPServer):
     """An HTTP server that does not look its own address up in DNS when it binds: on a machine without
     reverse DNS for 127.x.y.z that lookup waits for a resolver timeout, for every stand-in."""
 
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that ends a kept-alive connection (without TLS's close_notify, as http.client does) is no error."""
+        if isinstance(sys.exc_info()[1], (ssl.SSLEOFError, ConnectionError)):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
@@ -114,13 +127,25 @@ class _Server(ThreadingHTTPServer):
 KERNELSPECS = ("python3",)
 
 
+# A kernel's process: started with the kernel (as ipykernel's is, so its start-up is part of the kernel's), it runs
+# the one cell it is sent.
+KERNEL_RUNNER = 'import sys; exec(compile(sys.stdin.read(), "<cell>", "exec"), {"__name__": "__main__"})'
+
+
+def kernel_process(home: Path) -> subprocess.Popen:
+    """A Python of this machine waiting for a cell, with HOME at the seat's home."""
+    return subprocess.Popen([sys.executable, "-c", KERNEL_RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=home,
+                            env={"HOME": str(home), "PATH": os.environ.get("PATH", "")})
+
+
 class KernelChannel:
     """Jupyter's kernel websocket (wsproto over the request's own socket): execute_request messages run their code
-    in a Python of this machine with HOME at the seat's home; stream, error and idle status come back as Jupyter
+    in the kernel's Python, with HOME at the seat's home; stream, error and idle status come back as Jupyter
     sends them. A kernel that dies says so (restarting, then dead) and runs nothing."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler, home: Path, dies: bool):
-        self.handler, self.home, self.dies = handler, home, dies
+    def __init__(self, handler: BaseHTTPRequestHandler, home: Path, dies: bool, process: subprocess.Popen | None = None):
+        self.handler, self.home, self.dies, self.process = handler, home, dies, process
         self.sock = handler.connection
         self.ws = WSConnection(ConnectionType.SERVER)
 
@@ -159,13 +184,16 @@ class KernelChannel:
             return
         parent = request["header"]
         self.send("status", {"execution_state": "busy"}, parent)
-        done = subprocess.run([sys.executable, "-c", request["content"]["code"]], capture_output=True, text=True, timeout=120,
-                              cwd=self.home, env={"HOME": str(self.home), "PATH": os.environ.get("PATH", "")})
-        if done.stdout:
-            self.send("stream", {"name": "stdout", "text": done.stdout}, parent)
-        if done.returncode:
-            self.send("error", {"ename": "Error", "evalue": done.stderr.strip()[-300:], "traceback": []}, parent)
-        self.send("execute_reply", {"status": "error" if done.returncode else "ok"}, parent, "shell")
+        process, self.process = self.process or kernel_process(self.home), None  # one cell per process
+        try:
+            stdout, stderr = process.communicate(request["content"]["code"], timeout=120)
+        finally:
+            process.kill()
+        if stdout:
+            self.send("stream", {"name": "stdout", "text": stdout}, parent)
+        if process.returncode:
+            self.send("error", {"ename": "Error", "evalue": stderr.strip()[-300:], "traceback": []}, parent)
+        self.send("execute_reply", {"status": "error" if process.returncode else "ok"}, parent, "shell")
         self.send("status", {"execution_state": "idle"}, parent)
 
 
@@ -187,10 +215,12 @@ class SeatStandIn:
         self.token = token  # what Jupyter accepts: a test may change it, as a student's own config can
         self.kernel_dies = False  # when set, every kernel dies as it starts (a student's config that breaks it)
         self.kernel_seconds: Callable[[], float] = lambda: 0.0  # how long a kernel takes to start (the emulator's setting)
-        self.kernels: dict[str, str] = {}  # kernel id → kernelspec name
+        self.kernels: dict[str, tuple[str, subprocess.Popen | None]] = {}  # kernel id → (kernelspec name, its process)
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Jupyter's own server and Caddy
+
             def _authorized(self) -> bool:
                 given = self.headers.get("Authorization", "").removeprefix("token ")
                 query = parse_qs(urlparse(self.path).query).get("token", [""])[0]
@@ -203,6 +233,7 @@ class SeatStandIn:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                _close_if_body_unread(self, status)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -247,6 +278,8 @@ class SeatStandIn:
                 if url.path == homestream.PATH:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/x-tar")
+                    self.send_header("Connection", "close")  # the end of the stream is the end of the archive
+                    self.close_connection = True
                     self.end_headers()
                     return homestream.write_tar(str(stand_in.home), self.wfile)
                 if url.path.startswith("/api/contents") and not stand_in.broken:
@@ -262,9 +295,10 @@ class SeatStandIn:
                 name = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}").get("name", "python3")
                 if name not in KERNELSPECS:
                     return self._reply(404, {"message": f"No such kernel named {name}"})
+                process = None if stand_in.kernel_dies else kernel_process(stand_in.home)
                 time.sleep(stand_in.kernel_seconds())
                 kernel = str(uuid.uuid4())
-                stand_in.kernels[kernel] = name
+                stand_in.kernels[kernel] = (name, process)
                 self._reply(201, {"id": kernel, "name": name, "execution_state": "starting"})
 
             def do_DELETE(self):
@@ -272,8 +306,11 @@ class SeatStandIn:
                 if path is None or not self._authorized():
                     return self._reply(404 if path is None else 403, {"message": "no"})
                 kernel = path.removeprefix("/api/kernels/")
-                if stand_in.kernels.pop(kernel, None) is None:
+                if (gone := stand_in.kernels.pop(kernel, None)) is None:
                     return self._reply(404, {"message": "no such kernel"})
+                if gone[1] is not None:
+                    gone[1].kill()
+                    gone[1].communicate()
                 self.send_response(204)
                 self.end_headers()
 
@@ -281,7 +318,10 @@ class SeatStandIn:
                 """A kernel's websocket: each execute_request runs its code in a Python of this machine, in the home."""
                 if kernel not in stand_in.kernels:
                     return self._reply(404, {"message": "no such kernel"})
-                KernelChannel(self, stand_in.home, stand_in.kernel_dies).serve()
+                name, process = stand_in.kernels[kernel]
+                stand_in.kernels[kernel] = (name, None)  # the channel runs its first cell in the kernel's process
+                KernelChannel(self, stand_in.home, stand_in.kernel_dies, process).serve()
+                self.close_connection = True  # the websocket had the connection
 
             def do_PUT(self):
                 url = urlparse(self.path)
@@ -346,12 +386,13 @@ class GatewayStandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+            protocol_version = "HTTP/1.1"  # keep-alive, as Caddy
 
             def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                _close_if_body_unread(self, status)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -417,6 +458,7 @@ class GatewayStandIn:
                 pipe(self.connection, upstream)
                 back.join(30)
                 upstream.close()
+                self.close_connection = True
 
             def do_GET(self):
                 self._forward("GET")

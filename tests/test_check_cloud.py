@@ -80,9 +80,10 @@ def test_fifty_seats_are_checked_in_about_the_time_of_one(course_repo, tmp_path,
     print(f"\ncheck on the emulator: 1 seat {lone_seconds:.1f} s, 50 seats {fifty_seconds:.1f} s "
           f"(ratio {fifty_seconds / lone_seconds:.2f}); kernels start in {cloud.seat_kernel_seconds:.1f} s")
     # Checked one after another, 50 seats would take 50 times one kernel's start. The issue's bar is 2x one seat; here
-    # the 50 emulated seats' kernels, probes and TLS all share this machine's CPUs with coursekit (about 11 CPU-seconds
-    # on 2 CPUs), which real VMs do not: measured 2.5x on a 2-CPU machine. The bound below holds the concurrency.
-    assert fifty_seconds <= 4 * lone_seconds, (lone_seconds, fifty_seconds)
+    # the 50 emulated kernels' probes (~65 ms of CPU each), the emulator and coursekit (~2.5 CPU-seconds, one kept-alive
+    # connection and one websocket per seat) share this machine's 2 CPUs, which real VMs do not: measured 1.95-2.2x.
+    # The bound leaves room for a busy CI machine and still fails a check that is not concurrent or not kept alive.
+    assert fifty_seconds <= 3 * lone_seconds, (lone_seconds, fifty_seconds)
     assert json.loads(run_coursekit(many, "status", "--json", env=env_many).stdout)  # the fleet still answers
 
 

@@ -153,6 +153,8 @@ def check_seat(client: SeatClient, other_token: str, kernel: str, code: str) -> 
         return done(*problems, *json.loads(line[len(MARK):]))
     except CoursekitError as exc:
         return done(str(exc))
+    finally:
+        client.close()
 
 
 def check_all(course: Course, clients: dict[str, SeatClient], other: dict[str, str], workers: int = WORKERS) -> list[SeatCheck]:

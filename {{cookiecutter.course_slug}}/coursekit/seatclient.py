@@ -5,10 +5,12 @@ the public CAs when the seat has a DNS name, else against the seat's pinned publ
 """
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from typing import BinaryIO, Iterator
@@ -39,34 +41,69 @@ class _LoopbackTLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+@functools.lru_cache(maxsize=8)
+def _context(ca_pem: str | None, pinned: bool) -> ssl.SSLContext:
+    """One TLS context per kind of trust, shared by every connection (loading the system's CAs costs ~20 ms of CPU, and
+    a check opens a few connections per seat)."""
+    context = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
+    if pinned:  # a bare address: no name to check, the key itself is checked after the handshake
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
 class UntrustedSeat(CoursekitError):
     """The server did not prove it is the seat: the token was not sent."""
 
 
-class SeatClient:
-    """GET requests to one seat, with `Authorization: token ...` once the server is known to be the seat."""
+class _Idle:
+    """One idle connection to a seat, handed to the next request (keep-alive), shared by clients of one seat."""
 
-    def __init__(self, seat: str, base_url: str, token: str, pinned_key: bytes | None = None, ca_pem: str | None = None):
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connection: http.client.HTTPConnection | None = None
+
+    def take(self) -> http.client.HTTPConnection | None:
+        with self.lock:
+            connection, self.connection = self.connection, None
+            return connection
+
+    def give(self, connection: http.client.HTTPConnection) -> None:
+        with self.lock:
+            old, self.connection = self.connection, connection
+        if old is not None:
+            old.close()
+
+
+class SeatClient:
+    """Requests to one seat, with `Authorization: token ...` once the server is known to be the seat. JSON requests
+    reuse one idle connection (a seat answers several in a row, and each new one costs a TLS handshake); close()
+    ends it."""
+
+    def __init__(self, seat: str, base_url: str, token: str, pinned_key: bytes | None = None, ca_pem: str | None = None,
+                 idle: _Idle | None = None):
         parts = urllib.parse.urlsplit(base_url)
         self.seat, self.token, self.pinned_key, self.ca_pem = seat, token, pinned_key, ca_pem  # ca_pem: trusted instead of the public CAs
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname or "", parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")  # behind a gateway: /<seat>
         self.base_url = base_url.rstrip("/")
+        self._idle = idle or _Idle()
 
     def with_token(self, token: str) -> SeatClient:
-        """The same seat, asked with another credential."""
-        return SeatClient(self.seat, self.base_url, token, self.pinned_key, self.ca_pem)
+        """The same seat, asked with another credential (over the same verified connection)."""
+        return SeatClient(self.seat, self.base_url, token, self.pinned_key, self.ca_pem, self._idle)
+
+    def close(self) -> None:
+        """Close the idle connection, if any."""
+        if (connection := self._idle.take()) is not None:
+            connection.close()
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if not self.https:
             connection = _Loopback(self.host, self.port, timeout=timeout)
             connection.connect()
             return connection
-        context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else ssl.create_default_context()
-        if self.pinned_key is not None:  # a bare address: no name to check, the key itself is checked below
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        connection = _LoopbackTLS(self.host, self.port, timeout=timeout, context=context)
+        connection = _LoopbackTLS(self.host, self.port, timeout=timeout, context=_context(self.ca_pem, self.pinned_key is not None))
         try:
             connection.connect()
         except ssl.SSLCertVerificationError as exc:
@@ -89,22 +126,48 @@ class SeatClient:
         connection.request(method, self.prefix + path, body=body, headers=sent)
         return connection, connection.getresponse()
 
+    def _exchange(self, path: str, timeout: float, method: str, body: bytes | None, deadline: float
+                  ) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request: on the idle connection if there is one (again on a new one if the seat had closed it while
+        idle), else on a new one."""
+        if (idle := self._idle.take()) is not None:
+            try:
+                return self._send(idle, path, timeout, method, body, deadline)
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+                pass  # it never reached the seat: a new connection carries it
+        return self._send(self._connect(timeout), path, timeout, method, body, deadline)
+
+    def _send(self, connection: http.client.HTTPConnection, path: str, timeout: float, method: str, body: bytes | None,
+              deadline: float) -> tuple[http.client.HTTPResponse, bytes]:
+        """The answer on connection, which is kept for the next request when the seat keeps it open."""
+        headers = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {})}
+        try:
+            connection.sock.settimeout(timeout)
+            connection.request(method, self.prefix + path, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = read_bounded(response, deadline)
+            response.close()  # read to its end: the connection is free for the next request
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._idle.give(connection)
+        return response, answer
+
     def get(self, path: str, timeout: float = 5, method: str = "GET", body: bytes | None = None) -> tuple[int, dict | None]:
         """(status, JSON body or None), all within timeout seconds; 0 when nothing answers in time. UntrustedSeat when
         the server is not the seat."""
         deadline = time.monotonic() + timeout
         try:
-            connection, response = self._open(path, timeout, method, body)
-            try:
-                body = read_bounded(response, deadline)
-            finally:
-                connection.close()
+            response, answer = self._exchange(path, timeout, method, body, deadline)
         except UntrustedSeat:
             raise
         except (OSError, http.client.HTTPException, socket.timeout):
             return 0, None
         try:
-            return response.status, json.loads(body) if body else None
+            return response.status, json.loads(answer) if answer else None
         except ValueError:
             return response.status, None
 
