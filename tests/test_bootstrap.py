@@ -115,6 +115,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     image = _publish_commit(repo, base_image, docker_client, "course")
 
+    from coursekit import keys
     from coursekit.errors import CoursekitError
     from coursekit.fleet import seattls
     from coursekit.seatclient import SeatClient, UntrustedSeat
@@ -122,7 +123,7 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     https_port, http_port, jupyter_port, stream_port = free_port(), free_port(), free_port(), free_port()
     work = tmp_path / "vm"
     work.mkdir()
-    key = seattls.seat_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "bootstrap-test")
+    key = keys.tls_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "bootstrap-test")
     cert_pem, key_pem = seattls.seat_certificate(key, "bootstrap-test", "127.0.0.1")
     (work / "seat.crt").write_text(cert_pem)
     (work / "seat.key").write_text(key_pem)
@@ -149,9 +150,9 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
         status = f"https://127.0.0.1:{https_port}/api/status"
         # The VM serves the seat's own key: the pinned client trusts it, and a client pinned to another seat's
         # key refuses before sending its token.
-        pinned = SeatClient("bootstrap-test", f"https://127.0.0.1:{https_port}", TOKEN, seattls.public_key_der(key))
+        pinned = SeatClient("bootstrap-test", f"https://127.0.0.1:{https_port}", TOKEN, keys.public_key_der(key))
         assert pinned.get("/api/status")[0] == 200
-        other = seattls.public_key_der(seattls.seat_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "someone-else"))
+        other = keys.public_key_der(keys.tls_key("bootstrap-secret-7Qx2Lm9Kp4Zt", "course", "someone-else"))
         with pytest.raises(UntrustedSeat):
             SeatClient("bootstrap-test", f"https://127.0.0.1:{https_port}", TOKEN, other).get("/api/status")
         assert _https(status, TOKEN) == 200
@@ -290,14 +291,14 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
     """The gateway VM's boot script in a container: Debian's Caddy and the control service route /<seat>/ to
     two seat stand-ins (plain HTTP on loopback, as seats serve the gateway), routes changed while it runs, the
     seat's own credential checked by the seat behind it, and the gateway's token guarding its routes."""
+    from coursekit import keys
     from coursekit.fleet import seattls
-    from coursekit.fleet.osgateway import KEY
     from coursekit.seatclient import SeatClient
     from os_emulator import SeatStandIn
 
     https_port, http_port, control_port = free_port(), free_port(), free_port()
     secret, slug, gateway_token = "gateway-boot-secret-4Rt7Yu1Io9Pa", "course", "gateway-token-0123456789abcdef"
-    key = seattls.seat_key(secret, slug, KEY)
+    key = keys.tls_key(secret, slug, keys.GATEWAY)
     tls = seattls.seat_certificate(key, "gateway", "127.0.0.1")
     work = tmp_path / "vm"
     work.mkdir()
@@ -316,7 +317,7 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
     try:
         vm = stack.enter_context(_gateway_vm(docker_client, cloudinit, work, settings))
         front = f"https://127.0.0.1:{https_port}"
-        control = SeatClient("gateway", front, gateway_token, seattls.public_key_der(key))
+        control = SeatClient("gateway", front, gateway_token, keys.public_key_der(key))
 
         def put(*routes: dict) -> int:
             return control.get("/coursekit/routes", method="PUT", body=json.dumps({"routes": list(routes)}).encode())[0]
@@ -339,7 +340,7 @@ def test_gateway_boot_path_routes_seats_with_real_caddy(cloudinit, tmp_path, doc
         seats["ben"].stop()
         assert _https(f"{front}/ben/", None) == 503
         # Only the gateway's token changes its routes; nonsense is refused.
-        assert SeatClient("gateway", front, "wrong", seattls.public_key_der(key)).get(
+        assert SeatClient("gateway", front, "wrong", keys.public_key_der(key)).get(
             "/coursekit/routes", method="PUT", body=b'{"routes": []}')[0] == 403
         assert put({"seat": "../etc", "upstream": "127.0.0.1:1"}) == 400
         # A Content-Length that is not one is refused at once (no hang, no traceback); routes Caddy refuses (one seat

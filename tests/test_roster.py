@@ -21,13 +21,28 @@ def _roster(repo, *args, secret=SECRET, env=None):
 
 
 def test_credential_matches_an_independent_hmac(coursekit):
-    from coursekit.seats import credential
+    from coursekit.keys import token as credential
 
     assert credential(SECRET, "intro-to-data-science", "alice") == ALICE
 
 
+def test_a_vms_tls_key_matches_an_independent_hmac_and_differs_from_its_token(coursekit):
+    """The keys of VMs already deployed must not change: the scalar is HMAC-SHA256(secret, "tls:" slug ":" name)."""
+    import hashlib
+    import hmac
+
+    from coursekit import keys
+
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's group order (SEC 2)
+    for name in ("alice", keys.GATEWAY):
+        digest = hmac.new(SECRET.encode(), f"tls:intro-to-data-science:{name}".encode(), hashlib.sha256).digest()
+        scalar = keys.tls_key(SECRET, "intro-to-data-science", name).private_numbers().private_value
+        assert scalar == int.from_bytes(digest, "big") % (order - 1) + 1
+    assert keys.token(SECRET, "intro-to-data-science", keys.GATEWAY) != keys.token(SECRET, "intro-to-data-science", "alice")
+
+
 def test_credentials_are_long_url_safe_and_distinct(coursekit):
-    from coursekit.seats import credential
+    from coursekit.keys import token as credential
 
     tokens = {credential(SECRET, slug, seat) for slug in ("a", "ab", "course") for seat in ("b", "c", "spare-1")}
     assert len(tokens) == 9

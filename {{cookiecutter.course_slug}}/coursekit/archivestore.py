@@ -190,8 +190,9 @@ def folder_for_fetch(dest: Path) -> None:
         raise CoursekitError(f"--to {dest}: cannot make that folder ({exc.strerror})") from None
 
 
-def store_for(course, folder: Path | None = None, cloud=None) -> ArchiveStore:
-    """archive.target of course.yaml (a folder given on the command line wins)."""
+def store_for(course, folder: Path | None = None, connect: Callable[[], Any] | None = None) -> ArchiveStore:
+    """archive.target of course.yaml (a folder given on the command line wins); connect() gives the object store's
+    connection (the cloud's, fleet/cloud.Cloud) when the target is swift://."""
     target = course.archive_target
     if folder is not None:
         if why := buildinputs.target_problem(course.root, str(folder.absolute())):
@@ -199,10 +200,8 @@ def store_for(course, folder: Path | None = None, cloud=None) -> ArchiveStore:
         return LocalStore(folder)
     if not target.startswith(SWIFT):
         return LocalStore(course.root / target)  # relative to the course repository, wherever the command runs
-    def connect():
-        from coursekit.fleet.cloud import Cloud
-
-        return cloud or Cloud.connect(course.fleet.openstack.cloud)
+    if connect is None:
+        raise CoursekitError(f"archive.target {target!r} is in an object store, and this command has no cloud to reach it")
     return SwiftStore(connect, target.removeprefix(SWIFT), course.course.slug)
 
 

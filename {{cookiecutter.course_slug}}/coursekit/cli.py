@@ -10,17 +10,17 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.table import Table
 from rich.text import Text
 
-from coursekit import cloudconfig, cost, names, roster, summary
+from coursekit import cloudconfig, cost, keys, names, roster, summary
 from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
 from coursekit.fleet.provider import PROVIDERS, fleet_for
-from coursekit.schedule import Change, Decision, Schedule, clock_of, now_utc, parse_time, schedule_of
+from coursekit.schedule import Change, Decision, Schedule, now_utc, parse_time, schedule_of
 from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret, seats
 from coursekit.ui import err, out, plural, styled, warn
 
@@ -209,7 +209,7 @@ def _fleet_urls(course: Course, tokens: SeatTokens) -> dict[str, str]:
 def _fleet_states(course: Course, tokens: SeatTokens) -> dict[str, str]:
     """Each deployed seat's state; none when there is no fleet to ask."""
     try:
-        return {o.seat: getattr(o.state, "value", o.state) for o in fleet_for(course, None, tokens).observe()}
+        return {o.seat: o.state.value for o in fleet_for(course, None, tokens).observe()}
     except CoursekitError as exc:
         err.print(f"cannot ask the fleet for seat states ({str(exc).splitlines()[0]}); the sheet shows none")
         return {}
@@ -236,7 +236,7 @@ def _now(args: argparse.Namespace) -> datetime:
 
 def _decisions(plan: Schedule, observed, now: datetime) -> dict[str, Decision]:
     """seat → what the schedule does to it now (seats it leaves alone are absent)."""
-    found = {o.seat: plan.decide(clock_of(o), now) for o in observed}
+    found = {o.seat: plan.decide(o.clock(), now) for o in observed}
     return {seat: d for seat, d in found.items() if d is not None}
 
 
@@ -320,7 +320,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     plan, now = schedule_of(course), _now(args)
     rows = fleet.status()
     observed = {o.seat: o for o in fleet.observe()} if plan.windows or plan.idle_pause_hours or plan.expire else {}
-    when = {seat: plan.next_change(clock_of(o), now) for seat, o in observed.items()}
+    when = {seat: plan.next_change(o.clock(), now) for seat, o in observed.items()}
     warning = plan.expiry_warning(now)
     if args.json:
         rows = [{**asdict(r), "schedule": when.get(r.seat, "-")} for r in rows]
@@ -351,7 +351,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CoursekitError("no seat is deployed: `coursekit deploy` first")
     order = list(clients)
     # The credential each seat must refuse: the next seat's (a lone seat: one derived for no seat).
-    other = {seat: tokens.token(order[(i + 1) % len(order)] if len(order) > 1 else ":check") for i, seat in enumerate(order)}
+    other = {seat: tokens.token(order[(i + 1) % len(order)] if len(order) > 1 else keys.NO_SEAT) for i, seat in enumerate(order)}
     started = time.monotonic()
     results = seatcheck.check_all(course, clients, other)
     wall = time.monotonic() - started
@@ -453,7 +453,7 @@ def cmd_takehome(args: argparse.Namespace) -> int:
     if args.days < 1:
         raise CoursekitError(f"--days {args.days}: links must live at least one day")
     if args.archive_dir is None and course.archive_target.startswith(SWIFT):
-        path, results = takehome.write_links(course, store_for(course), args.to, args.days)
+        path, results = takehome.write_links(course, store_for(course, None, _object_store(course)), args.to, args.days)
         table = Table(title=f"{course.course.name}: take-home links")
         for column in ("student", "detail"):
             table.add_column(column)
@@ -463,7 +463,7 @@ def cmd_takehome(args: argparse.Namespace) -> int:
         err.print(f"wrote {path} (owner-only): mail each student their own link; each opens that student's archive "
                   f"until it expires in {plural(args.days, 'day')}", highlight=False)
         return 1 if any(r.detail.startswith("no archive") for r in results) else 0
-    results = takehome.write_all(course, store_for(course, args.archive_dir), args.to)
+    results = takehome.write_all(course, store_for(course, args.archive_dir, _object_store(course)), args.to)
     table = Table(title=f"{course.course.name}: take-home")
     for column in ("seat", "folder", "detail"):
         table.add_column(column)
@@ -495,7 +495,16 @@ def _archive_store(fleet, folder: Path | None):
             "set archive.target: swift://CONTAINER in course.yaml (private, in your allocation), or pass --archive-dir "
             "and keep the folder (the baked workflows upload it only from a private repository)"
         )
-    return store_for(course, folder, getattr(fleet, "cloud", None))
+    return store_for(course, folder, _object_store(course, fleet))
+
+
+def _object_store(course: Course, fleet=None) -> Callable[[], Any]:
+    """A connection to the object store archives may go to: the fleet's own cloud, else one made when first needed."""
+    def connect():
+        from coursekit.fleet.cloud import Cloud
+
+        return getattr(fleet, "cloud", None) or Cloud.connect(course.fleet.openstack.cloud)
+    return connect
 
 
 def _selected(fleet, seats: list[str]):
@@ -516,7 +525,7 @@ def _set_awake(args: argparse.Namespace, change: Change) -> int:
     if change is Change.RESUME and plan.awake_interval(now) is None:
         err.print(f"note: it is outside schedule.awake, so `coursekit schedule` pauses these seats again at its next run "
                   f"(next awake hours: {plan.wakes_at(now)}); widen schedule.awake for a session now")
-    return _print_outcomes(fleet.set_awake(change.value, observed, {seat: "" for seat in chosen}, now), change.value)
+    return _print_outcomes(fleet.set_awake(change, observed, {seat: "" for seat in chosen}, now), change.value)
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -549,7 +558,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     for change in (Change.PAUSE, Change.RESUME):
         reasons = {seat: d.reason for seat, d in decisions.items() if d.change is change}
         if reasons:
-            outcomes += fleet.set_awake(change.value, observed, reasons, now)
+            outcomes += fleet.set_awake(change, observed, reasons, now)
     return _print_outcomes(outcomes, "schedule")
 
 
@@ -573,7 +582,7 @@ def cmd_archives(args: argparse.Namespace) -> int:
     if args.target_kind:  # for the workflows: where archives go, without asking any store
         out.print("swift" if args.archive_dir is None and course.archive_target.startswith("swift://") else "folder")
         return 0
-    store = store_for(course, args.archive_dir)
+    store = store_for(course, args.archive_dir, _object_store(course))
     if args.fetch:
         path = store.fetch(args.fetch, args.to)
         out.print(f"{path}: checksum and manifest verified")

@@ -228,8 +228,3 @@ def activity_text(body: dict | None) -> str:
     """Jupyter's last_activity as status shows it: a clean UTC time, or "unknown" for anything else a seat says."""
     moment = jupyter_clocks(body)["last_activity"]
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ("unknown" if isinstance(body, dict) else "-")
-
-
-def clock_of(observed) -> SeatClock:
-    """What the schedule reads of an observed seat."""
-    return SeatClock(observed.seat, observed.state == "paused", observed.paused_at, observed.started, observed.last_activity)

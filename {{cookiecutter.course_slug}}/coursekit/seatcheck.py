@@ -18,8 +18,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.fleet.parallel import each
 from coursekit.image import SHARE
+from coursekit.parallel import each
 from coursekit.seatclient import SeatClient
 from coursekit.validate import list_notebooks
 

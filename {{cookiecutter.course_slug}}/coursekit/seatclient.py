@@ -1,7 +1,7 @@
 """A small client for one seat's Jupyter (and the VM's own endpoints), carrying the seat's token only to that seat.
 
 Plain HTTP for seats on this machine's loopback; HTTPS for VMs, checked before the token is sent: against
-the public CAs when the seat has a DNS name, else against the seat's pinned public key (fleet/seattls.py).
+the public CAs when the seat has a DNS name, else against the seat's pinned public key (keys.py).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterator
 
 import websocket
 
+from coursekit import keys
 from coursekit.errors import CoursekitError
 from coursekit.probe import read_bounded
 
@@ -110,10 +111,8 @@ class SeatClient:
             raise UntrustedSeat(f"seat {self.seat}: {self.base_url} presents a certificate that does not verify "
                                 f"({exc.verify_message}); its token was not sent") from None
         if self.pinned_key is not None:
-            from coursekit.fleet.seattls import certificate_public_key
-
             presented = connection.sock.getpeercert(binary_form=True)
-            if presented is None or certificate_public_key(presented) != self.pinned_key:
+            if presented is None or keys.certificate_public_key(presented) != self.pinned_key:
                 connection.close()
                 raise UntrustedSeat(f"seat {self.seat}: {self.base_url} presents a certificate that is not this seat's; "
                                     "its token was not sent (is the address someone else's now?)")

@@ -1,18 +1,19 @@
 """Roster → seats → credentials. Credentials are derived, never stored."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import math
 import os
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
+from coursekit import keys
 from coursekit.config import Course
 from coursekit.errors import SecretError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 SECRET_VARIABLE = "COURSEKIT_SECRET"
 MIN_SECRET_LENGTH = 16
@@ -89,14 +90,6 @@ def read_secret(environ: Mapping[str, str] = os.environ) -> str:
     return secret
 
 
-def credential(secret: str, slug: str, seat_id: str) -> str:
-    """The seat's token: URL-safe base64 of HMAC-SHA256(secret, slug ':' seat id), 256 bits."""
-    # ':' cannot occur in a slug or seat id, so ("ab", "c") and ("a", "bc") never collide.
-    # os.fsencode: a secret with bytes that are not UTF-8 (read from the environment) is used as those bytes.
-    digest = hmac.new(os.fsencode(secret), f"{slug}:{seat_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 @dataclass(frozen=True)
 class SeatTokens:
     """Every seat's credentials for one course, from the one secret; built once by the CLI and handed to
@@ -106,11 +99,9 @@ class SeatTokens:
     slug: str
 
     def token(self, seat: str) -> str:
-        """The seat's Jupyter token."""
-        return credential(self.secret, self.slug, seat)
+        """The seat's Jupyter token (or keys.GATEWAY's, keys.NO_SEAT's)."""
+        return keys.token(self.secret, self.slug, seat)
 
-    def tls_key(self, seat: str):
-        """The seat's VM TLS key (fleet/seattls.py), for pinning."""
-        from coursekit.fleet.seattls import seat_key
-
-        return seat_key(self.secret, self.slug, seat)
+    def tls_key(self, seat: str) -> EllipticCurvePrivateKey:
+        """The seat's VM TLS key (or keys.GATEWAY's), for its certificate and for pinning."""
+        return keys.tls_key(self.secret, self.slug, seat)

@@ -17,6 +17,11 @@ import openstack
 import openstack.exceptions as oserr
 
 from coursekit.errors import CoursekitError
+from coursekit.fleet.plan import SeatState
+
+# Nova's statuses of a VM that is powered off, and what a seat in each is: shelved is coursekit's pause.
+POWERED_OFF = {"SHUTOFF": SeatState.STOPPED, "SHELVED": SeatState.PAUSED, "SHELVED_OFFLOADED": SeatState.PAUSED,
+               "SUSPENDED": SeatState.STOPPED, "PAUSED": SeatState.STOPPED}
 
 RETRIES = 4
 # How to bring back a VM that is off, by its nova status: what it is called, and the SDK call.

@@ -29,10 +29,10 @@ from coursekit.errors import CoursekitError, DockerError
 from coursekit.fleet import homedisk
 from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
-from coursekit.fleet.parallel import Interrupted, Stop, each, run_all
-from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatStatus
+from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider, home_from_archive
+from coursekit.parallel import Interrupted, Stop, each, run_all
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
@@ -123,23 +123,23 @@ class DockerProvider(Provider):
 
     def _observe(self, container: Container) -> Observed:
         seat = container.labels[labels.SEAT]
-        state, detail, clocks, paused_at = container.status, "", {}, None
-        if state == "running":
+        detail, clocks, paused_at = "", {}, None
+        if container.status == "running":
             status, body = probe.get(self._probe_url(seat, int(container.labels[labels.PORT])), self.token(seat), timeout=3)
             started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
             age = (datetime.now(timezone.utc) - started).total_seconds()
             if status == 200:
-                state, clocks = "running", jupyter_clocks(body)
+                state, clocks = SeatState.RUNNING, jupyter_clocks(body)
             elif age < START_GRACE:
-                state = "starting"
+                state = SeatState.STARTING
             else:
-                state, detail = "failed", f"Jupyter does not answer (HTTP {status or 'no answer'})"
+                state, detail = SeatState.FAILED, f"Jupyter does not answer (HTTP {status or 'no answer'})"
         elif _paused(container):
-            state, detail = "paused", "paused (container stopped, home kept)"
+            state, detail = SeatState.PAUSED, "paused (container stopped, home kept)"
             paused_at = parse_time(container.attrs["State"].get("FinishedAt", ""))
         else:
             code = container.attrs["State"].get("ExitCode")
-            state, detail = "stopped", f"container {container.status}, exit code {code}"
+            state, detail = SeatState.STOPPED, f"container {container.status}, exit code {code}"
         return Observed(seat, container.name, container.image.id, container.labels.get(labels.SETTINGS, ""), state, detail,
                         paused_at=paused_at, **clocks)
 
@@ -473,7 +473,7 @@ class DockerProvider(Provider):
             elif action.kind is Kind.CREATE:
                 progress.update(seat, "starting", f"port {port}")
                 self._start_new(seat, image, port)
-            elif action.observed.state == "starting":
+            elif action.observed.state is SeatState.STARTING:
                 self._wait_ready(self._container(action.observed.instance_id), seat, port)
             progress.update(seat, "ready", self.url(seat, port))
             return Outcome(seat, action.kind.value, True, self.url(seat, port), time.monotonic() - started)

@@ -17,17 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from coursekit import archive, labels, names
+from coursekit import archive, keys, labels, names
 from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, homestream, seattls
-from coursekit.fleet.cloud import Cloud
+from coursekit.fleet.cloud import POWERED_OFF, Cloud
 from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
-from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider, home_from_archive
+from coursekit.parallel import each
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import SeatTokens
@@ -35,8 +35,6 @@ from coursekit.seats import SeatTokens
 HTTPS_PORT = 443
 SEAT_REPORT = "/coursekit/seat.json"
 HOME_TAR = "/coursekit/home.tar"
-POWERED_OFF = {"SHUTOFF": SeatState.STOPPED, "SHELVED": SeatState.PAUSED, "SHELVED_OFFLOADED": SeatState.PAUSED,
-               "SUSPENDED": SeatState.STOPPED, "PAUSED": SeatState.STOPPED}
 SSH_PORT, HTTP_PORT = 22, 80
 
 
@@ -121,7 +119,7 @@ class OpenStackProvider(Provider):
             return self.gateway.client(address, seat)
         if self.settings.dns_domain:
             return SeatClient(seat, f"https://{self.site(seat, address)}:{HTTPS_PORT}", self.token(seat))
-        pinned = seattls.public_key_der(self.tokens.tls_key(seat))
+        pinned = keys.public_key_der(self.tokens.tls_key(seat))
         return SeatClient(seat, f"https://{address}:{HTTPS_PORT}", self.token(seat), pinned)
 
     def _get(self, seat: str, address: str, path: str, timeout: float = 5) -> tuple[int, dict | None]:
@@ -292,7 +290,7 @@ class OpenStackProvider(Provider):
         try:
             if item.action.kind is Kind.REPLACE:
                 progress.update(seat, "replacing", item.action.reason)
-                if item.action.observed.state == "running":  # a VM's disk goes with it: save the work first
+                if item.action.observed.state is SeatState.RUNNING:  # a VM's disk goes with it: save the work first
                     done = self._archive_at(seat, fips[seat].floating_ip_address, store)
                     progress.update(seat, "replacing", f"work archived to {done.path}")
                 self.cloud.delete_server(item.action.observed.instance_id, "deleting the old VM")
@@ -351,7 +349,7 @@ class OpenStackProvider(Provider):
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
             for action in actions:
                 if action.kind is Kind.KEEP:
-                    progress.update(action.seat, "ready" if action.observed.state == SeatState.RUNNING else "starting")
+                    progress.update(action.seat, "ready" if action.observed.state is SeatState.RUNNING else "starting")
                 elif action.kind is Kind.BLOCKED:
                     outcomes[action.seat] = Outcome(action.seat, "blocked", False, action.reason)
                     progress.update(action.seat, "LEFT IN PLACE", action.observed.detail[:120])
@@ -365,7 +363,7 @@ class OpenStackProvider(Provider):
                 waking = list(pool.map(lambda a: self._wake(a, fips, progress), [a for a in actions if a.kind is Kind.WAKE]))
             waiting = [i for i in items if i.outcome is None] + updating + waking
             waiting += [_Seat(a, fip=fips.get(a.seat) or self._fips().get(a.seat), server_id=a.observed.instance_id)
-                        for a in actions if a.kind is Kind.KEEP and a.observed.state == "starting"]
+                        for a in actions if a.kind is Kind.KEEP and a.observed.state is SeatState.STARTING]
             self._wait(waiting, image, found, group, progress, new_gateway)
             if self.gateway:
                 outcomes[GATEWAY] = self._route(self._servers(), new_gateway, image or None)
@@ -531,7 +529,7 @@ class OpenStackProvider(Provider):
         if spare not in self.urls() or getattr(doors.get(spare), "port_id", None) is None:
             raise CoursekitError(f"{spare} is not deployed: deploy first, then swap onto it")
         old = [o for o in self.observe() if o.seat == seat][:1]
-        running = bool(old) and old[0].state == SeatState.RUNNING and getattr(doors.get(seat), "port_id", None)
+        running = bool(old) and old[0].state is SeatState.RUNNING and getattr(doors.get(seat), "port_id", None)
         with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
             source, why = "", ""
             if running:

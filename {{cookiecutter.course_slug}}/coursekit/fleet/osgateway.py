@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from coursekit import labels, names
+from coursekit import keys, labels, names
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
+from coursekit.fleet.cloud import POWERED_OFF
 from coursekit.fleet.gateway import Route, seat_host
-from coursekit.fleet.plan import SeatStatus
+from coursekit.fleet.plan import SeatState, SeatStatus
 from coursekit.seatclient import SeatClient, UntrustedSeat
 
 GATEWAY = "gateway"  # the gateway's name in status rows and outcomes (a reserved seat id)
-KEY = ":gateway"  # what its token and TLS key are derived from: no seat id holds a colon
 ROLE_TAG = "coursekit-role-gateway"
 SEAT_PORT = 8080  # seats serve the gateway here
 MIRROR_PORT = 5000  # the gateway's pull-through cache of the course image's registry, for the seats
@@ -110,13 +110,13 @@ class OpenStackGateway:
         return f"{self.seat_origin(seat, address)}/{seat}/"
 
     def token(self) -> str:
-        return self.provider.tokens.token(KEY)
+        return self.provider.tokens.token(keys.GATEWAY)
 
     def client(self, address: str, seat: str | None = None) -> SeatClient:
         """The gateway itself (its token), or a seat behind it (the seat's token), over TLS checked first."""
         base = f"{self.seat_origin(seat, address)}:{HTTPS_PORT}/{seat}" if seat else f"https://{self.site(address)}:{HTTPS_PORT}"
         token = self.provider.token(seat) if seat else self.token()
-        pinned = None if self.settings.dns_domain else seattls.public_key_der(self.provider.tokens.tls_key(KEY))
+        pinned = None if self.settings.dns_domain else keys.public_key_der(self.provider.tokens.tls_key(keys.GATEWAY))
         return SeatClient(seat or GATEWAY, base, token, pinned)
 
     def fingerprint(self) -> str:
@@ -220,7 +220,7 @@ class OpenStackGateway:
         if missing := [f"{kind} {wanted[kind]!r}" for kind, value in found.items() if value is None]:
             raise CoursekitError(f"the gateway cannot be created: {', '.join(missing)} not found in cloud {s.cloud!r}")
         gateway_group, _ = self.groups()
-        tls = None if s.dns_domain else seattls.seat_certificate(self.provider.tokens.tls_key(KEY), GATEWAY, address)
+        tls = None if s.dns_domain else seattls.seat_certificate(self.provider.tokens.tls_key(keys.GATEWAY), GATEWAY, address)
         from coursekit.image import auth_from_env
 
         user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls, self.upstream(),
@@ -249,8 +249,6 @@ class OpenStackGateway:
 
     def routes(self, servers: list) -> list[Route]:
         """One route per seat server with an address: its private address, or its paused page."""
-        from coursekit.fleet.openstack import POWERED_OFF
-        from coursekit.fleet.plan import SeatState
         from coursekit.schedule import schedule_of
 
         until = schedule_of(self.provider.course).wakes_at(datetime.now(timezone.utc))

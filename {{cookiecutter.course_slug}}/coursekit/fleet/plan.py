@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from coursekit.schedule import SeatClock
+
 
 class Kind(str, Enum):
     CREATE = "create"
@@ -25,6 +27,9 @@ class SeatState(str, Enum):
     PAUSED = "paused"  # shelved (a VM) or stopped by `pause` (a container): keeps its home; only resume or the schedule wakes it
     FAILED = "failed"
 
+    def __str__(self) -> str:
+        return self.value  # in messages and status rows, as the word itself
+
 
 @dataclass(frozen=True)
 class Desired:
@@ -43,12 +48,19 @@ class Observed:
     instance_id: str  # what the provider addresses it by: a container name, a server id
     image: str
     settings: str
-    state: str  # a SeatState: the provider's reading of it
+    state: SeatState  # the provider's reading of it
     detail: str = ""
     holds_work: bool = False  # the instance's own disk holds the student's work: never replaced or deleted unarchived
     paused_at: datetime | None = None  # when coursekit paused it (None: not paused, or paused by other means)
     started: datetime | None = None  # Jupyter's own clocks, from /api/status, when it answers
     last_activity: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", SeatState(self.state))  # ValueError for a state no provider may report
+
+    def clock(self) -> SeatClock:
+        """What the schedule reads of this seat."""
+        return SeatClock(self.seat, self.state is SeatState.PAUSED, self.paused_at, self.started, self.last_activity)
 
 
 @dataclass(frozen=True)

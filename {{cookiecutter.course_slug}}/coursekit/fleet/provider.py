@@ -20,8 +20,9 @@ from coursekit.archive import Archived
 from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
-from coursekit.fleet.parallel import each
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
+from coursekit.parallel import each
+from coursekit.schedule import Change
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens, seats, status_order
 
@@ -105,17 +106,17 @@ class Provider(ABC):
         """Wake these paused or stopped seats; done when each answers again, as after deploy."""
         return self.apply([Action(Kind.WAKE, o.seat, "resume", None, o) for o in observed], "", None)
 
-    def set_awake(self, change: str, observed: list[Observed], reasons: dict[str, str], now: datetime) -> list[Outcome]:
+    def set_awake(self, change: Change, observed: list[Observed], reasons: dict[str, str], now: datetime) -> list[Outcome]:
         """Pause or resume the observed seats named in reasons (seat → why); seats already so are reported, not touched."""
         chosen = [o for o in observed if o.seat in reasons]
-        if change == "pause":
+        if change is Change.PAUSE:
             act = [o for o in chosen if o.state != SeatState.PAUSED]
             done = self.pause(act, now) if act else []
             left = [Outcome(o.seat, "pause", True, "already paused") for o in chosen if o.state == SeatState.PAUSED]
         else:
             act = [o for o in chosen if o.state in (SeatState.PAUSED, SeatState.STOPPED)]
             done = self.resume(act) if act else []
-            left = [Outcome(o.seat, "resume", True, f"already {SeatState(o.state).value}")
+            left = [Outcome(o.seat, "resume", True, f"already {o.state.value}")
                     for o in chosen if o not in act]
         detailed = [Outcome(o.seat, o.action, o.ok, f"{reasons[o.seat]}: {o.detail}" if reasons.get(o.seat) else o.detail, o.seconds)
                     for o in done]

@@ -1,7 +1,6 @@
-"""Each seat VM's TLS identity, derived from COURSEKIT_SECRET, so the deploy can pin it without storing anything.
+"""Each seat VM's TLS certificate, for the key derived from COURSEKIT_SECRET (coursekit/keys.py).
 
-A VM without a DNS name cannot get a public certificate. Its key is instead derived per seat
-(HMAC-SHA256(secret, "tls:" slug ":" seat), as a P-256 scalar); cloud-init hands the VM that key and a
+A VM without a DNS name cannot get a public certificate. cloud-init hands the VM its derived key and a
 self-signed certificate for it, and every call that carries the seat's token first checks that the VM
 presents exactly that public key. Any machine with the secret can re-derive it; a VM that answers with
 another key never sees the token.
@@ -9,36 +8,12 @@ another key never sees the token.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 import ipaddress
-import os
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-# The order of the P-256 group: a scalar must lie in [1, order - 1].
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def seat_key(secret: str, slug: str, seat: str) -> ec.EllipticCurvePrivateKey:
-    """The seat's private key: the same on every machine that holds the secret."""
-    # ':' occurs in no slug or seat id, and tokens hash "slug:seat" without the "tls:" prefix.
-    digest = hmac.new(os.fsencode(secret), f"tls:{slug}:{seat}".encode(), hashlib.sha256).digest()
-    return ec.derive_private_key(int.from_bytes(digest, "big") % (_P256_ORDER - 1) + 1, ec.SECP256R1())
-
-
-def public_key_der(key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The public half, as the bytes a certificate's SubjectPublicKeyInfo holds."""
-    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def certificate_public_key(der_certificate: bytes) -> bytes:
-    """The SubjectPublicKeyInfo of a DER certificate, as a server presented it."""
-    return x509.load_der_x509_certificate(der_certificate).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def seat_certificate(key: ec.EllipticCurvePrivateKey, seat: str, address: str) -> tuple[str, str]:
