@@ -1,4 +1,5 @@
 """The template's own code, the bundled coursekit and the tests pass ruff (config in pyproject.toml)."""
+import functools
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@functools.cache
 def _imports() -> dict[str, list[tuple[str, bool]]]:
     """module → [(coursekit module it imports, at module level?)], read from the bundled package's source."""
     import ast
