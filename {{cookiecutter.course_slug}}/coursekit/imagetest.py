@@ -13,10 +13,11 @@ from typing import Callable
 import docker
 from docker.models.containers import Container
 
-from coursekit import cost, engine, labels, probe
+from coursekit import cost, engine, labels
 from coursekit.config import Course, NotebookSettings
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.nbrunner import MARK
+from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
 from coursekit.ui import warn
 from coursekit.validate import list_notebooks, memory_bytes
@@ -158,14 +159,17 @@ def wrong_token(token: str) -> str:
     return ("y" if token[0] == "x" else "x") + token[1:]
 
 
-def _answer(url: str, token: str | None, tries: int = 3) -> int:
-    """The HTTP status url answers (0: none); a moment without an answer on a busy machine is asked again."""
-    for _ in range(tries):
-        status, _ = probe.get(url, token, timeout=10)
-        if status:
-            return status
-        time.sleep(1)
-    return 0
+def _answer(client: SeatClient, tries: int = 3) -> int:
+    """The HTTP status /api/status answers (0: none); a moment without an answer on a busy machine is asked again."""
+    try:
+        for _ in range(tries):
+            status, _ = client.get("/api/status", timeout=10)
+            if status:
+                return status
+            time.sleep(1)
+        return 0
+    finally:
+        client.close()
 
 
 def _exec_check(container, name: str, command: list[str], passed: str) -> Check:
@@ -193,14 +197,13 @@ def run_checks(
         if network != "host":
             container.reload()
             port = int(container.ports["8888/tcp"][0]["HostPort"])
-        url = f"http://127.0.0.1:{port}/api/status"
-
+        jupyter = SeatClient("image-test", f"http://127.0.0.1:{port}", token)
         try:
-            probe.wait_ready(url, token, start_timeout, lambda: engine.stopped_reason(container))
+            jupyter.wait_ready(start_timeout, lambda: engine.stopped_reason(container))
         except (TimeoutError, RuntimeError) as exc:
             return [Check("server starts", False, str(exc))]
         checks.append(Check("server starts", True, f"answered on port {port}"))
-        anonymous, wrong = _answer(url, None), _answer(url, wrong_token(token))
+        anonymous, wrong = _answer(jupyter.with_token("")), _answer(jupyter.with_token(wrong_token(token)))
         checks.append(Check(
             "credential required", anonymous == 403 and wrong == 403,
             f"without a credential {anonymous}, with a wrong one {wrong} (403 expected)",

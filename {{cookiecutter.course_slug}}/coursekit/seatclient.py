@@ -1,6 +1,7 @@
-"""A small client for one seat's Jupyter (and the VM's own endpoints), carrying the seat's token only to that seat.
+"""The one client for a Jupyter server coursekit runs (a seat, an image under test, a VM's own endpoints), carrying a
+seat's token only to that seat; every answer read within its time and size.
 
-Plain HTTP for seats on this machine's loopback; HTTPS for VMs, checked before the token is sent: against
+Plain HTTP for servers on this machine (a Docker host's seats, `coursekit test`); HTTPS for VMs, checked before the token is sent: against
 the public CAs when the seat has a DNS name, else against the seat's pinned public key (keys.py).
 """
 from __future__ import annotations
@@ -13,15 +14,39 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import websocket
 
 from coursekit import keys
 from coursekit.errors import CoursekitError
-from coursekit.probe import read_bounded
 
 CHUNK = 1 << 20
+MAX_BODY = 1 << 20  # a status answer is a few hundred bytes
+
+
+class TooSlow(OSError):
+    """An answer that did not finish within its time, or grew past its size."""
+
+
+def read_bounded(response, deadline: float, limit: int = MAX_BODY) -> bytes:
+    """The response body, read before deadline (time.monotonic) and at most limit bytes; TooSlow otherwise.
+    A socket timeout bounds one read only: a server that drips a byte at a time must not hold us forever."""
+    chunks, size = [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TooSlow("the answer did not finish in time")
+        sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+        chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise TooSlow(f"the answer is over {limit:,} bytes")
+        chunks.append(chunk)
 
 
 def _address(host: str) -> str:
@@ -94,6 +119,26 @@ class SeatClient:
         """The same seat, asked with another credential (over the same verified connection)."""
         return SeatClient(self.seat, self.base_url, token, self.pinned_key, self.ca_pem, self._idle)
 
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"} if self.token else {}  # no token: asked as anyone
+
+    def wait_ready(self, timeout: float, gone: Callable[[], str | None] = lambda: None, interval: float = 0.5,
+                   path: str = "/api/status") -> dict:
+        """Poll path until it answers 200 (its JSON); TimeoutError, or RuntimeError(why the server is gone)."""
+        deadline = time.monotonic() + timeout
+        status = 0
+        try:
+            while time.monotonic() < deadline:
+                status, body = self.get(path)
+                if status == 200:
+                    return body or {}
+                if why := gone():
+                    raise RuntimeError(why)
+                time.sleep(interval)
+        finally:
+            self.close()
+        raise TimeoutError(f"{self.base_url}{path} did not answer within {timeout:.0f}s (last status {status or 'no answer'})")
+
     def close(self) -> None:
         """Close the idle connection, if any."""
         if (connection := self._idle.take()) is not None:
@@ -121,7 +166,7 @@ class SeatClient:
     def _open(self, path: str, timeout: float, method: str = "GET", body: bytes | BinaryIO | None = None,
               headers: dict[str, str] | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         connection = self._connect(timeout)
-        sent = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {}), **(headers or {})}
+        sent = {**self._auth(), **({"Content-Type": "application/json"} if body else {}), **(headers or {})}
         connection.request(method, self.prefix + path, body=body, headers=sent)
         return connection, connection.getresponse()
 
@@ -139,7 +184,7 @@ class SeatClient:
     def _send(self, connection: http.client.HTTPConnection, path: str, timeout: float, method: str, body: bytes | None,
               deadline: float) -> tuple[http.client.HTTPResponse, bytes]:
         """The answer on connection, which is kept for the next request when the seat keeps it open."""
-        headers = {"Authorization": f"token {self.token}", **({"Content-Type": "application/json"} if body else {})}
+        headers = {**self._auth(), **({"Content-Type": "application/json"} if body else {})}
         try:
             connection.sock.settimeout(timeout)
             connection.request(method, self.prefix + path, body=body, headers=headers)

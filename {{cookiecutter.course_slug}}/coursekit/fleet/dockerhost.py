@@ -22,7 +22,7 @@ import docker.errors
 from docker.models.containers import Container
 from docker.models.volumes import Volume
 
-from coursekit import archive, engine, labels, probe
+from coursekit import archive, engine, labels
 from coursekit.archivestore import ArchiveStore, archive_to
 from coursekit.config import Course
 from coursekit.errors import CoursekitError, DockerError
@@ -96,10 +96,19 @@ class DockerProvider(Provider):
         """Where a seat's port listens: behind a gateway only on loopback, else on fleet.docker.bind."""
         return "127.0.0.1" if self.gateway else self.settings.bind
 
-    def _probe_url(self, seat: str, port: int) -> str:
+    def _jupyter(self, seat: str, port: int) -> SeatClient:
+        """The seat's Jupyter on this host, with its token (as coursekit asks it; students come by their link)."""
         bind = self._listen_host()
         host = "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1", "::") else bind
-        return f"http://{host if ':' not in host else f'[{host}]'}:{port}{self._base_url(seat)}api/status"
+        return SeatClient(seat, f"http://{host if ':' not in host else f'[{host}]'}:{port}{self._base_url(seat)}", self.token(seat))
+
+    def _status(self, seat: str, port: int) -> tuple[int, dict | None]:
+        """(status, body) of the seat's /api/status, within 3 s."""
+        client = self._jupyter(seat, port)
+        try:
+            return client.get("/api/status", timeout=3)
+        finally:
+            client.close()
 
     def _base_url(self, seat: str) -> str:
         return f"/{seat}/" if self.gateway else "/"
@@ -125,7 +134,7 @@ class DockerProvider(Provider):
         seat = container.labels[labels.SEAT]
         detail, clocks, paused_at = "", {}, None
         if container.status == "running":
-            status, body = probe.get(self._probe_url(seat, int(container.labels[labels.PORT])), self.token(seat), timeout=3)
+            status, body = self._status(seat, int(container.labels[labels.PORT]))
             started = datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26].rstrip("Z") + "+00:00")
             age = (datetime.now(timezone.utc) - started).total_seconds()
             if status == 200:
@@ -298,7 +307,7 @@ class DockerProvider(Provider):
     def _wait_ready(self, container: Container, seat: str, port: int) -> None:
         def gone() -> str | None:
             return self.stop.reason() or engine.stopped_reason(container)
-        probe.wait_ready(self._probe_url(seat, port), self.token(seat), self.ready_timeout, gone)
+        self._jupyter(seat, port).wait_ready(self.ready_timeout, gone)
 
     def _wake(self, container: Container, seat: str, port: int) -> None:
         """Start a paused or stopped container again (same container, same home) and wait until it answers."""
@@ -346,7 +355,7 @@ class DockerProvider(Provider):
                 new.remove(force=True)
             with suppress(docker.errors.DockerException, TimeoutError, RuntimeError):
                 old.start()
-                probe.wait_ready(self._probe_url(seat, port), self.token(seat), self.ready_timeout, lambda: engine.stopped_reason(old))
+                self._jupyter(seat, port).wait_ready(self.ready_timeout, lambda: engine.stopped_reason(old))
             raise CoursekitError(f"the new container did not start ({exc}); the old one is back, with its home") from None
         with engine.guarded(f"retiring the old container of {seat}"):
             old.remove(force=True)
@@ -567,7 +576,7 @@ class DockerProvider(Provider):
         if container is None:
             return SeatStatus(seat, "home only" if volume else "missing", "", "", "-", "-", home)
         port = int(container.labels[labels.PORT])
-        code, body = probe.get(self._probe_url(seat, port), self.token(seat), timeout=3) if container.status == "running" else (0, None)
+        code, body = self._status(seat, port) if container.status == "running" else (0, None)
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
         image = (container.image.tags or [container.image.id[:19]])[0]
         state = "paused" if _paused(container) else container.status
