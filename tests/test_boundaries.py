@@ -276,6 +276,7 @@ def test_the_home_streamer_takes_in_a_home_as_it_gives_one_and_the_students_file
     ("other/file.txt", "not inside"),
     ("/jovyan/file.txt", "not inside"),
     ("jovyan/through/file.txt", None),  # through a link the home already holds: the link gives way, nothing outside
+    ("jovyan/disk", "a device"),
 ])
 def test_an_uploaded_home_never_writes_outside_the_home(coursekit, tmp_path, name, why):
     import io
@@ -290,8 +291,12 @@ def test_an_uploaded_home_never_writes_outside_the_home(coursekit, tmp_path, nam
     stream = io.BytesIO()
     with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(name)
-        info.size = 5
-        tar.addfile(info, io.BytesIO(b"owned"))
+        if why == "a device":
+            info.type, info.devmajor, info.devminor = tarfile.BLKTYPE, 8, 0
+            tar.addfile(info)
+        else:
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"owned"))
     stream.seek(0)
     if why:
         with pytest.raises(ValueError, match=why):

@@ -203,6 +203,8 @@ class _Writer:
         parts = member.name.split("/")
         if parts[0] != TOP or any(p in ("", ".", "..") for p in parts[1:]):
             raise ValueError(f"{member.name!r} is not inside {TOP}/")
+        if not (member.isdir() or member.isfile() or member.issym() or member.islnk() or member.isfifo()):
+            raise ValueError(f"{member.name!r} is a device; a home holds none")
         if len(parts) == 1:
             if member.isdir():
                 self.folders.append(([], member.mode, member.mtime))
