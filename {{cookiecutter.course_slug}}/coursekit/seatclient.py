@@ -119,8 +119,10 @@ class SeatClient:
         """The same seat, asked with another credential (over the same verified connection)."""
         return SeatClient(self.seat, self.base_url, token, self.pinned_key, self.ca_pem, self._idle)
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"} if self.token else {}  # no token: asked as anyone
+    def _headers(self, body: object, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The seat's token (none when asked as anyone), a JSON body's type, then extra."""
+        return {**({"Authorization": f"token {self.token}"} if self.token else {}),
+                **({"Content-Type": "application/json"} if body else {}), **(extra or {})}
 
     def wait_ready(self, timeout: float, gone: Callable[[], str | None] = lambda: None, interval: float = 0.5,
                    path: str = "/api/status") -> dict:
@@ -166,8 +168,7 @@ class SeatClient:
     def _open(self, path: str, timeout: float, method: str = "GET", body: bytes | BinaryIO | None = None,
               headers: dict[str, str] | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         connection = self._connect(timeout)
-        sent = {**self._auth(), **({"Content-Type": "application/json"} if body else {}), **(headers or {})}
-        connection.request(method, self.prefix + path, body=body, headers=sent)
+        connection.request(method, self.prefix + path, body=body, headers=self._headers(body, headers))
         return connection, connection.getresponse()
 
     def _exchange(self, path: str, timeout: float, method: str, body: bytes | None, deadline: float
@@ -184,10 +185,9 @@ class SeatClient:
     def _send(self, connection: http.client.HTTPConnection, path: str, timeout: float, method: str, body: bytes | None,
               deadline: float) -> tuple[http.client.HTTPResponse, bytes]:
         """The answer on connection, which is kept for the next request when the seat keeps it open."""
-        headers = {**self._auth(), **({"Content-Type": "application/json"} if body else {})}
         try:
             connection.sock.settimeout(timeout)
-            connection.request(method, self.prefix + path, body=body, headers=headers)
+            connection.request(method, self.prefix + path, body=body, headers=self._headers(body))
             response = connection.getresponse()
             answer = read_bounded(response, deadline)
             response.close()  # read to its end: the connection is free for the next request

@@ -31,7 +31,7 @@ from coursekit.fleet.dockergateway import DockerGateway
 from coursekit.fleet.gateway import Route
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.fleet.provider import Provider, home_from_archive
+from coursekit.fleet.provider import Provider, spool_work
 from coursekit.parallel import Interrupted, Stop, each, run_all
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient
@@ -407,38 +407,24 @@ class DockerProvider(Provider):
             raise CoursekitError(f"{spare} is not deployed on this host: deploy first, then swap onto it")
         helper = {labels.COURSE: self.slug, labels.ROLE: "archive-helper", labels.SEAT: spare}
         self._attach_home(volumes[spare])
-        source, why = "", ""
         for container in [c for c in listed if c.labels[labels.SEAT] == seat]:
             with engine.guarded(f"stopping {seat}"):
                 container.stop(timeout=10)  # its home holds still while it is copied; the seat stays, paused
-        if seat in volumes:
-            try:
-                self._attach_home(volumes[seat])
-                with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
-                    for chunk in engine.volume_tar(self.client, volumes[seat], HOME, helper):
-                        spooled.write(chunk)
-                    spooled.seek(0)
-                    engine.volume_put(self.client, volumes[spare], HOME, spooled, helper)
-                source = f"copied from {seat}'s home"
-            except CoursekitError as exc:
-                why = f"{seat}'s home could not be read ({exc}); "
-        if not source:
-            source = why + self._home_from_archive(seat, volumes[spare], store, helper)
+
+        def read() -> Iterable[bytes]:
+            self._attach_home(volumes[seat])
+            return engine.volume_tar(self.client, volumes[seat], HOME, helper)
+
+        with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
+            copied, source = spool_work(seat, store, spooled, HOME.rsplit("/", 1)[1],  # what the engine unpacks into /home
+                                        (f"{seat}'s home", read) if seat in volumes else None)
+            if copied:
+                spooled.seek(0)
+                engine.volume_put(self.client, volumes[spare], HOME, spooled, helper)
         with engine.guarded(f"restarting {spare}"):
             spare_container.restart(timeout=10)  # Jupyter sees the copied home as it starts
         self._wait_ready(spare_container, spare, int(spare_container.labels[labels.PORT]))
         return source
-
-    def _home_from_archive(self, seat: str, volume: str, store: ArchiveStore, helper: dict[str, str]) -> str:
-        """The seat's newest archive unpacked onto volume; what happened, in words."""
-        with tempfile.SpooledTemporaryFile(64 << 20) as spooled:
-            try:
-                name = home_from_archive(seat, store, spooled, HOME.rsplit("/", 1)[1])  # what the engine unpacks into /home
-            except CoursekitError as exc:
-                return f"no archive of it to copy ({exc}): the spare starts fresh"
-            spooled.seek(0)
-            engine.volume_put(self.client, volume, HOME, spooled, helper)
-        return f"copied from its newest archive, {name}"
 
     def _remove_seat(self, seat: str, containers: list[Container], keep_volume: bool = False) -> None:
         with engine.guarded(f"removing the seat {seat}"):

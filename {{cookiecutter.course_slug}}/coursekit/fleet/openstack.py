@@ -26,7 +26,7 @@ from coursekit.fleet.cloud import POWERED_OFF, Cloud
 from coursekit.fleet.osgateway import GATEWAY, SEAT_PORT, FrontDoor, FrontDoors, OpenStackGateway
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.progress import SeatProgress
-from coursekit.fleet.provider import Provider, home_from_archive
+from coursekit.fleet.provider import Provider, spool_work
 from coursekit.parallel import each
 from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient, UntrustedSeat
@@ -528,27 +528,14 @@ class OpenStackProvider(Provider):
         doors = self._fips()
         if spare not in self.urls() or getattr(doors.get(spare), "port_id", None) is None:
             raise CoursekitError(f"{spare} is not deployed: deploy first, then swap onto it")
-        old = [o for o in self.observe() if o.seat == seat][:1]
-        running = bool(old) and old[0].state is SeatState.RUNNING and getattr(doors.get(seat), "port_id", None)
+        old = [self._observe(s, doors) for s in self._servers() if s.metadata.get(labels.META_SEAT) == seat][:1]  # this seat only
+        running = bool(old) and old[0].state is SeatState.RUNNING  # its Jupyter answers at its address
+        why = f"{seat}'s VM cannot be read ({old[0].detail or 'it is not running'}); " if old and not running else ""
         with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
-            source, why = "", ""
-            if running:
-                try:
-                    for chunk in self._tar_source(seat, doors[seat].floating_ip_address)():
-                        spooled.write(chunk)
-                    source = f"copied from {seat}'s VM"
-                except CoursekitError as exc:
-                    why = f"{seat}'s home could not be read ({exc}); "
-                    spooled.seek(0)
-                    spooled.truncate()
-            elif old:
-                why = f"{seat}'s VM cannot be read ({old[0].detail or 'it is not running'}); "
-            if not source:
-                try:
-                    source = f"copied from its newest archive, {home_from_archive(seat, store, spooled, homestream.TOP)}"
-                except CoursekitError as exc:
-                    return why + f"no archive of it to copy ({exc}): the spare starts fresh"
-                source = why + source
+            read = (f"{seat}'s VM", self._tar_source(seat, doors[seat].floating_ip_address)) if running else None
+            copied, source = spool_work(seat, store, spooled, homestream.TOP, read, why)
+            if not copied:
+                return source
             size = spooled.tell()
             spooled.seek(0)
             self.client(spare, doors[spare].floating_ip_address).upload(HOME_TAR, spooled, size, "application/x-tar")

@@ -13,7 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Iterable
+from typing import Any, BinaryIO, Callable, ClassVar, Iterable
 
 from coursekit import archive
 from coursekit.archive import Archived
@@ -202,13 +202,28 @@ class Provider(ABC):
         """Everything still tagged with the course (teardown's final check), homes left out when they are kept."""
 
 
-def home_from_archive(seat: str, store: ArchiveStore, out: BinaryIO, top: str) -> str:
-    """The seat's newest archive written into out as a tar of its home under top/; its name. CoursekitError when
-    there is none to read."""
+def spool_work(seat: str, store: ArchiveStore, out: BinaryIO, top: str,
+               read: tuple[str, Callable[[], Iterable[bytes]]] | None = None, why: str = "") -> tuple[bool, str]:
+    """A swap's first half: the student's work written into out as a tar of their home under top/, from read = (what
+    it is, its tar stream) when given and readable to the end, else from the seat's newest archive. (whether there is
+    anything to copy, where it came from in words); why: what the words say first (the seat could not be read)."""
+    if read is not None:
+        where, stream = read
+        try:
+            for chunk in stream():
+                out.write(chunk)
+            return True, f"copied from {where}"
+        except CoursekitError as exc:
+            why = f"{where} could not be read ({exc}); "
+            out.seek(0)
+            out.truncate()
     with tempfile.TemporaryDirectory() as tmp:
-        path = store.fetch(seat, Path(tmp))
+        try:
+            path = store.fetch(seat, Path(tmp))
+        except CoursekitError as exc:
+            return False, f"{why}no archive of it to copy ({exc}): the spare starts fresh"
         archive.write_home_tar(path, out, top)
-        return path.name
+    return True, f"{why}copied from its newest archive, {path.name}"
 
 
 def describe_archive(done: Archived | None) -> str:
