@@ -126,7 +126,7 @@ def cloud():
 def fleet_factory(course_repo, tmp_path, docker_client, coursekit):
     """Makes committed course copies with a given slug and seats (no instructors, no spares by default);
     everything labelled with those slugs is removed afterwards (home disk files too), and nothing of any other course."""
-    from coursekit.fleet import homedisk
+    from coursekit.fleet.docker import homedisk
     from helpers import make_course
 
     slugs = []

@@ -115,9 +115,11 @@ def _put_into_volume(docker_client, scratch: str, volume: str, source: Path) -> 
 
 @pytest.fixture(scope="module")
 def archiving(coursekit, docker_client):
-    from coursekit import archive, engine
+    from coursekit import archive
+    from coursekit.engine import Engine
 
-    return archive, engine, engine.scratch_image(docker_client)
+    docker = Engine(docker_client)
+    return archive, docker, docker.scratch_image()
 
 
 generated = []
@@ -135,7 +137,7 @@ def test_any_home_round_trips_byte_identical(archiving, docker_client, tmp_path_
     volume = docker_client.volumes.create(labels={"org.coursekit.test": "archive"})
     try:
         _put_into_volume(docker_client, scratch, volume.name, original)
-        done = archive.archive_seat("s", lambda: engine.volume_tar(docker_client, volume.name, HOME, {}), work / "out", {})
+        done = archive.archive_seat("s", lambda: engine.volume_tar(volume.name, HOME, {}), work / "out", {})
     finally:
         volume.remove(force=True)
     assert stat.S_IMODE(os.stat(done.path).st_mode) == 0o600
@@ -167,7 +169,7 @@ def test_sha256sum_checks_an_extracted_archive(archiving, docker_client, tmp_pat
     volume = docker_client.volumes.create()
     try:
         _put_into_volume(docker_client, scratch, volume.name, original)
-        done = archive.archive_seat("s", lambda: engine.volume_tar(docker_client, volume.name, HOME, {}), tmp_path / "out", {})
+        done = archive.archive_seat("s", lambda: engine.volume_tar(volume.name, HOME, {}), tmp_path / "out", {})
     finally:
         volume.remove(force=True)
     extracted = tmp_path / "extracted"

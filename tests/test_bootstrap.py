@@ -375,9 +375,9 @@ def test_gateway_image_cache_pulls_each_image_once_from_upstream(cloudinit, tmp_
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from coursekit import engine
+    from coursekit.engine import Engine
 
-    image = docker_client.images.get(engine.scratch_image(docker_client))
+    image = docker_client.images.get(Engine(docker_client).scratch_image())
     image.tag(f"{registry}/course/tiny", "v1")
     assert "error" not in docker_client.images.push(f"{registry}/course/tiny", tag="v1")
     upstream = docker_client.containers.list(filters={"publish": registry.rsplit(":", 1)[1]})[0]

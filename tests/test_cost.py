@@ -21,7 +21,7 @@ def test_the_papers_sanity_row(coursekit):
      ("r3.large", 128), ("g3.small", 16), ("g3.xl", 128)],
 )
 def test_flavor_table(coursekit, flavor, su_per_hour):
-    from coursekit.cost import flavor as lookup
+    from coursekit.fleet.openstack.section import flavor as lookup
 
     assert lookup(flavor).su_per_hour == su_per_hour
 
@@ -79,7 +79,7 @@ def test_papers_workshop_over_budget(coursekit, course_repo):
     instructors = tuple(Person(f"i{n}", f"Instructor {n}") for n in range(5))
     seats = replace(course.seats, students=students, instructors=instructors, spares=5)
     openstack = replace(course.fleet.openstack, flavor="m3.quad")
-    course = replace(course, seats=seats, fleet=replace(course.fleet, openstack=openstack))
+    course = replace(course, seats=seats, fleet=replace(course.fleet, sections={**course.fleet.sections, "openstack": openstack}))
     result = estimate(course)
     # 50 VMs × 4 SU/h × 80 h = 16,000 SU, and the gateway 2 × 80 = 160: 16,160 > 10,000; affordable 10,000 / 202 = 49.5 h.
     assert result.total_su == 16_160 and result.affordable_hours == pytest.approx(49.50, abs=0.01)

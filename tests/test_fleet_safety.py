@@ -219,7 +219,7 @@ def test_a_full_home_says_no_space_and_touches_nobody_else(fleet_factory, base_i
 
 
 def test_homes_are_bounded_only_where_the_engine_s_own_machine_attaches_them(coursekit):
-    from coursekit.fleet import homedisk
+    from coursekit.fleet.docker import homedisk
 
     assert "another machine" in homedisk.unavailable("tcp://10.0.0.5:2376")
     assert homedisk.unavailable("http+docker://localhost") is None  # the tests run as root next to the engine

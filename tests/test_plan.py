@@ -90,7 +90,7 @@ def test_plan_is_pure(plan):
 
 
 def test_a_seat_behind_a_gateway_keeps_the_image_s_own_notebook_args(coursekit):
-    from coursekit.fleet.dockerhost import notebook_args
+    from coursekit.fleet.docker.doors import notebook_args
 
     assert notebook_args({}, "/ann/") == "--ServerApp.base_url=/ann/"
     assert notebook_args({"NOTEBOOK_ARGS": " --LabApp.collaborative=True "}, "/ann/") == \

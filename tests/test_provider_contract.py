@@ -85,7 +85,7 @@ RIGS = {"docker": DockerRig, "openstack": OpenStackRig}
 def _registered() -> list[str]:
     """The registry's names, read from the template's source without importing it (collection must not put
     the unrendered package on sys.path)."""
-    source = (Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "provider.py")
+    source = (Path(__file__).resolve().parents[1] / "{{cookiecutter.course_slug}}" / "coursekit" / "fleet" / "registry.py")
     tree = ast.parse(source.read_text())
     node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "PROVIDERS")
     return sorted(ast.literal_eval(node.value))

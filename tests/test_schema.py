@@ -87,10 +87,28 @@ def test_the_package_holds_no_copy_of_the_schema():
 def test_the_provider_enum_is_the_registry(coursekit):
     # One registry: the schema's enum, the CLI's --provider choices and fleet_for read the same names.
     from coursekit.cli import build_parser
-    from coursekit.fleet.provider import PROVIDERS, provider_class
+    from coursekit.fleet.provider import provider_class
+    from coursekit.fleet.registry import PROVIDERS
 
     assert _lookup(("fleet", "provider"))["enum"] == sorted(PROVIDERS)
     deploy = next(a for a in build_parser()._subparsers._group_actions[0].choices["deploy"]._actions if a.dest == "provider")
     assert list(deploy.choices) == sorted(PROVIDERS)
     for name in PROVIDERS:
         assert provider_class(name).name == name
+
+
+def test_the_schema_is_composed_from_the_providers_fragments(coursekit):
+    """Each fleet.<provider> section of the one file is that provider's own fragment; scripts/compose-schema writes it."""
+    from coursekit.fleet.registry import schema_fragments
+    from coursekit.schema import compose
+
+    fragments = schema_fragments()
+    assert compose(SCHEMA, fragments) == SCHEMA, "schema/course.schema.json is stale: run scripts/compose-schema"
+    changed = {**fragments, "docker": {**fragments["docker"], "description": "another text"}}
+    assert compose(SCHEMA, changed) != SCHEMA  # the check can fail
+    kube = compose(SCHEMA, {**fragments, "kubernetes": {"type": "object", "description": "a third kind of fleet"}})
+    assert _fleet(kube)["provider"]["enum"] == ["docker", "kubernetes", "openstack"] and "kubernetes" in _fleet(kube)
+
+
+def _fleet(schema: dict) -> dict:
+    return schema["properties"]["fleet"]["properties"]

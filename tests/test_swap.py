@@ -53,7 +53,7 @@ def test_swap_moves_a_student_and_every_later_command_follows(fleet_factory, bas
     assert run_coursekit(repo, "reset", "ben", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV).returncode == 0
     container("ben").remove(force=True)
     docker_client.volumes.get(f"coursekit-{SLUG}.ben.home").remove(force=True)
-    from coursekit.fleet import homedisk
+    from coursekit.fleet.docker import homedisk
 
     homedisk.release(f"coursekit-{SLUG}.ben.home")  # its bounded home's disk file goes with the host
     from_archive = run_coursekit(repo, "swap", "ben", "--to", "spare-2", "--yes", "--archive-dir", str(tmp_path / "arch"), env=ENV)

@@ -94,7 +94,7 @@ class LocalStore:
 
 
 class SwiftStore:
-    """Archives go to a Swift container of the allocation, through openstacksdk; the local copy is only staging."""
+    """Archives go to a Swift container of the allocation, through the cloud connection given; the local copy is only staging."""
 
     def __init__(self, connect: Callable[[], Any], container: str, slug: str):
         self._connect, self.container, self.slug = connect, container, slug
@@ -192,7 +192,7 @@ def folder_for_fetch(dest: Path) -> None:
 
 def store_for(course, folder: Path | None = None, connect: Callable[[], Any] | None = None) -> ArchiveStore:
     """archive.target of course.yaml (a folder given on the command line wins); connect() gives the object store's
-    connection (the cloud's, fleet/cloud.Cloud) when the target is swift://."""
+    connection (a provider section's object_store) when the target is swift://."""
     target = course.archive_target
     if folder is not None:
         if why := buildinputs.target_problem(course.root, str(folder.absolute())):

@@ -15,11 +15,12 @@ from typing import Any, Callable, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from coursekit import cloudconfig, cost, keys, names, roster, summary
+from coursekit import cost, keys, names, roster, summary
 from coursekit.archivestore import store_for
 from coursekit.config import DEFAULT_CONFIG, Course, load_course
 from coursekit.errors import CoursekitError, ImageTestError
-from coursekit.fleet.provider import PROVIDERS, fleet_for
+from coursekit.fleet import registry
+from coursekit.fleet.provider import fleet_for
 from coursekit.schedule import Change, Decision, Schedule, now_utc, parse_time, schedule_of
 from coursekit.seats import SECRET_VARIABLE, SeatTokens, read_secret, seats
 from coursekit.ui import err, out, plural, styled, warn
@@ -54,7 +55,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     """Print the SU estimate and fail when it exceeds the allocation."""
     course = load_course(args.config)
     result = cost.estimate(course)
-    table = Table(title=f"{course.course.name}: Jetstream2 cost ({result.flavor.name}, {result.flavor.su_per_hour} SU/hour per VM)")
+    table = Table(title=f"{course.course.name}: {result.rates.title}")
     for column in ("item", "seats", "SU/hour each", "hours", "SU"):
         table.add_column(column, justify="left" if column == "item" else "right")
     for item in result.items:
@@ -69,8 +70,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
         share = saved / result.always_on_su if result.always_on_su else 0
         out.print(f"with the schedule (awake {', '.join(_window_text(w) for w in plan.windows)} daily): {result.hours_per_seat:,.1f} "
                   f"hours per seat, {result.total_su:,.0f} SU; shelving outside the windows saves {saved:,.0f} SU ({share:.0%})")
-    if course.fleet.provider == "docker":
-        out.print("provider is docker: your own host runs the fleet and no SUs are charged; this is what Jetstream2 would cost.")
+    if result.rates.note:
+        out.print(result.rates.note)
     if result.allocation_su is not None:
         share = result.total_su / result.allocation_su if result.allocation_su else float("inf")
         out.print(
@@ -117,19 +118,21 @@ def cmd_roster(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the course image from the Dockerfile, tagged with the git short sha."""
-    from coursekit import engine, image
+    from coursekit import image
+    from coursekit.engine import Engine
 
     course = load_course(args.config)
-    client = engine.connect()
-    ref = image.build(client, course, args.base_image, args.ca_bundle, args.network, args.no_cache, args.cache_from)
+    docker = Engine.connect()
+    ref = image.build(docker, course, args.base_image, args.ca_bundle, args.network, args.no_cache, args.cache_from)
     out.print(ref)
-    summary.write("Image", f"`{summary.cell(ref)}`, {image.size_bytes(client, ref) / 1e6:,.0f} MB\n")
+    summary.write("Image", f"`{summary.cell(ref)}`, {docker.image_size(ref) / 1e6:,.0f} MB\n")
     return 0
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
     """Resolve every Python package (transitive ones too) against the base image; write requirements.lock with hashes."""
-    from coursekit import engine, lock
+    from coursekit import lock
+    from coursekit.engine import Engine
     from coursekit.validate import lock_made_from
 
     course = load_course(args.config, check_lock=False)
@@ -139,7 +142,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         out.print(f"{lock.LOCK_FILE} is up to date: made from these packages on {base} (nothing resolved, no container)")
         return 0
     err.print(f"resolving {plural(len(course.image.python_packages), 'package')} on {base}")
-    lines = lock.resolve(engine.connect(), course, base, args.ca_bundle, args.network)
+    lines = lock.resolve(Engine.connect(), course, base, args.ca_bundle, args.network)
     made = lock.updated(current, base, lines, settle=args.settle)
     path = lock.write_lock(course, made)
     out.print(f"wrote {path.name}: {plural(len(lines), 'package')} pinned with sha256 hashes; commit it")
@@ -151,7 +154,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Run the image as a student gets it: credential, data, every notebook, pip check."""
-    from coursekit import engine, image, imagetest
+    from coursekit import image, imagetest
+    from coursekit.engine import Engine
 
     course = load_course(args.config)
     ref = args.image or image.image_ref(course)
@@ -159,7 +163,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     # The course's secret when there is one (checked as every command checks it), else a throwaway one.
     tokens = _tokens(course) if os.environ.get(SECRET_VARIABLE) else SeatTokens(secrets.token_urlsafe(32), course.course.slug)
     checks = imagetest.run_checks(
-        engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, tokens
+        Engine.connect(), course, ref, args.network, args.notebook_timeout, args.start_timeout, tokens
     )
     # One line per check (details indented below): readable in a terminal and grep-able in CI logs.
     for check in checks:
@@ -181,11 +185,12 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Push the built image (sha tag, date tag, latest on main) and verify the registry's digest."""
-    from coursekit import engine, image
+    from coursekit import image
+    from coursekit.engine import Engine
 
     course = load_course(args.config)
     latest = image.on_main_branch(course.root) if args.latest is None else args.latest
-    pushed = image.publish(engine.connect(), course, latest)
+    pushed = image.publish(Engine.connect(), course, latest)
     for tag, digest in pushed.items():
         out.print(f"{course.image.name}:{tag} {digest}")
     summary.write("Published", summary.table(("image", "digest"), [(f"{course.image.name}:{t}", d) for t, d in pushed.items()]))
@@ -279,9 +284,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     course = load_course(args.config)
     if args.wait_for_image is not None:  # before anything touches the cloud
-        from coursekit import engine, image
+        from coursekit import image
+        from coursekit.engine import Engine
 
-        image.wait_published(engine.connect(), args.image or image.image_ref(course), args.wait_for_image,
+        image.wait_published(Engine.connect(), args.image or image.image_ref(course), args.wait_for_image,
                              on_main=image.reached_main(course.root))
     fleet, ref, actions = _fleet_and_plan(args, course)
     removals = [a.seat for a in actions if a.kind is Kind.REMOVE]
@@ -306,7 +312,7 @@ def _summarize_fleet(fleet, ref: str) -> None:
     rows = [(r.seat, r.state, r.url, r.health) for r in fleet.status()]
     result = cost.estimate(fleet.course)
     summary.write(f"Seats running {ref}", summary.table(("seat", "state", "link (the credential is on the slip)", "health"), rows)
-                  + f"\nEstimated cost: {result.total_su:,.0f} SU ({result.seats} VMs of {result.flavor.name}, "
+                  + f"\nEstimated cost: {result.total_su:,.0f} SU ({result.seats} {result.rates.seats_are}, "
                     f"{result.hours_per_seat:,.1f} awake hours each)\n")
 
 
@@ -501,9 +507,7 @@ def _archive_store(fleet, folder: Path | None):
 def _object_store(course: Course, fleet=None) -> Callable[[], Any]:
     """A connection to the object store archives may go to: the fleet's own cloud, else one made when first needed."""
     def connect():
-        from coursekit.fleet.cloud import Cloud
-
-        return getattr(fleet, "cloud", None) or Cloud.connect(course.fleet.openstack.cloud)
+        return (fleet.object_store() if fleet is not None else None) or registry.object_store(course.fleet)
     return connect
 
 
@@ -529,7 +533,7 @@ def _set_awake(args: argparse.Namespace, change: Change) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    """Pause seats (all, or --seat ID ...): shelved on Jetstream2 (no SUs), stopped on Docker; homes and links stay."""
+    """Pause seats (all, or --seat ID ...) so they cost nothing or little (a VM shelved, a container stopped); homes and links stay."""
     return _set_awake(args, Change.PAUSE)
 
 
@@ -563,16 +567,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_cloud_config(args: argparse.Namespace) -> int:
-    """Write clouds.yaml for fleet.openstack.cloud from OS_APPLICATION_CREDENTIAL_ID/_SECRET and the optional
-    OS_AUTH_URL, OS_REGION_NAME, OS_INTERFACE (default: Jetstream2 IU); owner-only. For CI runners."""
+    """Write the credentials file the course's cloud needs on a CI runner, from the credential in the environment
+    (each provider's section says which variables); owner-only."""
     course = load_course(args.config)
-    cloud = course.fleet.openstack.cloud
-    if cloud == "envvars":
-        out.print("fleet.openstack.cloud is envvars: openstacksdk reads the OS_* variables; no clouds.yaml written")
-        return 0
-    path = cloudconfig.write(args.output, cloudconfig.clouds_yaml(cloud, os.environ))
-    found = cloudconfig.settings(os.environ)
-    out.print(f"wrote {path} (owner-only): cloud {cloud!r} at {found['OS_AUTH_URL']}, region {found['OS_REGION_NAME']}")
+    out.print(registry.write_cloud_config(course.fleet, args.output, os.environ))
     return 0
 
 
@@ -656,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also push :latest (default: only on the main branch)")
     for name, func in (("plan", cmd_plan), ("deploy", cmd_deploy)):
         sub = add(name, func)
-        sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+        sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
         sub.add_argument("--image", help="image to run (default: this checkout's build)")
         if name == "deploy":
             sub.add_argument("--yes", action="store_true", help="allow removing seats that left the roster")
@@ -668,18 +666,18 @@ def build_parser() -> argparse.ArgumentParser:
                                   "0: check once")
         sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("status", cmd_status)
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("reset", cmd_reset)
     sub.add_argument("seat", help="the seat to give a fresh home (its old one is archived first)")
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and reset the seat")
     sub.add_argument("--archive-dir", type=Path, help="write the archive here instead of archive.target")
     sub = add("swap", cmd_swap)
     sub.add_argument("seat", help="the seat the student uses now")
     sub.add_argument("--to", required=True, help="the spare to move them onto (spare-N)")
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really move the student")
     sub.add_argument("--archive-dir", type=Path, help="archives to copy the work from when the seat cannot be read")
     sub = add("takehome", cmd_takehome)
@@ -687,18 +685,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--archive-dir", type=Path, help="read the archives here instead of archive.target")
     sub.add_argument("--days", type=int, default=30, help="with archives in Swift: how long each download link works")
     sub = add("check", cmd_check)
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub = add("teardown", cmd_teardown)
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub.add_argument("--yes", action="store_true", help="really archive and remove the fleet")
     sub.add_argument("--archive-dir", type=Path, help="archive into this folder instead of archive.target")
     sub.add_argument("--keep-volumes", action="store_true", help="archive and remove containers but keep the home volumes")
     for name, func in (("pause", cmd_pause), ("resume", cmd_resume)):
         sub = add(name, func)
-        sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+        sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
         sub.add_argument("--seat", action="append", default=[], metavar="ID", type=_seat_id, help="only this seat (repeatable; default: every seat)")
     sub = add("schedule", cmd_schedule)
-    sub.add_argument("--provider", choices=sorted(PROVIDERS), help="override fleet.provider")
+    sub.add_argument("--provider", choices=sorted(registry.PROVIDERS), help="override fleet.provider")
     sub.add_argument("--archive-dir", type=Path, help="archive an expired course into this folder instead of archive.target")
     sub.add_argument("--at", type=_moment, help=AT_HELP)
     sub = add("archives", cmd_archives)
@@ -707,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--archive-dir", type=Path, help="list this folder instead of archive.target")
     sub.add_argument("--target-kind", action="store_true", help="print swift or folder: where archives go (for workflows)")
     sub = add("cloud-config", cmd_cloud_config)
-    sub.add_argument("--output", type=Path, default=cloudconfig.DEFAULT_PATH, help="where to write it (default: %(default)s)")
+    sub.add_argument("--output", type=Path, help="where to write it (default: where the cloud's SDK looks)")
     sub = add("roster", cmd_roster)
     sub.add_argument("--format", choices=sorted(roster.FORMATS), default="csv", help="output format (default: %(default)s)")
     sub.add_argument("--output", type=Path, help="write to this file (mode 600) instead of standard output")
@@ -729,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
-    except Exception as exc:  # an SDK or engine failure no adapter turned into a CoursekitError yet
+    except Exception as exc:  # a failure no adapter anticipated: one paragraph, no traceback
         if args.debug:
             raise
         err.print(f"error: {_unexpected(exc)}")
@@ -738,9 +736,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(exc: Exception) -> str:
     """A one-paragraph message for a failure coursekit did not anticipate, without a traceback."""
-    docker_errors = sys.modules.get("docker.errors")
-    if docker_errors and isinstance(exc, docker_errors.DockerException):
-        return (f"the Docker engine failed: {getattr(exc, 'explanation', None) or exc}. Check `docker info`, then run the "
-                "command again; it picks up where it stopped")
     return (f"unexpected {type(exc).__name__}: {exc}. Run the command again with --debug for the details, "
             "and report it if it persists")

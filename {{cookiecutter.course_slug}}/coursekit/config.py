@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Mapping
 
 from coursekit import seating
 from coursekit.errors import ConfigError
+from coursekit.fleet import registry
 from coursekit.schedule import parse_window
 from coursekit.schema import schema_problems, with_defaults
 from coursekit.validate import glob_matches, normal_path, parse_when, semantic_problems
@@ -100,44 +102,22 @@ class Seats:
 
 
 @dataclass(frozen=True)
-class DockerSettings:
-    cpus: float
-    memory: str
-    bind: str
-    public_host: str
-    port_base: int
-    concurrency: int
-    access: str = "ports"  # or "gateway": one HTTPS front door
-    https_port: int = 443
-    http_port: int = 80
-    gateway_base: str = "debian:bookworm-slim"
-    disk: str | None = "5g"  # each home's room; None: unbounded
-    subdomains: bool = False  # behind the gateway: each seat on its own origin, <seat>.<public_host>
-
-
-@dataclass(frozen=True)
-class OpenStackSettings:
-    cloud: str
-    flavor: str
-    image: str
-    network: str
-    ssh_cidrs: tuple[str, ...]
-    concurrency: int
-    boot_timeout_minutes: float
-    poll_seconds: float
-    key_name: str | None = None
-    dns_domain: str | None = None
-    access: str = "gateway"  # or "floating-ip": one per seat
-    gateway_flavor: str = "m3.small"
-    subdomains: bool = False  # behind the gateway: each seat on its own origin, <seat>.<gateway's site>
-
-
-@dataclass(frozen=True)
 class Fleet:
     provider: str
-    docker: DockerSettings
-    openstack: OpenStackSettings
+    sections: Mapping[str, Any]  # provider name → its settings (the type its section in fleet/<name>/ defines)
     max_seats: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        """course.fleet.<provider>: that provider's settings."""
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    @property
+    def settings(self) -> Any:
+        """The chosen provider's settings."""
+        return self.sections[self.provider]
 
 
 @dataclass(frozen=True)
@@ -188,12 +168,7 @@ def build_course(data: dict, root: Path) -> Course:
         ),
         data=tuple(DataFile(**{**f, "sha256": f["sha256"].lower(), "path": normal_path(f["path"])}) for f in d["data"]),
         seats=Seats(_people(seats["students"]), _people(seats["instructors"]), seats["spares"]),
-        fleet=Fleet(
-            provider=fleet["provider"],
-            docker=DockerSettings(**fleet["docker"]),
-            openstack=OpenStackSettings(**{**fleet["openstack"], "ssh_cidrs": tuple(fleet["openstack"]["ssh_cidrs"])}),
-            max_seats=fleet.get("max_seats"),
-        ),
+        fleet=Fleet(fleet["provider"], registry.settings(fleet), fleet.get("max_seats")),
         allocation_su=d["budget"].get("allocation_su"),
         root=root,
         test=TestSettings(test["timeout"], tuple((glob, NotebookSettings(**settings)) for glob, settings in test["notebooks"].items())),

@@ -1,53 +1,21 @@
-"""Service-unit (SU) estimate for a course on Jetstream2, and the allocation guard."""
+"""Service-unit (SU) estimate for a course at its provider's rates (fleet/<provider>/section.py), and the allocation guard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from coursekit.config import Course
-from coursekit.errors import BudgetError, CoursekitError
+from coursekit.errors import BudgetError
+from coursekit.fleet import registry
+from coursekit.fleet.registry import Rates
 from coursekit.schedule import Schedule, schedule_of
-
-
-@dataclass(frozen=True)
-class Flavor:
-    name: str
-    vcpus: int
-    ram_gb: int
-    su_per_vcpu_hour: int
-
-    @property
-    def su_per_hour(self) -> int:
-        """SUs one VM of this flavor burns per hour."""
-        return self.vcpus * self.su_per_vcpu_hour
-
-
-# Jetstream2's published flavors: CPU 1 SU, large-memory 2 SU, GPU 4 SU per vCPU-hour.
-FLAVORS = {
-    f.name: f
-    for f in (
-        Flavor("m3.tiny", 1, 3, 1),
-        Flavor("m3.small", 2, 6, 1),
-        Flavor("m3.quad", 4, 15, 1),
-        Flavor("m3.medium", 8, 30, 1),
-        Flavor("m3.large", 16, 60, 1),
-        Flavor("m3.xl", 32, 125, 1),
-        Flavor("m3.2xl", 64, 250, 1),
-        Flavor("r3.large", 64, 500, 2),
-        Flavor("r3.xl", 128, 1000, 2),
-        Flavor("g3.small", 4, 15, 4),
-        Flavor("g3.medium", 8, 30, 4),
-        Flavor("g3.large", 16, 60, 4),
-        Flavor("g3.xl", 32, 120, 4),
-    )
-}
 
 
 @dataclass(frozen=True)
 class Item:
     what: str
     seats: int
-    su_per_hour: int
+    su_per_hour: float
     hours: float
 
     @property
@@ -58,7 +26,7 @@ class Item:
 
 @dataclass(frozen=True)
 class Estimate:
-    flavor: Flavor
+    rates: Rates  # the provider's prices, from its section
     items: tuple[Item, ...]  # hours as the schedule runs the seats (all hours without one)
     allocation_su: float | None
     always_on_hours: float = 0.0  # class + keep_days, every hour
@@ -96,20 +64,10 @@ def affordable_hours(allocation_su: float, seats: int, su_per_hour: float) -> fl
     return allocation_su / (seats * su_per_hour) if seats and su_per_hour else float("inf")
 
 
-def flavor(name: str) -> Flavor:
-    """The published flavor called name; CoursekitError for an unknown one."""
-    try:
-        return FLAVORS[name]
-    except KeyError:
-        raise CoursekitError(
-            f"course.yaml: fleet.openstack.flavor: {name!r} is not a Jetstream2 flavor; use one of {', '.join(FLAVORS)}"
-        ) from None
-
-
 def estimate(course: Course) -> Estimate:
     """Seats × hours × SU per hour, per kind of seat, the hours being those the schedule keeps seats awake (pure).
     Paused (shelved) seats cost nothing; idle pauses cannot be foreseen, so they only make it cheaper."""
-    chosen = flavor(course.fleet.openstack.flavor)
+    rates = registry.section(course.fleet.provider).rates(course.fleet)
     plan = schedule_of(course)
     start = _aware(course.course.start, plan)
     hours = plan.awake_hours(start, plan.expires_at)
@@ -118,17 +76,14 @@ def estimate(course: Course) -> Estimate:
         ("instructors", len(course.seats.instructors)),
         ("spares", course.seats.spares),
     )
-    items = tuple(Item(what, count, chosen.su_per_hour, hours) for what, count in groups if count)
+    items = tuple(Item(what, count, rates.seat, hours) for what, count in groups if count)
     seats_rate = sum(item.seats * item.su_per_hour for item in items)
-    gateway_rate = 0
-    if course.fleet.openstack.access == "gateway":  # always on: it shows paused seats their page
-        gateway = flavor(course.fleet.openstack.gateway_flavor)
-        items += (Item("gateway", 1, gateway.su_per_hour, course.course.hours),)
-        gateway_rate = gateway.su_per_hour
+    items += tuple(Item(what, 1, rate, course.course.hours) for what, rate in rates.always_on)
+    always_rate = sum(rate for _, rate in rates.always_on)
     runs_out = None
-    if course.allocation_su is not None and seats_rate + gateway_rate:
-        runs_out = _spent_at(plan, start, course.allocation_su, seats_rate, gateway_rate)
-    return Estimate(chosen, items, course.allocation_su, course.course.hours, runs_out)
+    if course.allocation_su is not None and seats_rate + always_rate:
+        runs_out = _spent_at(plan, start, course.allocation_su, seats_rate, always_rate)
+    return Estimate(rates, items, course.allocation_su, course.course.hours, runs_out)
 
 
 def _aware(moment: datetime, plan: Schedule) -> datetime:

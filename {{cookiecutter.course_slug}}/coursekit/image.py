@@ -9,11 +9,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import docker
-import docker.errors
-
-from coursekit import buildinputs, engine, history, labels
+from coursekit import buildinputs, history, labels
 from coursekit.config import Course
+from coursekit.engine import Engine
 from coursekit.errors import CoursekitError, DockerError, PublishError
 from coursekit.lock import read_lock
 from coursekit.ui import err, warn
@@ -132,7 +130,7 @@ def _read_ca_bundle(ca_bundle: Path | None) -> bytes:
 
 
 def build(
-    client: docker.DockerClient, course: Course, base_image: str | None = None, ca_bundle: Path | None = None,
+    docker: Engine, course: Course, base_image: str | None = None, ca_bundle: Path | None = None,
     network: str | None = None, nocache: bool = False, cache_from: list[str] = (),
 ) -> str:
     """Build the course image with live progress; returns its reference (registry/repository:tag)."""
@@ -152,7 +150,7 @@ def build(
         err.print(f"no {LOCK_FILE}: a change to any pin reinstalls all {len(course.image.python_packages)} Python packages; "
                   "`python -m coursekit lock` pins everything with hashes and makes a pin change a one-layer rebuild",
                   highlight=False)
-    sources = pull_cache_sources(client, course, cache_from)
+    sources = pull_cache_sources(docker, course, cache_from)
     with err.status("starting the build") as status:
         def on_step(step: str) -> None:
             err.print(step)
@@ -161,15 +159,15 @@ def build(
         def on_output(line: str) -> None:
             status.update(f"{line[-100:]}")
 
-        image_id = engine.build(
-            client, course.root, ref, buildargs, api_labels, on_step, on_output,
+        image_id = docker.build(
+            course.root, ref, buildargs, api_labels, on_step, on_output,
             network=network, nocache=nocache, cache_from=sources, dockerfile=f"{STAGE}/Dockerfile",
         )
     err.print(f"built {ref} ({image_id[:19]})")
     return ref
 
 
-def pull_cache_sources(client: docker.DockerClient, course: Course, cache_from: list[str]) -> list[str]:
+def pull_cache_sources(docker: Engine, course: Course, cache_from: list[str]) -> list[str]:
     """Pull each --cache-from image (a bare tag means this course's image); skip, with a warning, any not pullable."""
     credentials = auth_from_env(course.image.registry) if cache_from else None
     auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
@@ -178,18 +176,12 @@ def pull_cache_sources(client: docker.DockerClient, course: Course, cache_from: 
         reference = source if ("/" in source or "@" in source) else f"{course.image.name}:{source}"
         err.print(f"pulling {reference} to reuse its layers")
         try:
-            engine.pull(client, reference, auth)
+            docker.pull(reference, auth)
         except DockerError as exc:
             warn(f"{exc}; building without it")
             continue
         sources.append(reference)
     return sources
-
-
-def size_bytes(client: docker.DockerClient, ref: str) -> int:
-    """The image's size on the engine."""
-    with engine.guarded(f"reading the size of {ref}"):
-        return int(client.images.get(ref).attrs.get("Size") or 0)
 
 
 def reached_main(root: Path) -> bool | None:
@@ -201,7 +193,7 @@ def reached_main(root: Path) -> bool | None:
     return contained is not None and contained.returncode == 0
 
 
-def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: float = 15, on_main: bool | None = None) -> str:
+def wait_published(docker: Engine, ref: str, minutes: float, poll: float = 15, on_main: bool | None = None) -> str:
     """The registry's digest of ref, waiting up to minutes for a build that is still publishing it (progress on
     stderr); CoursekitError naming the image and what to do when it never appears. A commit known not to be on
     main is never published by build.yml: no wait then."""
@@ -209,11 +201,11 @@ def wait_published(client: docker.DockerClient, ref: str, minutes: float, poll: 
         minutes = 0
     registry = ref.split("/", 1)[0]
     credentials = auth_from_env(registry)
-    auth = engine.login(client, registry, *credentials) if credentials else None
+    auth = docker.login(registry, *credentials) if credentials else None
     deadline = time.monotonic() + minutes * 60
     while True:
         try:
-            return engine.registry_digest(client, ref, auth)
+            return docker.registry_digest(ref, auth)
         except PublishError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -249,25 +241,20 @@ def publish_tags(course: Course, latest: bool, today: datetime | None = None) ->
     return [image_tag(course), date, *(["latest"] if latest else [])]
 
 
-def publish(client: docker.DockerClient, course: Course, latest: bool) -> dict[str, str]:
+def publish(docker: Engine, course: Course, latest: bool) -> dict[str, str]:
     """Log in, push every tag, and check the registry serves the pushed digest; returns tag -> digest."""
     name = course.image.name
     source = image_ref(course)
-    try:
-        image = client.images.get(source)
-    except docker.errors.ImageNotFound:
-        raise PublishError(f"{source} is not here; build it first with `python -m coursekit build`") from None
-    except docker.errors.DockerException as exc:
-        raise DockerError(f"cannot read {source} from the Docker engine: {getattr(exc, 'explanation', None) or exc}") from None
+    if docker.image_id(source) is None:
+        raise PublishError(f"{source} is not here; build it first with `python -m coursekit build`")
     credentials = auth_from_env(course.image.registry)
-    auth = engine.login(client, course.image.registry, *credentials) if credentials else None
+    auth = docker.login(course.image.registry, *credentials) if credentials else None
     pushed = {}
     for tag in publish_tags(course, latest):
-        with engine.guarded(f"tagging {name}:{tag}"):
-            image.tag(name, tag)
+        docker.tag(source, name, tag)
         err.print(f"pushing {name}:{tag}")
-        digest = engine.push(client, name, tag, auth)
-        served = engine.registry_digest(client, f"{name}:{tag}", auth)
+        digest = docker.push(name, tag, auth)
+        served = docker.registry_digest(f"{name}:{tag}", auth)
         if served != digest:
             raise PublishError(f"{name}:{tag}: pushed {digest} but the registry serves {served}; push again")
         pushed[tag] = digest

@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import docker
-from docker.models.containers import Container
-
-from coursekit import cost, engine, labels
+from coursekit import labels
 from coursekit.config import Course, NotebookSettings
+from coursekit.engine import Container, Engine
+from coursekit.fleet import registry
 from coursekit.image import COURSE_LABEL, IN_IMAGE, SHARE
 from coursekit.nbrunner import MARK
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
+from coursekit.sizes import memory_bytes
 from coursekit.ui import warn
-from coursekit.validate import list_notebooks, memory_bytes
+from coursekit.validate import list_notebooks
 
 RUNNER = (Path(__file__).parent / "nbrunner.py").read_text()  # run in the image with `python3 -c`
 HOME = "/home/jovyan"
@@ -51,6 +51,7 @@ class SeatLimits:
 
     cpus: float
     memory: str
+    source: str = ""  # where course.yaml sets it, for messages
 
     @property
     def memory_bytes(self) -> int:
@@ -58,21 +59,18 @@ class SeatLimits:
 
 
 def seat_limits(course: Course) -> SeatLimits:
-    """The docker provider's per-seat limits, or the Jetstream2 flavor's size for a VM seat."""
-    if course.fleet.provider == "openstack":
-        flavor = cost.flavor(course.fleet.openstack.flavor)
-        return SeatLimits(float(flavor.vcpus), f"{flavor.ram_gb}g")
-    return SeatLimits(course.fleet.docker.cpus, course.fleet.docker.memory)
+    """What one seat of the course's provider has (its section says: limits as set, or a VM's whole flavor)."""
+    size = registry.section(course.fleet.provider).seat_size(course.fleet)
+    return SeatLimits(size.cpus, size.memory, size.source)
 
 
-def within_engine(client: docker.DockerClient, limits: SeatLimits) -> SeatLimits:
-    """The seat's limits, cut to what this engine has (a CI runner has 2 or 4 CPUs, a Jetstream2 seat 8), with a
+def within_engine(docker: Engine, limits: SeatLimits) -> SeatLimits:
+    """The seat's limits, cut to what this engine has (a CI runner has 2 or 4 CPUs, a VM seat may have 8), with a
     warning saying so: the notebooks still run, with less than a seat will have."""
-    with engine.guarded("reading the Docker engine's resources"):
-        info = client.info()
+    info = docker.info()
     cpus, total = float(info.get("NCPU") or limits.cpus), int(info.get("MemTotal") or 0)
     fitted = SeatLimits(min(limits.cpus, cpus), limits.memory if not total or limits.memory_bytes <= total
-                        else f"{total // 2**20}m")
+                        else f"{total // 2**20}m", limits.source)
     if fitted != limits:
         warn(f"a seat has {limits.cpus:g} CPUs and {limits.memory} of memory; this machine has {cpus:g} CPUs and "
              f"{total / 2**30:.1f} GiB, so the notebooks run with {fitted.cpus:g} CPUs and {fitted.memory} "
@@ -80,10 +78,9 @@ def within_engine(client: docker.DockerClient, limits: SeatLimits) -> SeatLimits
     return fitted
 
 
-def parallelism(client: docker.DockerClient, limits: SeatLimits, count: int) -> int:
+def parallelism(docker: Engine, limits: SeatLimits, count: int) -> int:
     """How many notebooks run at once: as many seats as the engine's CPUs and memory hold, at least one."""
-    with engine.guarded("reading the Docker engine's resources"):
-        info = client.info()
+    info = docker.info()
     by_cpu = int(info.get("NCPU", 1) // max(1.0, limits.cpus))
     by_memory = int(info.get("MemTotal", 0) // max(1, limits.memory_bytes))
     return max(1, min(count, by_cpu, by_memory))
@@ -111,7 +108,7 @@ def _describe_failure(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: NotebookSettings, timeout: int,
+def _run_notebook(docker: Engine, image: str, rel: str, settings: NotebookSettings, timeout: int,
                   limits: SeatLimits, options: dict, seed: Callable[[Container], None] | None) -> Check:
     """One notebook in a container of its own with the seat's limits, started like a seat (hooks, data)."""
     name = f"notebook {rel}"
@@ -120,15 +117,15 @@ def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: N
     command = ["/usr/local/bin/start.sh", "python3", "-c", RUNNER, f"{IN_IMAGE}/notebooks/{rel}", str(timeout),
                "1" if settings.allow_errors else "0"]
     started = time.monotonic()
-    with engine.running(client, image, seed, command=command, nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory,
+    with docker.running(image, seed, command=command, nano_cpus=int(limits.cpus * 1e9), mem_limit=limits.memory,
                         memswap_limit=limits.memory, **options) as container:
-        exited = engine.wait(container, timeout + 120)
-        output = engine.logs_tail(container, 200)
+        exited = docker.wait(container, timeout + 120)
+        output = docker.logs_tail(container, 200)
     seconds = time.monotonic() - started
     if exited is None:
         return Check(name, False, f"timed out after {timeout}s", seconds)
     if exited.get("oom"):
-        return Check(name, False, f"ran out of memory: the seat's limit is {limits.memory} (fleet.docker.memory)", seconds)
+        return Check(name, False, f"ran out of memory: the seat's limit is {limits.memory} ({limits.source})", seconds)
     marks = [line for line in output.splitlines() if line.startswith(MARK)]
     if not marks:
         return Check(name, False, f"the runner failed (exit {exited['code']}): {output.strip()[-400:]}", seconds)
@@ -136,18 +133,18 @@ def _run_notebook(client: docker.DockerClient, image: str, rel: str, settings: N
     return Check(name, result["ok"], _summary(result) if result["ok"] else _describe_failure(result), seconds)
 
 
-def run_notebooks(client: docker.DockerClient, course: Course, image: str, options: dict, timeout: int | None = None,
+def run_notebooks(docker: Engine, course: Course, image: str, options: dict, timeout: int | None = None,
                   seed: Callable[[Container], None] | None = None) -> tuple[list[Check], float, int]:
     """Every notebook as course.yaml's test settings say, in parallel; (checks, wall seconds, workers).
     seed prepares each notebook's container before it starts (run_checks copies the verified data in)."""
-    limits = within_engine(client, seat_limits(course))
+    limits = within_engine(docker, seat_limits(course))
     found = notebooks(course)
-    workers = parallelism(client, limits, len(found))
+    workers = parallelism(docker, limits, len(found))
     started = time.monotonic()
 
     def one(rel: str) -> Check:
         settings = course.test.for_notebook(rel)
-        return _run_notebook(client, image, rel, settings, settings.timeout or timeout or course.test.timeout, limits, options, seed)
+        return _run_notebook(docker, image, rel, settings, settings.timeout or timeout or course.test.timeout, limits, options, seed)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         checks = list(pool.map(one, found))
@@ -172,13 +169,13 @@ def _answer(client: SeatClient, tries: int = 3) -> int:
         client.close()
 
 
-def _exec_check(container, name: str, command: list[str], passed: str) -> Check:
-    code, output = engine.exec_run(container, command, timeout=300)
+def _exec_check(docker: Engine, container: Container, name: str, command: list[str], passed: str) -> Check:
+    code, output = docker.exec_run(container, command, timeout=300)
     return Check(name, code == 0, passed if code == 0 else output.strip()[-600:] or f"exit {code}")
 
 
 def run_checks(
-    client: docker.DockerClient, course: Course, image: str, network: str | None = None,
+    docker: Engine, course: Course, image: str, network: str | None = None,
     notebook_timeout: int | None = None, start_timeout: int = 180, tokens: SeatTokens | None = None,
 ) -> list[Check]:
     """Start the image like a student's seat and run every check; the container is always removed."""
@@ -193,13 +190,12 @@ def run_checks(
     else:
         options.update(ports={"8888/tcp": ("127.0.0.1", None)})
     checks: list[Check] = []
-    with engine.running(client, image, **options) as container:
+    with docker.running(image, **options) as container:
         if network != "host":
-            container.reload()
-            port = int(container.ports["8888/tcp"][0]["HostPort"])
+            port = container.host_port
         jupyter = SeatClient("image-test", f"http://127.0.0.1:{port}", token)
         try:
-            jupyter.wait_ready(start_timeout, lambda: engine.stopped_reason(container))
+            jupyter.wait_ready(start_timeout, lambda: docker.stopped_reason(container))
         except (TimeoutError, RuntimeError) as exc:
             return [Check("server starts", False, str(exc))]
         checks.append(Check("server starts", True, f"answered on port {port}"))
@@ -209,19 +205,18 @@ def run_checks(
             f"without a credential {anonymous}, with a wrong one {wrong} (403 expected)",
         ))
         checks.append(_exec_check(
-            container, "data verified", ["python3", f"{SHARE}/data.py", "verify", f"{SHARE}/data.json", "~/data"],
+            docker, container, "data verified", ["python3", f"{SHARE}/data.py", "verify", f"{SHARE}/data.json", "~/data"],
             f"{len(course.data)} file(s) in ~/data match their sha256",
         ))
-        checks.append(_exec_check(container, "pip check", ["pip", "check"], "no broken requirements"))
+        checks.append(_exec_check(docker, container, "pip check", ["pip", "check"], "no broken requirements"))
         notebook_options = {k: v for k, v in options.items() if k in ("labels", "network_mode")}
 
         def seed(notebook_container) -> None:
             """The data this container fetched and verified, so each notebook's start finds it there."""
-            with engine.guarded("copying the course data into a notebook's container"):
-                chunks, _ = container.get_archive(f"{HOME}/data")
-                notebook_container.put_archive(HOME, chunks)
+            what = "copying the course data into a notebook's container"
+            docker.put_archive(notebook_container, HOME, docker.get_archive(container, f"{HOME}/data", what), what)
 
-        ran, wall, workers = run_notebooks(client, course, image, notebook_options, notebook_timeout,
+        ran, wall, workers = run_notebooks(docker, course, image, notebook_options, notebook_timeout,
                                            seed if course.data else None)
     return [*checks, *ran, _timing(ran, wall, workers)]
 

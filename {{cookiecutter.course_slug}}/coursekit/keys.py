@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
-GATEWAY = ":gateway"  # the Jetstream2 gateway's token and TLS key
+GATEWAY = ":gateway"  # a cloud gateway's token and TLS key
 NO_SEAT = ":check"  # a credential that opens no seat (what `check` offers a lone seat as another's)
 _TOKEN, _TLS = "", "tls:"
 # The order of the P-256 group: a scalar must lie in [1, order - 1].

@@ -14,7 +14,7 @@ PORT = "org.coursekit.port"
 DISK = "org.coursekit.disk"  # a bounded home volume's size, as course.yaml gave it
 REVISION = "org.opencontainers.image.revision"
 
-# OpenStack tags and server metadata.
+# Tags and server metadata on a cloud's resources (VM providers).
 COURSE_TAG_PREFIX = "coursekit-course-"
 SEAT_TAG_PREFIX = "coursekit-seat-"
 META_COURSE = "coursekit-course"

@@ -17,12 +17,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 from packaging.utils import canonicalize_name
 from uv import find_uv_bin
 
-from coursekit import engine
 from coursekit.config import Course
+from coursekit.engine import Engine, plain
 from coursekit.errors import CoursekitError
 from coursekit.validate import LOCK_FILE, lock_inputs
 
@@ -93,7 +92,7 @@ def _line(item: dict) -> str:
     return f"{item['name']}=={item['version']} " + " ".join(f"--hash=sha256:{h}" for h in item["hashes"])
 
 
-def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bundle: Path | None = None,
+def resolve(docker: Engine, course: Course, base_image: str, ca_bundle: Path | None = None,
             network: str | None = None) -> list[str]:
     """The lock's requirement lines, resolved in a container of base_image (sorted by name)."""
     requirements = "".join(f"{r}\n" for r in course.image.python_packages)
@@ -112,15 +111,15 @@ def resolve(client: docker.DockerClient, course: Course, base_image: str, ca_bun
                      "user": "root", "volumes": volumes, "environment": environment}
     if network:
         options["network_mode"] = network
-    with engine.running(client, base_image, **options) as container:
-        exited = engine.wait(container, 1800)
-        output = engine.logs_tail(container, 10_000).splitlines()
+    with docker.running(base_image, **options) as container:
+        exited = docker.wait(container, 1800)
+        output = docker.logs_tail(container, 10_000).splitlines()
     if exited is None:
         raise CoursekitError("resolving the packages took more than 30 minutes; check the network and try again")
     for line in output:
         if line.startswith("COURSEKIT-ERROR "):
             raise CoursekitError("image.python_packages cannot be resolved against the base image:\n"
-                                 + engine.plain(json.loads(line.split(" ", 1)[1])).strip())
+                                 + plain(json.loads(line.split(" ", 1)[1])).strip())
     if "COURSEKIT-DONE" in output:
         return sorted((_line(json.loads(line[len(MARK):])) for line in output if line.startswith(MARK)), key=str.lower)
     raise CoursekitError(f"resolving the packages failed (exit {exited['code']}): {chr(10).join(output)[-400:]}")

@@ -171,3 +171,12 @@ def swift_container_problem(name: str) -> str | None:
         return (f"swift://{name}: a Swift container name is 1 to 256 printable characters without '/' or surrounding "
                 "spaces, e.g. swift://intro-archives")
     return None
+
+
+def is_address(text: str) -> bool:
+    """True when text is an IP address (v4 or v6), not a name."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

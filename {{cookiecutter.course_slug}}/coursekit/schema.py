@@ -45,6 +45,16 @@ def course_schema() -> dict:
         raise CoursekitError(f"{SCHEMA_PATH} is missing; it comes from the course template's schema/ (re-bake, or copy it back)") from None
 
 
+def compose(schema: dict, fragments: dict[str, dict]) -> dict:
+    """schema with fleet.provider's choices and each fleet.<provider> section from that provider's own fragment (pure)."""
+    fleet = schema["properties"]["fleet"]
+    props = fleet["properties"]
+    shared = {key: value for key, value in props.items() if key not in props["provider"]["enum"] and key not in fragments}
+    provider = {**shared["provider"], "enum": sorted(fragments)}
+    return {**schema, "properties": {**schema["properties"], "fleet": {
+        **fleet, "properties": {**shared, "provider": provider, **fragments}}}}
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing (an empty value)"

@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from coursekit import buildinputs, names
 from coursekit.errors import Problem
 from coursekit.filehash import cached_sha256
+from coursekit.fleet import registry
 from coursekit.schedule import Schedule, class_sessions, parse_window
 from coursekit.yamlload import Document
 
@@ -32,12 +33,6 @@ _APT = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?")
 # Conda's package names are lowercase; a version is letters, digits and . _ + ! (MatchSpec's exact `==`).
 _CONDA_PIN = re.compile(r"(?P<name>[a-z0-9_][a-z0-9._-]*)==(?P<version>[0-9A-Za-z][0-9A-Za-z._+!]*)")
 _CONDA_NAME = re.compile(r"[a-z0-9_][a-z0-9._-]*(?:/label/[a-z0-9._-]+)?")
-_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmgBKMG])")
-_MEMORY_UNITS = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-MIN_MEMORY = 6 * 2**20  # the Docker engine refuses less
-MIN_DISK, MAX_DISK = 64 * 2**20, 16 * 2**40  # a home's ext4 filesystem: room for its metadata, and ext4's own bound
-MAX_MEMORY = 2**50
-MIN_CPUS = 0.01  # the engine's smallest CPU quota
 MAX_SEATS = 5000
 MAX_CLASS = timedelta(days=366)
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # Linux's NAME_MAX; a data path well inside PATH_MAX under ~/data
@@ -67,12 +62,6 @@ def _items(data: Any, *keys: str) -> list[tuple[int, Any]]:
 
 def _strings(data: Any, *keys: str) -> list[tuple[int, str]]:
     return [(i, v) for i, v in _items(data, *keys) if isinstance(v, str)]
-
-
-def memory_bytes(text: str) -> int | None:
-    """512m → 536870912; None if text is not a number with a unit b, k, m or g."""
-    match = _MEMORY.fullmatch(text)
-    return int(float(match[1]) * _MEMORY_UNITS[match[2].lower()]) if match else None
 
 
 def parse_when(text: str) -> datetime:
@@ -350,85 +339,13 @@ def _check_seats(data: dict) -> Found:
         )
 
 
-def _check_docker(data: dict) -> Found:
-    memory = _at(data, "fleet", "docker", "memory")
-    if isinstance(memory, str):
-        size = memory_bytes(memory)
-        if size is None:
-            yield ("fleet", "docker", "memory"), f"{memory!r} is not a memory size (a number and a unit: 512m, 2g)"
-        elif size < MIN_MEMORY:
-            yield ("fleet", "docker", "memory"), (
-                f"{memory!r} is below 6m, the least the Docker engine accepts (0 does not mean unlimited); "
-                "a Jupyter seat needs about 512m, give 1g or more"
-            )
-        elif size > MAX_MEMORY:
-            yield ("fleet", "docker", "memory"), f"{memory!r} is more memory than any host has; give the limit per seat, like 2g"
-    disk = _at(data, "fleet", "docker", "disk")
-    if isinstance(disk, str):
-        size = memory_bytes(disk)
-        if size is None:
-            yield ("fleet", "docker", "disk"), f"{disk!r} is not a size (a number and a unit: 512m, 5g); null means no limit"
-        elif not MIN_DISK <= size <= MAX_DISK:
-            yield ("fleet", "docker", "disk"), (
-                f"{disk!r} is outside {MIN_DISK >> 20}m to {MAX_DISK >> 40}t: give each home room for the course's data and "
-                "the students' work, like 5g (null means no limit)")
-    cpus = _at(data, "fleet", "docker", "cpus")
-    if isinstance(cpus, (int, float)) and not isinstance(cpus, bool) and 0 < cpus < MIN_CPUS:
-        yield ("fleet", "docker", "cpus"), f"{cpus!r} is below {MIN_CPUS}, the smallest CPU share the Docker engine gives"
-    bind = _at(data, "fleet", "docker", "bind")
-    if isinstance(bind, str):
-        try:
-            ipaddress.ip_address(bind)
-        except ValueError:
-            yield ("fleet", "docker", "bind"), (
-                f"{bind!r} is not an IP address; use 127.0.0.1 (this machine only), 0.0.0.0 (every network) "
-                "or one of the host's own addresses"
-            )
-    host = _at(data, "fleet", "docker", "public_host")
-    if isinstance(host, str) and (why := names.host_problem(host)):
-        yield ("fleet", "docker", "public_host"), why
-    if _at(data, "fleet", "docker", "subdomains") is True:
-        if _at(data, "fleet", "docker", "access") != "gateway":
-            yield ("fleet", "docker", "subdomains"), "seats have their own origins only behind the gateway; set fleet.docker.access: gateway"
-        elif isinstance(host, str) and _is_ip(host.strip("[]")):
-            yield ("fleet", "docker", "subdomains"), (
-                f"public_host {host!r} is an address, which has no <seat>.{host} names; use a DNS name with a wildcard "
-                "record (*.your-host pointing here), or localhost on a laptop")
-    port_base = _at(data, "fleet", "docker", "port_base")
-    count = _seat_count(data)
-    if _is_int(port_base) and 1024 <= port_base <= 65535 and port_base + count - 1 > 65535:
-        yield ("fleet", "docker", "port_base"), (
-            f"{count:,} seats from port {port_base} need ports up to {port_base + count - 1}, past 65535; "
-            f"use a port_base of {max(1024, 65536 - count)} or lower"
-        )
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _check_fleet(data: dict) -> Found:
-    yield from _check_docker(data)
-    domain = _at(data, "fleet", "openstack", "dns_domain")
-    # It becomes part of every seat's site name (URLs, certificates, the VM's web server config).
-    if isinstance(domain, str) and (names.host_problem(domain) or "." not in domain or _is_ip(domain)):
-        yield ("fleet", "openstack", "dns_domain"), (
-            f"{domain!r} is not a DNS zone (write it like tra160003.projects.jetstream-cloud.org; no scheme, port or path)"
-        )
-    if _at(data, "fleet", "openstack", "subdomains") is True and (
-            _at(data, "fleet", "openstack", "access") == "floating-ip" or not isinstance(domain, str)):
-        yield ("fleet", "openstack", "subdomains"), (
-            "seats have their own origins only behind the gateway and with a DNS zone: set fleet.openstack.access: gateway "
-            "and fleet.openstack.dns_domain (and a wildcard record *.<gateway's name>.<zone> for the gateway's address)")
-    for i, cidr in _strings(data, "fleet", "openstack", "ssh_cidrs"):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            yield ("fleet", "openstack", "ssh_cidrs", i), f"{cidr!r} is not a network (write it like 203.0.113.0/24)"
+    """Each provider's own section (fleet.<provider>), checked by its package."""
+    for name in registry.PROVIDERS:
+        section = _at(data, "fleet", name)
+        if isinstance(section, dict):
+            for path, why in registry.section(name).problems(section, _seat_count(data)):
+                yield ("fleet", name, *path), why
 
 
 def _not_a_number(node: Any, path: tuple = ()) -> Found:

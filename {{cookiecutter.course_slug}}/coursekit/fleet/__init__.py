@@ -1,6 +1,2 @@
-"""Fleets: one environment per seat, planned purely and applied by a provider (fleet/provider.py)."""
-from __future__ import annotations
-
-from coursekit.fleet.provider import PROVIDERS, fleet_for, provider_class
-
-__all__ = ["PROVIDERS", "fleet_for", "provider_class"]
+"""Fleets: one environment per seat, planned purely (plan.py) and applied by a provider (provider.py), each provider
+a package of its own (docker/, openstack/) found through registry.py."""

@@ -1,8 +1,8 @@
 """The provider contract: what every kind of fleet does, the parts they share, and the one registry.
 
-A provider is one subclass of Provider and one line in PROVIDERS. The CLI's --provider choices, the schema's
-fleet.provider enum (a test holds them equal) and fleet_for all read PROVIDERS; the class is imported
-only when a command needs it, so heavy SDKs load only then. Shared here, written once: the desired seats,
+A provider is a package under fleet/ (its light `section` and this subclass) and one line in registry.PROVIDERS.
+The CLI's --provider choices, the schema's fleet.provider enum (composed from the registry) and fleet_for all read
+it; the class is imported only when a command needs it, so heavy SDKs load only then. Shared here, written once: the desired seats,
 tokens, the order of status rows, and teardown as a template method (archive, verify, then remove, seat
 by seat, one failure never stopping the others), as dockerspawner shares a spawner's lifecycle.
 """
@@ -20,6 +20,7 @@ from coursekit.archive import Archived
 from coursekit.archivestore import ArchiveStore
 from coursekit.config import Course
 from coursekit.errors import CoursekitError
+from coursekit.fleet import registry
 from coursekit.fleet.plan import Action, Desired, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.parallel import each
 from coursekit.schedule import Change
@@ -28,18 +29,9 @@ from coursekit.seats import SeatTokens, seats, status_order
 
 TEARDOWN_WORKERS = 4  # seats archived at once: each reads a home and writes an archive
 
-# name → "module:Class". Adding a provider: write the class, add its line here (and to the schema's enum).
-PROVIDERS: dict[str, str] = {
-    "docker": "coursekit.fleet.dockerhost:DockerProvider",
-    "openstack": "coursekit.fleet.openstack:OpenStackProvider",
-}
-
-
 def provider_class(name: str) -> type[Provider]:
     """The registered class called name (imported now)."""
-    if name not in PROVIDERS:
-        raise CoursekitError(f"no provider called {name!r}; registered: {', '.join(sorted(PROVIDERS))}")
-    module, _, attribute = PROVIDERS[name].partition(":")
+    module, _, attribute = registry.section(name).PROVIDER.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 

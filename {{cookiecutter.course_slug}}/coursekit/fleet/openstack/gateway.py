@@ -12,16 +12,16 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Callable
 
-from coursekit import keys, labels, names
+from coursekit import keys, labels
 from coursekit.errors import CoursekitError
 from coursekit.fleet import cloudinit, seattls
-from coursekit.fleet.cloud import POWERED_OFF
 from coursekit.fleet.gateway import Route, seat_host
+from coursekit.fleet.openstack.allocation import Allocation
+from coursekit.fleet.openstack.cloud import POWERED_OFF, age
 from coursekit.fleet.plan import SeatState, SeatStatus
 from coursekit.seatclient import SeatClient, UntrustedSeat
 
@@ -32,35 +32,6 @@ MIRROR_PORT = 5000  # the gateway's pull-through cache of the course image's reg
 ROUTES_PATH = "/coursekit/routes"
 VERSION = 3  # bump when the gateway's software changes, so deploy replaces it (keeping its address)
 HTTPS_PORT, HTTP_PORT, SSH_PORT = 443, 80, 22
-
-
-@dataclass(frozen=True)
-class FrontDoor:
-    """The gateway's address, standing in for a seat's own floating IP: every seat is reached through it."""
-
-    floating_ip_address: str
-    port_id: str | None
-
-
-class FrontDoors(Mapping):
-    """seat → the front door, for any seat; it lists no floating IP of a seat's own."""
-
-    def __init__(self, door: FrontDoor | None):
-        self.door = door
-
-    def __getitem__(self, seat: str) -> FrontDoor:
-        if self.door is None:
-            raise KeyError(seat)
-        return self.door
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __contains__(self, seat: object) -> bool:
-        return self.door is not None
 
 
 def mirror_path(image: str) -> str:
@@ -83,12 +54,12 @@ def fixed_address(server) -> str | None:
 
 
 class OpenStackGateway:
-    """The course's gateway VM, its floating IP and the two security groups, through the provider's cloud."""
+    """The course's gateway VM, its floating IP and the two security groups, through the course's allocation."""
 
-    def __init__(self, provider):
-        self.provider, self.cloud, self.settings = provider, provider.cloud, provider.settings
-        self.tags = f"{provider.tag},{ROLE_TAG}"
-        self.name = names.instance_name(provider.slug, GATEWAY)
+    def __init__(self, at: Allocation):
+        self.at, self.cloud, self.settings = at, at.cloud, at.settings
+        self.tags = f"{at.tag},{ROLE_TAG}"
+        self.name = at.server_name(GATEWAY)
         self.pushed: str | None = None  # the routes last put, so an unchanged fleet puts nothing
         self._fip: object = None  # the gateway's floating IP as last read, until coursekit changes it
         self._mirror: str | None = None
@@ -110,13 +81,13 @@ class OpenStackGateway:
         return f"{self.seat_origin(seat, address)}/{seat}/"
 
     def token(self) -> str:
-        return self.provider.tokens.token(keys.GATEWAY)
+        return self.at.tokens.token(keys.GATEWAY)
 
     def client(self, address: str, seat: str | None = None) -> SeatClient:
         """The gateway itself (its token), or a seat behind it (the seat's token), over TLS checked first."""
         base = f"{self.seat_origin(seat, address)}:{HTTPS_PORT}/{seat}" if seat else f"https://{self.site(address)}:{HTTPS_PORT}"
-        token = self.provider.token(seat) if seat else self.token()
-        pinned = None if self.settings.dns_domain else keys.public_key_der(self.provider.tokens.tls_key(keys.GATEWAY))
+        token = self.at.tokens.token(seat) if seat else self.token()
+        pinned = None if self.settings.dns_domain else keys.public_key_der(self.at.tokens.tls_key(keys.GATEWAY))
         return SeatClient(seat or GATEWAY, base, token, pinned)
 
     def fingerprint(self) -> str:
@@ -127,7 +98,7 @@ class OpenStackGateway:
 
     def upstream(self) -> str:
         """The registry the gateway caches: the course image's (Docker Hub's API lives at registry-1.docker.io)."""
-        registry = self.provider.course.image.registry
+        registry = self.at.course.image.registry
         return "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
 
     def mirror(self) -> str | None:
@@ -149,24 +120,20 @@ class OpenStackGateway:
     def servers(self) -> list:
         return self.cloud.servers(self.tags)
 
-    def doors(self) -> FrontDoors:
-        fip = self.fip()
-        return FrontDoors(FrontDoor(fip.floating_ip_address, fip.port_id) if fip else None)
-
     # Creating and healing ---------------------------------------------------------------------------------
 
     def groups(self) -> tuple[object, object]:
         """(the gateway's group, the seats' group), created when missing: HTTPS to the gateway from anywhere,
         the seats' one port from the gateway's group only."""
-        existing = {g.name: g for g in self.cloud.security_groups(self.provider.tag)}
-        gateway_name, seats_name = f"{self.provider.group_name}-gateway", self.provider.group_name
+        existing = {g.name: g for g in self.cloud.security_groups(self.at.tag)}
+        gateway_name, seats_name = f"{self.at.group_name}-gateway", self.at.group_name
         gateway = existing.get(gateway_name) or self.cloud.create_security_group(
-            gateway_name, f"coursekit course {self.provider.slug}: HTTPS to the gateway", [self.provider.tag, ROLE_TAG],
+            gateway_name, f"coursekit course {self.at.slug}: HTTPS to the gateway", [self.at.tag, ROLE_TAG],
             [(HTTP_PORT, "0.0.0.0/0"), (HTTPS_PORT, "0.0.0.0/0")] + [(SSH_PORT, c) for c in self.settings.ssh_cidrs])
         seats = existing.get(seats_name)
         if seats is None:
             seats = self.cloud.create_security_group(
-                seats_name, f"coursekit course {self.provider.slug}: the seats, from the gateway only", [self.provider.tag],
+                seats_name, f"coursekit course {self.at.slug}: the seats, from the gateway only", [self.at.tag],
                 [(SEAT_PORT, f"group:{gateway.id}")] + ([(SSH_PORT, f"group:{gateway.id}")] if self.settings.ssh_cidrs else []))
             self.cloud.add_rules(gateway, [(MIRROR_PORT, f"group:{seats.id}")])  # the image cache, for seats only
         return gateway, seats
@@ -177,7 +144,7 @@ class OpenStackGateway:
         fip = self.fip()
         if fip is None:
             fip = self._fip = self.cloud.create_floating_ip(
-                public_network_id(), f"coursekit {self.provider.slug} gateway", self.tags.split(","))
+                public_network_id(), f"coursekit {self.at.slug} gateway", self.tags.split(","))
         current = [s for s in self.servers() if s.status != "DELETED"]
         healthy = [s for s in current if not self._broken(s, fip)]
         for server in current:
@@ -192,7 +159,7 @@ class OpenStackGateway:
 
     def _wait_for_address(self, server_id: str) -> None:
         """Until the new gateway has its private address: seats are told it, to pull through its cache."""
-        deadline = time.monotonic() + self.provider.boot_timeout
+        deadline = time.monotonic() + self.at.boot_timeout
         while time.monotonic() < deadline:
             server = self.cloud.server(server_id)
             if address := fixed_address(server):
@@ -206,10 +173,10 @@ class OpenStackGateway:
     def _broken(self, server, fip) -> bool:
         if server.metadata.get(labels.META_SETTINGS) != self.fingerprint() or server.status == "ERROR":
             return True
-        age = self.provider._age(server)
+        seconds = age(server)
         if server.status == "BUILD":
-            return age >= self.provider.boot_timeout
-        if server.status == "ACTIVE" and fip.port_id and age >= self.provider.boot_timeout:
+            return seconds >= self.at.boot_timeout
+        if server.status == "ACTIVE" and fip.port_id and seconds >= self.at.boot_timeout:
             return not self.answers(fip.floating_ip_address)
         return False
 
@@ -220,16 +187,16 @@ class OpenStackGateway:
         if missing := [f"{kind} {wanted[kind]!r}" for kind, value in found.items() if value is None]:
             raise CoursekitError(f"the gateway cannot be created: {', '.join(missing)} not found in cloud {s.cloud!r}")
         gateway_group, _ = self.groups()
-        tls = None if s.dns_domain else seattls.seat_certificate(self.provider.tokens.tls_key(keys.GATEWAY), GATEWAY, address)
+        tls = None if s.dns_domain else seattls.seat_certificate(self.at.tokens.tls_key(keys.GATEWAY), GATEWAY, address)
         from coursekit.image import auth_from_env
 
         user_data = cloudinit.gateway_user_data(self.site(address), self.token(), self.name, tls, self.upstream(),
-                                                auth_from_env(self.provider.course.image.registry),
-                                                title=self.provider.course.course.name, subdomains=s.subdomains)
+                                                auth_from_env(self.at.course.image.registry),
+                                                title=self.at.course.course.name, subdomains=s.subdomains)
         attrs = dict(
             name=self.name, flavor_id=found["flavor"].id, image_id=found["image"].id, networks=[{"uuid": found["network"].id}],
             security_groups=[{"name": gateway_group.name}], user_data=base64.b64encode(user_data.encode()).decode(),
-            metadata={labels.META_COURSE: self.provider.slug, labels.META_ROLE: GATEWAY, labels.META_SETTINGS: self.fingerprint()},
+            metadata={labels.META_COURSE: self.at.slug, labels.META_ROLE: GATEWAY, labels.META_SETTINGS: self.fingerprint()},
             tags=self.tags.split(","), **({"key_name": s.key_name} if s.key_name else {}),
         )
 
@@ -251,7 +218,7 @@ class OpenStackGateway:
         """One route per seat server with an address: its private address, or its paused page."""
         from coursekit.schedule import schedule_of
 
-        until = schedule_of(self.provider.course).wakes_at(datetime.now(timezone.utc))
+        until = schedule_of(self.at.course).wakes_at(datetime.now(timezone.utc))
         found = {}
         for server in servers:
             seat, address = server.metadata.get(labels.META_SEAT), fixed_address(server)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 import urllib.parse
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -220,3 +221,14 @@ class Cloud:
         except (oserr.SDKException, ksaerr.ClientException) as exc:
             raise CoursekitError(f"reading {container}/{name} failed: {exc}") from None
         return {key.lower(): value for key, value in (found.metadata or {}).items()}
+
+
+def age(server) -> float:
+    """Seconds since the server was created."""
+    created = datetime.fromisoformat(server.created_at.replace("Z", "+00:00"))
+    return (datetime.now(timezone.utc) - created).total_seconds()
+
+
+def fault(server) -> str:
+    """What nova says went wrong with a server in ERROR."""
+    return (server.fault or {}).get("message", "no fault given")

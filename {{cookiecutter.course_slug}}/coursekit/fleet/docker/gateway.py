@@ -20,13 +20,10 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
-import docker
-import docker.errors
-from docker.models.containers import Container
-
-from coursekit import engine, labels
-from coursekit.config import DockerSettings
+from coursekit import labels
+from coursekit.engine import Container, Engine
 from coursekit.errors import CoursekitError
+from coursekit.fleet.docker.section import DockerSettings
 from coursekit.fleet.gateway import Route, caddyfile, is_address, seat_host
 
 DOCKERFILE = """\
@@ -42,8 +39,8 @@ CADDY_DATA = "/root/.local/share/caddy"  # the internal CA and certificates
 class DockerGateway:
     """Build, run, re-route and remove one course's gateway container."""
 
-    def __init__(self, client: docker.DockerClient, slug: str, settings: DockerSettings, title: str = ""):
-        self.client, self.slug, self.settings, self.title = client, slug, settings, title  # title: the course's name
+    def __init__(self, docker: Engine, slug: str, settings: DockerSettings, title: str = ""):
+        self.docker, self.slug, self.settings, self.title = docker, slug, settings, title  # title: the course's name
         self.name = f"coursekit-{slug}.gateway"
         self.labels = {labels.COURSE: slug, labels.ROLE: "gateway"}
 
@@ -70,11 +67,11 @@ class DockerGateway:
         container = self.container()
         if container is None:
             return None
-        with engine.guarded("reading the gateway's certificate authority"):
-            chunks, _ = container.get_archive(f"{CADDY_DATA}/pki/authorities/local/root.crt")
-            with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-                member = tar.next()
-                return tar.extractfile(member).read().decode() if member else None
+        chunks = self.docker.get_archive(container, f"{CADDY_DATA}/pki/authorities/local/root.crt",
+                                         "reading the gateway's certificate authority")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.next()
+            return tar.extractfile(member).read().decode() if member else None
 
     def answer(self) -> int:
         """The HTTP status the front door gives (0: none). No credential is sent, so its certificate is not checked."""
@@ -91,21 +88,19 @@ class DockerGateway:
     def image(self) -> str:
         """The Caddy image for settings.gateway_base, built here once."""
         tag = f"coursekit-gateway:{hashlib.sha256((DOCKERFILE + self.settings.gateway_base).encode()).hexdigest()[:12]}"
-        with suppress(docker.errors.ImageNotFound):
-            self.client.images.get(tag)
+        if self.docker.image_id(tag):
             return tag
         with tempfile.TemporaryDirectory() as context:
             Path(context, "Dockerfile").write_text(DOCKERFILE)
             try:
-                engine.build(self.client, Path(context), tag, {"BASE": self.settings.gateway_base}, {labels.ROLE: "gateway-image"})
+                self.docker.build(Path(context), tag, {"BASE": self.settings.gateway_base}, {labels.ROLE: "gateway-image"})
             except CoursekitError as exc:
                 raise CoursekitError(f"building the gateway's Caddy image on {self.settings.gateway_base} failed: {exc}; "
                                      "set fleet.docker.gateway_base to a Debian image this host can pull") from None
         return tag
 
     def container(self) -> Container | None:
-        with engine.guarded("looking for the gateway"):
-            found = self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "gateway"))
+        found = self.docker.containers(labels.course_filter(self.slug, "gateway"), "looking for the gateway")
         return found[0] if found else None
 
     def preflight(self) -> None:
@@ -131,29 +126,27 @@ class DockerGateway:
         text = self.config(routes)
         current = self.container()
         if current is not None and current.status != "running":
-            with engine.guarded("removing the stopped gateway"):
-                current.remove(force=True)
+            self.docker.remove(current, "removing the stopped gateway")
             current = None
         if current is None:
             self._create(text)
             return
         self._put(current, text)
-        code, output = engine.exec_run(current, ["caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"], 60)
+        code, output = self.docker.exec_run(current, ["caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"], 60)
         if code != 0:
             raise CoursekitError(f"the gateway refused its new routes: {output.strip()[-400:]}")
 
     def _create(self, text: str) -> None:
         image = self.image()
-        with engine.guarded("creating the gateway"):
-            volume = self.client.volumes.create(f"{self.name}.data", labels=self.labels)  # found by teardown
-            container = self.client.containers.create(
-                image, name=self.name, labels=self.labels, network_mode="host",
-                volumes={volume.name: {"bind": CADDY_DATA, "mode": "rw"}},
-                restart_policy={"Name": "unless-stopped"}, cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"],
-                security_opt=["no-new-privileges"],
-            )
-            self._put(container, text)
-            container.start()
+        volume = self.docker.create_volume(f"{self.name}.data", self.labels, what="creating the gateway")  # found by teardown
+        container = self.docker.create(
+            image, "creating the gateway", name=self.name, labels=self.labels, network_mode="host",
+            volumes={volume: {"bind": CADDY_DATA, "mode": "rw"}},
+            restart_policy={"Name": "unless-stopped"}, cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"],
+            security_opt=["no-new-privileges"],
+        )
+        self._put(container, text)
+        self.docker.start(container, "starting the gateway")
         self._wait_listening(container)
 
     def _wait_listening(self, container: Container, timeout: float = 20) -> None:
@@ -161,9 +154,8 @@ class DockerGateway:
         host = "127.0.0.1" if self.settings.bind in ("0.0.0.0", "127.0.0.1") else self.settings.bind
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            container.reload()
-            if container.status in ("exited", "dead", "restarting"):
-                raise CoursekitError(f"the gateway stopped:\n{engine.logs_tail(container)}")
+            if self.docker.container(container).status in ("exited", "dead", "restarting"):
+                raise CoursekitError(f"the gateway stopped:\n{self.docker.logs_tail(container)}")
             with suppress(OSError), socket.create_connection((host, self.settings.https_port), timeout=1):
                 return
             time.sleep(0.2)
@@ -176,13 +168,12 @@ class DockerGateway:
             info = tarfile.TarInfo("Caddyfile")
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-        with engine.guarded("writing the gateway's routes"):
-            container.put_archive("/etc/caddy", buffer.getvalue())
+        self.docker.put_archive(container, "/etc/caddy", buffer.getvalue(), "writing the gateway's routes")
 
     def remove(self) -> None:
         """Remove the gateway and its certificate volume."""
-        with engine.guarded("removing the gateway"):
-            for container in self.client.containers.list(all=True, filters=labels.course_filter(self.slug, "gateway")):
-                container.remove(force=True)
-            for volume in self.client.volumes.list(filters=labels.course_filter(self.slug, "gateway")):
-                volume.remove(force=True)
+        mine = labels.course_filter(self.slug, "gateway")
+        for container in self.docker.containers(mine, "looking for the gateway"):
+            self.docker.remove(container, "removing the gateway")
+        for volume in self.docker.volumes(mine, "looking for the gateway's volume"):
+            self.docker.remove_volume(volume.name, "removing the gateway's volume")
