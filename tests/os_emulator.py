@@ -220,6 +220,7 @@ class SeatStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Jupyter's own server and Caddy
+            disable_nagle_algorithm = True  # headers and body leave at once, as a real server's do (no 40 ms ACK wait)
 
             def _authorized(self) -> bool:
                 given = self.headers.get("Authorization", "").removeprefix("token ")
@@ -387,6 +388,7 @@ class GatewayStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Caddy
+            disable_nagle_algorithm = True
 
             def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
                 self.send_response(status)
@@ -545,6 +547,7 @@ class Emulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def _handle(self, method: str):
                 raw = self._body()

@@ -1,5 +1,6 @@
-"""The provider contract, run unchanged over every registered provider: docker on the real engine, openstack
-on the Jetstream2 emulator. A provider without a rig here fails the suite: a new provider brings one."""
+"""The provider contract, run unchanged over every registered provider: docker on the real engine and on the fake
+engine (tests/fake_engine.py, in the fast lane), openstack on the Jetstream2 emulator. A provider without a rig here
+fails the suite: a new provider brings one."""
 from __future__ import annotations
 
 import ast
@@ -50,18 +51,65 @@ class DockerRig:
         pass
 
 
+class FakeDockerRig:
+    """The docker provider's own logic on a fake engine in this process (the fast lane's): coursekit's CLI, planner
+    and provider for real, the engine in memory, each seat's Jupyter an HTTP stand-in on its published port."""
+
+    marks: list = []
+    suffix = "-fake"
+
+    def __init__(self, request, tmp_path):
+        import os
+        import random
+
+        from fake_engine import FakeEngine
+
+        request.getfixturevalue("coursekit")
+        from coursekit.engine import Engine
+
+        self.engine = FakeEngine(tmp_path / "engine")
+        (tmp_path / "engine").mkdir()
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        port_base = 20000 + 3000 * worker + random.randrange(0, 2900, 10)  # workers side by side never share a port
+        self.repo = make_course(request.getfixturevalue("course_repo"), tmp_path / "course", "contract-fake", STUDENTS)
+        edit_course(self.repo, lambda d: d["fleet"]["docker"].update(disk=None, bind="127.0.0.1", port_base=port_base))
+        image = "docker.io/your-user/contract:fake1"
+        self.engine.add_image(image)
+        request.getfixturevalue("monkeypatch").setattr(Engine, "connect", classmethod(lambda cls: self.engine))
+        self.env = {"COURSEKIT_SECRET": SECRET}
+        self.deploy_args = ["--image", image]
+
+    def _home(self, seat: str) -> Path:
+        volume = next(name for name, v in self.engine.volumes_.items() if v["labels"].get("org.coursekit.seat") == seat)
+        return self.engine.home(volume)
+
+    def write(self, seat: str, path: str, content: bytes) -> None:
+        target = self._home(seat) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+    def read(self, seat: str, path: str) -> bytes:
+        return (self._home(seat) / path).read_bytes()
+
+    def stop(self) -> None:
+        self.engine.stop_all()
+
+
 class OpenStackRig:
     """Seats as VMs on the emulated Jetstream2."""
 
     marks = [pytest.mark.cloud]
+    boot_seconds, poll_seconds = 0.3, 0.2
 
     def __init__(self, request, tmp_path):
         self.cloud = Emulator()
-        self.cloud.boot_seconds = 0.3
+        self.cloud.boot_seconds = self.boot_seconds
+        if self.poll_seconds < 0.1:  # VMs that power off, shelve and update at once, too
+            self.cloud.power_seconds = self.cloud.shelve_seconds = self.cloud.update_seconds = self.boot_seconds
         self.cloud.start()
         self.repo = make_course(request.getfixturevalue("course_repo"), tmp_path / "course", "contract-openstack", STUDENTS)
         edit_course(self.repo, lambda d: (d["fleet"].update(provider="openstack"),
-                                          d["fleet"]["openstack"].update(poll_seconds=0.2, boot_timeout_minutes=0.25)))
+                                          d["fleet"]["openstack"].update(poll_seconds=self.poll_seconds, boot_timeout_minutes=0.25)))
         self.env = {"COURSEKIT_SECRET": SECRET, "OS_CLIENT_CONFIG_FILE": str(self.cloud.clouds_yaml(tmp_path / "clouds.yaml"))}
         self.deploy_args = ["--image", "docker.io/your-user/contract:abc1234"]
 
@@ -79,7 +127,15 @@ class OpenStackRig:
         self.cloud.stop()
 
 
-RIGS = {"docker": DockerRig, "openstack": OpenStackRig}
+class QuickOpenStackRig(OpenStackRig):
+    """The same emulated cloud with instant boots and coursekit in this process: the fast lane's openstack rig."""
+
+    marks: list = []
+    suffix = "-quick"
+    boot_seconds, poll_seconds = 0.02, 0.02
+
+
+RIGS = {"docker": [DockerRig, FakeDockerRig], "openstack": [OpenStackRig, QuickOpenStackRig]}  # a provider's rigs: the real thing first
 
 
 def _registered() -> list[str]:
@@ -91,13 +147,15 @@ def _registered() -> list[str]:
     return sorted(ast.literal_eval(node.value))
 
 
-PARAMS = [pytest.param(name, marks=RIGS[name].marks if name in RIGS else []) for name in _registered()]
+PARAMS = [pytest.param((name, rig), marks=getattr(rig, "marks", []), id=name + getattr(rig, "suffix", ""))
+          for name in _registered() for rig in RIGS.get(name, [None])]
 
 
 @pytest.fixture(params=PARAMS)
 def rig(request, tmp_path):
-    assert request.param in RIGS, f"provider {request.param!r} is registered but has no rig in the contract suite"
-    made = RIGS[request.param](request, tmp_path)
+    name, kind = request.param
+    assert kind is not None, f"provider {name!r} is registered but has no rig in the contract suite"
+    made = kind(request, tmp_path)
     yield made
     made.stop()
 
@@ -203,3 +261,59 @@ def test_the_schedule_pauses_seats_idle_by_jupyters_own_clock(rig):
     assert {row["state"] for row in _status(rig).values()} == {"paused"}
     again = _run(rig, "schedule", "--at", (now + timedelta(hours=3, minutes=15)).isoformat())
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+@pytest.fixture
+def fake(request, tmp_path):
+    made = FakeDockerRig(request, tmp_path)
+    yield made
+    made.stop()
+
+
+def test_an_image_that_cannot_start_leaves_every_old_seat_serving(fake):
+    """A replaced container stops only once its successor exists, and comes back when the successor does not answer."""
+    _deploy(fake)
+    fake.write("ann", "work/.draft/essay.md", b"ann's draft")
+    before = {seat: row["image"] for seat, row in _status(fake).items()}
+    broken = "docker.io/your-user/contract:broken"
+    fake.engine.add_image(broken)
+    fake.engine.broken_images.add(broken)
+    update = _run(fake, "deploy", "--image", broken)
+    assert update.returncode == 1
+    assert update.stdout.count("the new container did not start") == len(STUDENTS), update.stdout
+    assert "this image cannot start Jupyter" in update.stdout
+    assert {seat: (row["health"], row["image"]) for seat, row in _status(fake).items()} == {s: ("ok", before[s]) for s in STUDENTS}
+    assert fake.read("ann", "work/.draft/essay.md") == b"ann's draft"
+    assert sorted(b.name for b in fake.engine.boxes.values()) == [f"coursekit-contract-fake.{s}" for s in STUDENTS]
+
+
+def test_a_create_the_engine_refuses_fails_that_seat_alone_and_the_next_deploy_converges(fake):
+    fake.engine.fail_creates = 1
+    first = _run(fake, "deploy", *fake.deploy_args)
+    assert first.returncode == 1 and first.stdout.count("FAILED") >= 1
+    assert "the engine refused the container's options" in first.stdout + first.stderr
+    assert sum(row["health"] == "ok" for row in _status(fake).values()) == len(STUDENTS) - 1
+    _deploy(fake)
+    assert [row["health"] for row in _status(fake).values()] == ["ok"] * len(STUDENTS)
+
+
+def test_a_docker_course_archives_to_swift_through_the_clouds_own_section(fake, tmp_path):
+    """archive.target swift:// on a Docker host: the object store comes from the registry (fleet.openstack.cloud),
+    and every home is in Swift, read back and compared, before its seat goes."""
+    cloud = Emulator()
+    cloud.start()
+    try:
+        edit_course(fake.repo, lambda d: d["archive"].update(target="swift://course-archives"))
+        _deploy(fake)
+        fake.write("ann", "work/.ideas/next.md", b"ann's next idea")
+        env = {**fake.env, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml(tmp_path / "clouds.yaml"))}
+        torn = run_coursekit(fake.repo, "teardown", "--yes", env=env)
+        assert torn.returncode == 0, torn.stdout + torn.stderr
+        assert sorted(cloud.containers["course-archives"]) == [f"contract-fake/{s}.tar.gz" for s in STUDENTS]
+        fetched = run_coursekit(fake.repo, "archives", "--fetch", "ann", "--to", str(tmp_path / "back"), env=env)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        with tarfile.open(tmp_path / "back" / "ann.tar.gz") as tar:
+            assert tar.extractfile("home/work/.ideas/next.md").read() == b"ann's next idea"
+        assert fake.engine.boxes == {} and fake.engine.volumes_ == {}
+    finally:
+        cloud.stop()

@@ -57,6 +57,10 @@ class Provider(ABC):
     def token(self, seat: str) -> str:
         return self.tokens.token(seat)
 
+    def object_store(self) -> Any | None:
+        """The connection swift:// archives go through when this fleet has one of its own (None: ask the registry)."""
+        return None  # a hook: a fleet without a cloud connection of its own
+
     # Desired state -------------------------------------------------------------------------------
 
     @abstractmethod
