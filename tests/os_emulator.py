@@ -619,7 +619,7 @@ class Emulator:
 
     def _make_cert(self) -> tuple[str, str]:
         key, cert = Path(self._cert_dir.name, "key.pem"), Path(self._cert_dir.name, "cert.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=seat",
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=seat",
                         "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
         return str(cert), str(key)
 

@@ -263,6 +263,41 @@ def test_the_schedule_pauses_seats_idle_by_jupyters_own_clock(rig):
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
+def _gone(rig, seat: str, path: str) -> bool:
+    """The file is not in the seat's home (each rig reads its own way and raises its own error when it is not)."""
+    try:
+        rig.read(seat, path)
+    except Exception:
+        return True
+    return False
+
+
+def test_reset_archives_the_home_and_starts_the_seat_fresh_at_the_same_link(rig, tmp_path):
+    _deploy(rig)
+    rig.write("ann", "work/.cache/state", b"ann's old state")
+    rig.write("ben", "work/mine.txt", b"ben's")
+    links = _roster_urls(rig)
+    done = _run(rig, "reset", "ann", "--yes", "--archive-dir", str(tmp_path / "arch"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (archived,) = (tmp_path / "arch").glob("ann.reset-*.tar.gz")
+    with tarfile.open(archived) as tar:
+        assert tar.extractfile("home/work/.cache/state").read() == b"ann's old state"
+    assert _gone(rig, "ann", "work/.cache/state") and rig.read("ben", "work/mine.txt") == b"ben's"
+    assert _roster_urls(rig) == links and _status(rig)["ann"]["health"] == "ok"
+
+
+def test_swap_copies_the_students_work_onto_a_spare_and_the_roster_follows(rig):
+    edit_course(rig.repo, lambda d: (d["seats"].update(spares=1), d["schedule"].update(awake=[])))
+    _deploy(rig)
+    rig.write("ann", "work/.hidden/notes", b"ann's notes")
+    moved = _run(rig, "swap", "ann", "--to", "spare-1", "--yes")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert rig.read("spare-1", "work/.hidden/notes") == b"ann's notes"
+    roster = {r["seat"]: r for r in csv.DictReader(io.StringIO(_run(rig, "roster").stdout))}
+    assert "ann" not in roster and roster["spare-1"]["name"] == "Ann"
+    assert _status(rig)["ann"]["state"] == "paused" and _status(rig)["spare-1"]["health"] == "ok"
+
+
 @pytest.fixture
 def fake(request, tmp_path):
     made = FakeDockerRig(request, tmp_path)

@@ -214,14 +214,14 @@ class DockerProvider(Provider):
 
     def move_home(self, seat: str, spare: str, store: ArchiveStore) -> str:
         """Copy the student's work onto the spare's home (their files win; the spare's own stay beside them): from
-        the seat's volume, else from its newest archive, else nothing. Then stop the old seat; returns where the
+        the seat's volume, else from its newest archive, else nothing. The old seat is paused first; returns where the
         work came from."""
         volumes, listed = self.homes.names(), self.containers()
         spare_container = next((c for c in listed if c.labels[labels.SEAT] == spare), None)
         if spare not in volumes or spare_container is None:
             raise CoursekitError(f"{spare} is not deployed on this host: deploy first, then swap onto it")
         for container in [c for c in listed if c.labels[labels.SEAT] == seat]:
-            self.docker.stop(container, f"stopping {seat}")  # its home holds still while it is copied; the seat stays, paused
+            self.seats.pause(container, seat)  # its home holds still while it is copied; the seat stays, paused
         with tempfile.SpooledTemporaryFile(64 << 20) as spooled:  # all of it, before the spare is touched
             copied, source = spool_work(seat, store, spooled, HOME.rsplit("/", 1)[1],  # what the engine unpacks into /home
                                         (f"{seat}'s home", self.homes.tar_source(seat, spare)) if seat in volumes else None)

@@ -96,6 +96,11 @@ class Doors(ABC):
         """Teardown's part of the door, once the seats that could go are gone."""
         return None
 
+    def remove_groups(self) -> None:
+        """Delete the course's security groups (once no VM uses them)."""
+        for group in self.cloud.security_groups(self.at.tag):
+            self.cloud.delete_security_group(group)
+
 
 class FloatingIPs(Doors):
     """Every seat on its own floating IP, with its own HTTPS (a DNS name's certificate, or one pinned to its key)."""
@@ -213,6 +218,11 @@ class Gateway(Doors):
 
     def status_rows(self) -> list[SeatStatus]:
         return [self.gateway.status_row()]
+
+    def remove_groups(self) -> None:
+        """The seats' group names the gateway's in a rule: it goes first."""
+        for group in sorted(self.cloud.security_groups(self.at.tag), key=lambda g: g.name.endswith("-gateway")):
+            self.cloud.delete_security_group(group)
 
     def close(self, everything_removed: bool) -> None:
         if everything_removed:

@@ -260,9 +260,7 @@ class OpenStackProvider(Provider):
             if time.monotonic() > deadline:
                 raise CoursekitError("VMs are still being deleted; run teardown again to remove the security group")
             time.sleep(self.settings.poll_seconds)
-        # A group named in another's rule (the gateway's, in the seats') goes after it.
-        for group in sorted(self.cloud.security_groups(self.at.tag), key=lambda g: g.name.endswith("-gateway")):
-            self.cloud.delete_security_group(group)
+        self.doors.remove_groups()
 
     def leftovers(self, keep_volumes: bool = False) -> list[str]:
         found = [f"server {s.name}" for s in self.at.servers()]
