@@ -8,6 +8,8 @@ API, guarded by its JUPYTER_TOKEN) on the host port its options publish, so read
 over real HTTP. Archives of volumes go through the VM home streamer's own tar writer and reader (any name, links,
 hidden folders).
 
+A container on a network that does not exist is refused, as the engine refuses it.
+
 Faults (attributes, switchable while it runs):
     broken_images   image references whose containers exit at once (exit code 1, a log line), as a bad image does
     fail_creates    the next N container creates fail, as an engine that refuses an option does
@@ -132,6 +134,9 @@ class FakeEngine:
             name = options.get("name") or f"fake-{next(self._ids)}"
             if any(b.name == name for b in self.boxes.values()):
                 raise self._Error(f'{what} failed: Conflict. The container name "/{name}" is already in use')
+            network = options.get("network")
+            if network and network not in self.networks_:
+                raise self._Error(f"{what} failed: network {network} not found")
             for volume in options.get("volumes", {}):
                 if volume not in self.volumes_:
                     self.create_volume(volume, {})
