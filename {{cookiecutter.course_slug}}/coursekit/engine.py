@@ -39,11 +39,6 @@ def guarded(what: str) -> Iterator[None]:
         raise DockerError(f"{what} failed: {getattr(exc, 'explanation', None) or exc}") from None
 
 
-def is_engine_error(exc: BaseException) -> bool:
-    """True for an SDK error that escaped a guard (the CLI's last resort names the engine)."""
-    return isinstance(exc, docker.errors.DockerException)
-
-
 @dataclass(frozen=True)
 class Container:
     """A container as the engine last described it."""
