@@ -82,6 +82,20 @@ FLAVORS = [
 ]
 
 
+_NETS = itertools.count(random.randrange(1000))
+
+
+def _networks() -> tuple[int, int]:
+    """Two /16s of 127.0.0.0/8 no other emulator running now holds: each pytest-xdist worker draws from its own share
+    of 32-254, and emulators of one worker take turns through it (a seat's port 443 on a shared address would be
+    taken twice)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    share = [n for n in range(32, 255) if n % workers == worker % workers]
+    turn = next(_NETS) * 2
+    return share[turn % len(share)], share[(turn + 1) % len(share)]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -519,7 +533,7 @@ class Emulator:
         self._lock = threading.RLock()
         self._ids = itertools.count(2)
         self._fip_numbers = itertools.count(2)
-        self.fixed_net, self.floating_net = random.sample(range(32, 255), 2)  # 127.X.0.0/16 each, per emulator
+        self.fixed_net, self.floating_net = _networks()  # 127.X.0.0/16 each, per emulator
         self._creates = 0
         self._errored: set[str] = set()
         self.servers: dict[str, dict] = {}
