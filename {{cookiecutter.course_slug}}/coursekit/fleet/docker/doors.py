@@ -7,20 +7,22 @@ from __future__ import annotations
 import time
 
 from coursekit import labels
+from coursekit.config import Course
 from coursekit.engine import Container, Engine
 from coursekit.errors import CoursekitError
 from coursekit.fleet.docker.gateway import DockerGateway
-from coursekit.fleet.docker.section import DockerSettings
 from coursekit.fleet.gateway import Route
 from coursekit.fleet.plan import Outcome, SeatStatus
+from coursekit.schedule import now_utc, schedule_of
 
 
 class Ports:
     """Each seat on its own port of fleet.docker.bind, its link on fleet.docker.public_host (the door a Gateway
     changes where it must)."""
 
-    def __init__(self, docker: Engine, slug: str, settings: DockerSettings, title: str):
-        self.docker, self.slug, self.settings, self.title = docker, slug, settings, title
+    def __init__(self, docker: Engine, course: Course):
+        self.docker, self.course = docker, course
+        self.slug, self.settings = course.course.slug, course.fleet.docker
 
     def listen_host(self) -> str:
         """Where a seat's port listens."""
@@ -51,14 +53,14 @@ class Ports:
         """Refuse, before anything changes, what this door cannot have."""
         return None
 
-    def sync(self, containers: list[Container], wakes_at: str) -> list[Outcome]:
+    def sync(self) -> list[Outcome]:
         """Bring what serves the seats in line with their containers (one outcome of its own, or none)."""
         return []
 
     def status_rows(self) -> list[SeatStatus]:
         return []
 
-    def close(self, everything_removed: bool, containers: list[Container], wakes_at: str) -> None:
+    def close(self, everything_removed: bool) -> None:
         """Teardown's part of the door."""
         return None
 
@@ -71,9 +73,9 @@ def paused(container: Container) -> bool:
 class Gateway(Ports):
     """Every seat at https://<public_host>/<seat>/ through one Caddy container; seats listen on loopback only."""
 
-    def __init__(self, docker: Engine, slug: str, settings: DockerSettings, title: str):
-        super().__init__(docker, slug, settings, title)
-        self.gateway = DockerGateway(docker, slug, settings, title)
+    def __init__(self, docker: Engine, course: Course):
+        super().__init__(docker, course)
+        self.gateway = DockerGateway(docker, self.slug, self.settings, course.course.name)
 
     def listen_host(self) -> str:
         return "127.0.0.1"
@@ -98,17 +100,19 @@ class Gateway(Ports):
     def preflight(self) -> None:
         self.gateway.preflight()
 
-    def routes(self, containers: list[Container], wakes_at: str) -> list[Route]:
-        """One route per seat container: its loopback port, or its paused page."""
+    def routes(self) -> list[Route]:
+        """One route per seat container: its loopback port, or its paused page (until the schedule wakes it)."""
+        containers = self.docker.containers(labels.course_filter(self.slug, "seat"), "listing the course's containers")
+        wakes_at = schedule_of(self.course).wakes_at(now_utc())
         return [Route(c.labels[labels.SEAT], paused_until=wakes_at) if paused(c)
                 else Route(c.labels[labels.SEAT], f"127.0.0.1:{c.labels[labels.PORT]}")
                 for c in sorted(containers, key=lambda c: c.labels[labels.SEAT])]
 
-    def sync(self, containers: list[Container], wakes_at: str) -> list[Outcome]:
+    def sync(self) -> list[Outcome]:
         """Routes follow the fleet; a gateway failure is reported as its own outcome."""
         started = time.monotonic()
         try:
-            self.gateway.sync(self.routes(containers, wakes_at))
+            self.gateway.sync(self.routes())
         except CoursekitError as exc:
             return [Outcome("gateway", "routes", False, str(exc), time.monotonic() - started)]
         return [Outcome("gateway", "routes", True, self.gateway.seat_url("<seat>"), time.monotonic() - started)]
@@ -121,11 +125,11 @@ class Gateway(Ports):
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")  # its own front page at /
         return [SeatStatus("gateway", container.status, self.gateway.url, self.docker.image_name(container.image_id), health, "-")]
 
-    def close(self, everything_removed: bool, containers: list[Container], wakes_at: str) -> None:
+    def close(self, everything_removed: bool) -> None:
         if everything_removed:
             self.gateway.remove()
         else:
-            self.sync(containers, wakes_at)
+            self.sync()
 
 
 def notebook_args(image_env: dict[str, str], base_url: str) -> str:

@@ -27,7 +27,7 @@ from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, Sea
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider, spool_work
 from coursekit.parallel import Interrupted, each, run_all
-from coursekit.schedule import activity_text, jupyter_clocks, now_utc, parse_time, schedule_of
+from coursekit.schedule import activity_text, jupyter_clocks, parse_time
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
 
@@ -43,7 +43,7 @@ class DockerProvider(Provider):
     def __init__(self, docker: Engine, course: Course, tokens: SeatTokens, ready_timeout: float = 180):
         super().__init__(course, tokens)
         self.docker, self.settings = docker, course.fleet.docker
-        self.doors = DOORS[self.settings.access](docker, self.slug, self.settings, course.course.name)
+        self.doors = DOORS[self.settings.access](docker, course)
         self.homes = Homes(docker, self.slug, self.settings)
         self.seats = Seats(docker, self.slug, self.settings, self.doors, self.homes, tokens, ready_timeout)
         self.stop = self.seats.stop
@@ -165,11 +165,7 @@ class DockerProvider(Provider):
         with SeatProgress([a.seat for a in actions], f"deploy {self.slug}") as progress:
             outcomes = run_all(lambda a: self._apply_one(a, image, ports.get(a.seat), store, progress),
                                actions, self.settings.concurrency, self.stop)
-        return outcomes + self._sync()
-
-    def _sync(self) -> list[Outcome]:
-        """The door follows the fleet (a gateway's routes), reported as its own outcome."""
-        return self.doors.sync(self.containers(), schedule_of(self.course).wakes_at(now_utc()))
+        return outcomes + self.doors.sync()
 
     def pause(self, observed: list[Observed], now: datetime) -> list[Outcome]:
         """Stop each seat's container; its home volume, port and link stay. Marked by its restart policy "no"
@@ -183,7 +179,7 @@ class DockerProvider(Provider):
                 return Outcome(seat.seat, "pause", True, "container stopped; its home stays", time.monotonic() - started)
             except (CoursekitError, Interrupted) as exc:
                 return Outcome(seat.seat, "pause", False, str(exc), time.monotonic() - started)
-        return run_all(one, observed, self.settings.concurrency, self.stop) + self._sync()
+        return run_all(one, observed, self.settings.concurrency, self.stop) + self.doors.sync()
 
     # Homes ---------------------------------------------------------------------------------------
 
@@ -208,7 +204,7 @@ class DockerProvider(Provider):
         self.seats.remove(seat, found)
         self.seats.ensure_network()
         self.seats.start_new(seat, container.image, port, self.fingerprint())
-        self._sync()
+        self.doors.sync()
         return Outcome(seat, "reset", True, f"archived {done.files} files ({done.size:,} bytes) to {done.path}; "
                                             f"a fresh home at {self.doors.url(seat, port)}", time.monotonic() - started)
 
@@ -282,7 +278,7 @@ class DockerProvider(Provider):
     def after_teardown(self, everything_removed: bool) -> None:
         for helper in self.docker.containers(labels.course_filter(self.slug, "archive-helper"), "finding archive helpers"):
             self.docker.remove(helper, "removing an archive helper an interrupted run left")  # never started: holds nothing
-        self.doors.close(everything_removed, self.containers(), schedule_of(self.course).wakes_at(now_utc()))
+        self.doors.close(everything_removed)
         if everything_removed:
             for network in self.docker.networks(labels.course_filter(self.slug)):
                 self.docker.remove_network(network)
