@@ -5,7 +5,6 @@ import csv
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -14,13 +13,14 @@ import yaml
 from conftest import TEMPLATE, run_coursekit
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
+from helpers import copy_course
 
 GOOD_SECRET = "hostile-tests-7Qx2Lm9Kp4Zt"
 
 
 @pytest.fixture
 def repo(course_repo, tmp_path):
-    return shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    return copy_course(course_repo, tmp_path / "course")
 
 
 def _edit(repo, change) -> None:
@@ -70,6 +70,9 @@ def test_the_build_installs_requirements_one_per_line_with_markers_intact(course
     (" " * 16, "contains spaces or line breaks"),
     (GOOD_SECRET + "\n", "contains spaces or line breaks"),
     ("abcdefghijklmnop", "does not look random"),
+    ("1234567890123456789012", "does not look random"),  # 22 characters, as long as a 16-byte URL-safe token
+    ("AbAbAbAbAbAbAbAbAbAbAb", "does not look random"),
+    ("PasswordPasswordPass", "does not look random"),
 ])
 def test_weak_secrets_are_refused(repo, secret, why):
     result = run_coursekit(repo, "roster", env={"COURSEKIT_SECRET": secret})
@@ -83,7 +86,9 @@ def test_strong_secrets_of_every_usual_kind_are_accepted(coursekit):
 
     from coursekit.seats import read_secret
 
-    for secret in (secrets.token_urlsafe(16), secrets.token_urlsafe(32), secrets.token_hex(16), GOOD_SECRET):
+    # Drawn once and once refused: a 16-byte token with no digit, '-' or '_' (1 in 40), a hex token of low spread (1 in 10,000)
+    seen = ("KLQhUSkJFPimmmEoilNHiQ", "469b982e4a4b46a2e94924744aa4e9ed", "7a70972ae83e377327a77f37eeeace67")
+    for secret in (secrets.token_urlsafe(16), secrets.token_urlsafe(32), secrets.token_hex(16), GOOD_SECRET, *seen):
         assert read_secret({"COURSEKIT_SECRET": secret}) == secret
 
 
