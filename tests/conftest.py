@@ -24,7 +24,7 @@ def baked(result) -> Path:
     return Path(result.project_path)
 
 
-IN_PROCESS = {"on": False}  # set per test: no engine and no emulator (see _cli_in_process)
+IN_PROCESS: dict = {"on": False}  # set per test: no engine and no emulator (see _cli_in_process)
 
 
 def run_coursekit(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -46,8 +46,8 @@ def _in_process(repo: Path, args: list[str], env: dict[str, str]) -> subprocess.
     import signal
     import traceback
 
-    if str(repo) not in sys.path and "coursekit" not in sys.modules:
-        sys.path.insert(0, str(repo))  # the same package every bake holds
+    if "coursekit" not in sys.modules:  # the same package every bake holds; the session's bake outlives any copy
+        sys.path.insert(0, str(IN_PROCESS["package_root"]))
     from coursekit.cli import main
 
     saved_env, saved_cwd, saved_term = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
@@ -78,6 +78,8 @@ def _cli_in_process(request):
     (they run fleets, signals and long waits, where the process boundary is part of what is tested)."""
     marks = {m.name for m in request.node.iter_markers()}
     IN_PROCESS["on"] = not marks & {"docker", "cloud", "workflows", "browser", "slow"}
+    if IN_PROCESS["on"]:
+        request.getfixturevalue("course_repo")  # whose package runs, whatever repo a test runs it in
     yield
     IN_PROCESS["on"] = False
 
@@ -91,8 +93,18 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def course_repo(cookies_session) -> Path:
-    """One course baked on the defaults; read-only for tests (copy it to change it)."""
-    return baked(cookies_session.bake(template=str(TEMPLATE)))
+    """One course baked on the defaults; read-only for tests (copy it to change it). Its coursekit package is shared
+    with every copy by hard links (helpers.copy_course): the session fails if any test changed a byte of it."""
+    repo = baked(cookies_session.bake(template=str(TEMPLATE)))
+    IN_PROCESS["package_root"] = repo
+    before = _contents(repo / "coursekit")
+    yield repo
+    assert _contents(repo / "coursekit") == before, "a test wrote into the shared bake's coursekit package"
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -19,8 +21,12 @@ SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def copy_course(course_repo: Path, dest: Path) -> Path:
-    """A private, writable copy of a baked course."""
-    return shutil.copytree(course_repo, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    """A private, writable copy of a baked course. Its coursekit package is hard-linked to the bake's, which no test
+    writes: a copy costs a tenth of a full one, and removing it frees no data (the fast lane makes about a hundred)."""
+    repo = shutil.copytree(course_repo, dest, ignore=shutil.ignore_patterns("__pycache__", "coursekit"))
+    shutil.copytree(course_repo / "coursekit", repo / "coursekit", ignore=shutil.ignore_patterns("__pycache__"),
+                    copy_function=os.link)
+    return repo
 
 
 def edit_course(repo: Path, change: Callable[[dict], object]) -> None:
@@ -33,6 +39,7 @@ def edit_course(repo: Path, change: Callable[[dict], object]) -> None:
 def make_course(course_repo: Path, dest: Path, slug: str, students: list[str] | None = None, **seats) -> Path:
     """A committed course copy with its own slug and roster (no instructors, no spares unless given)."""
     repo = copy_course(course_repo, dest)
+    shutil.copytree(_committed_bake(course_repo), repo / ".git")
 
     def change(data: dict) -> None:
         data["course"]["slug"] = slug
@@ -44,6 +51,16 @@ def make_course(course_repo: Path, dest: Path, slug: str, students: list[str] | 
     return repo
 
 
+@functools.cache
+def _committed_bake(course_repo: Path) -> Path:
+    """A packed repository of the bake as it is, made once per process beside it: a course copy then commits only
+    what its test changed (20 ms) instead of writing every file's object again (over 100 ms)."""
+    work = copy_course(course_repo, course_repo.parent / f"{course_repo.name}.committed")
+    commit(work, "the bake")
+    git(work, "gc", "-q")
+    return work / ".git"
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -51,7 +68,7 @@ def git(repo: Path, *args: str) -> str:
 def commit(repo: Path, message: str) -> str:
     """Commit everything (a new repository on main if there is none); returns the short sha."""
     if not (repo / ".git").exists():
-        git(repo, "init", "-q", "-b", "main")
+        git(repo, "init", "-q", "-b", "main", "--template=")  # no sample hooks
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
     return git(repo, "rev-parse", "--short", "HEAD")

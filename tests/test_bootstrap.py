@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 import yaml
 from conftest import run_coursekit
-from helpers import build
+from helpers import build, copy_course
 from services import free_port
 from standin import ensure_rootfs
 
@@ -110,7 +110,7 @@ def _publish_commit(repo, base_image, docker_client, message: str) -> str:
 def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
     course_repo, tmp_path, base_image, registry, docker_client, cloudinit, data_server
 ):
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('registry: "docker.io"', f'registry: "{registry}"'))
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     image = _publish_commit(repo, base_image, docker_client, "course")

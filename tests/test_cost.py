@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from conftest import run_coursekit
+from helpers import copy_course
 
 
 def test_the_papers_sanity_row(coursekit):
@@ -100,7 +100,7 @@ def test_cost_command_prints_items_and_total(course_repo):
 
 
 def test_cost_command_exits_1_over_budget(course_repo, tmp_path):
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     text = (repo / "course.yaml").read_text().replace("allocation_su: 10000", "allocation_su: 1000")
     (repo / "course.yaml").write_text(text)
     result = run_coursekit(repo, "cost")
@@ -110,7 +110,7 @@ def test_cost_command_exits_1_over_budget(course_repo, tmp_path):
 
 
 def test_unknown_flavor_is_a_clear_error(course_repo, tmp_path):
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('"m3.medium"', "m3.huge"))
     result = run_coursekit(repo, "cost")
     assert result.returncode == 1

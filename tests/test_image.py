@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_coursekit
-from helpers import build
+from helpers import build, copy_course
 from services import remove_course_layers
 
 pytestmark = pytest.mark.usefixtures("course_containers")
@@ -38,7 +37,7 @@ def _edit(repo: Path, old: str, new: str) -> None:
 @pytest.fixture
 def course(course_repo, tmp_path, registry) -> Path:
     """A private copy of the default bake, published to the loopback registry, committed on main."""
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     _edit(repo, 'registry: "docker.io"', f'registry: "{registry}"')
     _git(repo, "init", "-q", "-b", "main")
     _commit(repo, "course")

@@ -5,7 +5,6 @@ import base64
 import csv
 import io
 import json
-import shutil
 import ssl
 import tarfile
 import urllib.request
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_coursekit
+from helpers import copy_course
 
 SECRET = "openstack-tests-secret-0123456789"
 IMAGE = "docker.io/your-user/intro-to-data-science:abc1234"
@@ -22,7 +22,7 @@ IMAGE = "docker.io/your-user/intro-to-data-science:abc1234"
 @pytest.fixture
 def course(course_repo, tmp_path, cloud) -> Path:
     """The default bake on the openstack provider with a floating IP per seat, fast polling and a short boot timeout."""
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     data = yaml.safe_load((repo / "course.yaml").read_text())
     data["fleet"]["provider"] = "openstack"
     # One floating IP per seat, the mode before the gateway (test_gateway_openstack.py covers the default).

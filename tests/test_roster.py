@@ -5,10 +5,10 @@ import csv
 import io
 import os
 import re
-import shutil
 from html.parser import HTMLParser
 
 from conftest import run_coursekit
+from helpers import copy_course
 
 SECRET = "correct-horse-battery-staple"
 # From openssl, not from our code:
@@ -89,7 +89,7 @@ def grouped(credential: str) -> str:
 
 
 def test_html_roster_is_self_contained_and_escapes_names(course_repo, tmp_path):
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     text = (repo / "course.yaml").read_text().replace("name: Bob Example", "name: \"<script>alert('x')</script> & Bob\"")
     (repo / "course.yaml").write_text(text)
     result = _roster(repo, "--format", "html")

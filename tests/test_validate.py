@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import run_coursekit
-from helpers import edit_course
+from helpers import copy_course, edit_course
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "bad_courses.yaml").read_text())
 FIXED_DATES = {r'start: "[0-9-]+T09:00:00"': 'start: "2027-01-11T09:00:00"', r'end: "[0-9-]+T17:00:00"': 'end: "2027-01-11T17:00:00"'}
@@ -17,7 +16,7 @@ FIXED_DATES = {r'start: "[0-9-]+T09:00:00"': 'start: "2027-01-11T09:00:00"', r'e
 @pytest.fixture
 def workdir(course_repo: Path, tmp_path: Path, monkeypatch) -> Path:
     """A private copy of the baked course with fixed dates, as the cwd."""
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     text = (repo / "course.yaml").read_text()
     for pattern, fixed in FIXED_DATES.items():
         text = re.sub(pattern, fixed, text)
@@ -88,7 +87,7 @@ def test_usage_errors_exit_2(workdir):
 def test_notebook_settings_merge_in_order_and_a_later_false_wins(coursekit, course_repo, tmp_path):
     from coursekit.config import load_course
 
-    repo = shutil.copytree(course_repo, tmp_path / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    repo = copy_course(course_repo, tmp_path / "course")
     (repo / "notebooks" / "labs").mkdir()
     for name in ("labs/strict.ipynb", "labs/loose.ipynb", "deep.ipynb"):
         (repo / "notebooks" / name).write_text((repo / "notebooks" / "01-welcome.ipynb").read_text())
