@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -24,6 +25,19 @@ def baked(result) -> Path:
     return Path(result.project_path)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """Cache the test modules' bytecode (asserts rewritten) in .pytest_cache/bytecode, even where PYTHONDONTWRITEBYTECODE
+    is set: else every xdist worker rewrites and compiles them again (about 1.5 s of the fast lane's start). Only for
+    collection, and outside the tree: a __pycache__ in the template would be copied into every bake."""
+    saved = sys.dont_write_bytecode, sys.pycache_prefix
+    sys.dont_write_bytecode, sys.pycache_prefix = False, str(TEMPLATE / ".pytest_cache" / "bytecode")
+    try:
+        return (yield)
+    finally:
+        sys.dont_write_bytecode, sys.pycache_prefix = saved
+
+
 IN_PROCESS: dict = {"on": False}  # set per test: no engine and no emulator (see _cli_in_process)
 
 
@@ -32,6 +46,7 @@ def run_coursekit(repo: Path, *args: str, env: dict | None = None) -> subprocess
     tests with no engine and no emulator, coursekit's own main() in this process with the same environment, folder
     and streams (a third of a second of interpreter and imports saved per run: most of the fast lane)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("CI", "COURSEKIT_SECRET")}
+    full_env["XDG_CACHE_HOME"] = str(IN_PROCESS["cache"])
     full_env.update(env or {})
     if IN_PROCESS["on"]:
         return _in_process(repo, list(args), full_env)
@@ -48,7 +63,10 @@ def _in_process(repo: Path, args: list[str], env: dict[str, str]) -> subprocess.
 
     if "coursekit" not in sys.modules:  # the same package every bake holds; the session's bake outlives any copy
         sys.path.insert(0, str(IN_PROCESS["package_root"]))
-    from coursekit.cli import main
+    from coursekit import cli
+
+    if not hasattr(cli.build_parser, "cache_info"):  # one parser for all runs (3 ms each, hundreds of runs): parsing keeps no state
+        cli.build_parser = functools.cache(cli.build_parser)
 
     saved_env, saved_cwd, saved_term = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -58,7 +76,7 @@ def _in_process(repo: Path, args: list[str], env: dict[str, str]) -> subprocess.
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                code = main(args)
+                code = cli.main(args)
             except SystemExit as exc:  # argparse's usage errors (2) and --help (0)
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except Exception:  # what `python -m` prints and exits 1 for (--debug lets errors through)
@@ -72,12 +90,20 @@ def _in_process(repo: Path, args: list[str], env: dict[str, str]) -> subprocess.
     return subprocess.CompletedProcess([sys.executable, "-m", "coursekit", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Where coursekit runs of this session remember data checksums: not the user's ~/.cache, which the runs would
+    fill with an entry per course copy (and list, up to 10,000 entries, on every save)."""
+    IN_PROCESS["cache"] = tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
 def _cli_in_process(request):
-    """coursekit in this process for tests that need no engine and no emulator; a process of its own for the rest
-    (they run fleets, signals and long waits, where the process boundary is part of what is tested)."""
+    """coursekit in this process for tests that need no engine and no emulator (a browser alone is no reason); a
+    process of its own for the rest (they run fleets, signals and long waits, where the process boundary is part of
+    what is tested)."""
     marks = {m.name for m in request.node.iter_markers()}
-    IN_PROCESS["on"] = not marks & {"docker", "cloud", "workflows", "browser", "slow"}
+    IN_PROCESS["on"] = not marks & {"docker", "cloud", "workflows", "slow"}
     if IN_PROCESS["on"]:
         request.getfixturevalue("course_repo")  # whose package runs, whatever repo a test runs it in
     yield

@@ -59,6 +59,7 @@ from typing import Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
+from threadserver import serve, stop
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
@@ -368,7 +369,7 @@ class SeatStandIn:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*cert)
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.httpd)
 
     def get(self, path: str) -> tuple[int, dict]:
         """A contents-API model of path: a directory listing or a file in base64; hidden paths do not exist."""
@@ -385,8 +386,7 @@ class SeatStandIn:
         return 200, {"name": name, "path": path, "type": "directory", "format": "json", "content": children}
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
 
 class GatewayStandIn:
@@ -495,11 +495,10 @@ class GatewayStandIn:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*cert)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.httpd)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
 
 class Emulator:
@@ -612,14 +611,17 @@ class Emulator:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.httpd)
         return self.url
 
     def stop(self) -> None:
-        for stand_in in self.stand_ins.values():
-            stand_in.stop()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Stop every server at once: each takes up to a poll interval to notice."""
+        stops = [threading.Thread(target=stand_in.stop) for stand_in in self.stand_ins.values()]
+        for thread in stops:
+            thread.start()
+        stop(self.httpd)
+        for thread in stops:
+            thread.join()
         self._cert_dir.cleanup()
 
     def clouds_yaml(self, path: Path, cloud: str = "openstack") -> Path:

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "baseimage"))
 from standin import SYSTEM_CA, ensure_base_image, ensure_rootfs  # noqa: E402,F401  (SYSTEM_CA is re-exported to the tests)
+from threadserver import serve, stop
 
 
 def free_port() -> int:
@@ -176,8 +176,7 @@ class DataServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        # A short poll: shutdown() waits for it, at every test teardown.
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve(self.httpd)
 
     def add(self, name: str, content: bytes) -> tuple[str, str]:
         """Serve content at /name; returns (url, sha256)."""
@@ -191,8 +190,7 @@ def data_server(tmp_path) -> DataServer:
     root.mkdir()
     server = DataServer(root)
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    stop(server.httpd)
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@ loopback that answers its ping and then refuses everything (HTTP 500), and an ad
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import run_coursekit
 from helpers import copy_course
 from services import free_port
+from threadserver import serve, stop
 
 pytestmark = pytest.mark.slow  # every command as its own process
 
@@ -49,10 +49,9 @@ def refusing_engine():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
     yield f"tcp://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    stop(server)
 
 
 @pytest.fixture(scope="module")

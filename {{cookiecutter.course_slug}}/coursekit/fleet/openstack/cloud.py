@@ -40,6 +40,7 @@ class Cloud:
 
     def __init__(self, connection, backoff: float = 1.0):
         self.conn, self.backoff = connection, backoff
+        self._found: dict[tuple[str, str], Any] = {}  # flavors, images, networks and key pairs seen by name
 
     @classmethod
     def connect(cls, cloud: str, backoff: float = 1.0) -> Cloud:
@@ -108,10 +109,16 @@ class Cloud:
         self.retrying("shelving the VM", lambda: self.conn.compute.shelve_server(server_id))
 
     def find(self, kind: str, name: str):
-        """A flavor, image, network or key pair by name (None when there is none)."""
+        """A flavor, image, network or key pair by name (None when there is none). One that exists is looked up
+        once per connection: a deploy's preflight, its gateway and its boots ask for the same ones (two calls each)."""
+        if (kind, name) in self._found:
+            return self._found[kind, name]
         service, method = {"flavor": ("compute", "find_flavor"), "image": ("image", "find_image"),
                            "network": ("network", "find_network"), "key pair": ("compute", "find_keypair")}[kind]
-        return self.call(f"looking up the {kind} {name!r}", lambda: getattr(getattr(self.conn, service), method)(name))
+        found = self.call(f"looking up the {kind} {name!r}", lambda: getattr(getattr(self.conn, service), method)(name))
+        if found is not None:
+            self._found[kind, name] = found
+        return found
 
     def compute_limits(self):
         return self.call("reading compute quotas", lambda: self.conn.compute.get_limits()).absolute
