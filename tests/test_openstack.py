@@ -94,6 +94,21 @@ def test_deploy_five_seats_and_converge(course, cloud):
     assert len(cloud.calls) <= 10, cloud.calls  # a no-op re-deploy stays cheap
 
 
+def test_status_lists_the_course_once_and_asks_each_seat_once(course, cloud):
+    """The schedule column is read from the same probe as the row: at 50 seats, status is one listing and one
+    answer per seat (it was two of each), the seat's report of its image aside."""
+    assert deploy(course).returncode == 0
+    stand_ins = list(cloud.stand_ins.values())
+    before = [s.token_requests for s in stand_ins]
+    cloud.calls.clear()
+    shown = coursekit(course, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert all(r["schedule"] != "-" for r in json.loads(shown.stdout))  # the default course has a schedule
+    assert [c for c in cloud.calls if "servers/detail" in c or "floatingips" in c] == [
+        "GET /compute/v2.1/servers/detail", "GET /network/v2.0/floatingips"], cloud.calls
+    assert [s.token_requests - b for s, b in zip(stand_ins, before, strict=True)] == [2] * 5  # /api/status, seat.json
+
+
 def test_a_new_image_updates_each_vm_in_place_and_keeps_the_work(course, cloud):
     assert deploy(course).returncode == 0
     servers = {s["id"] for s in cloud.live_servers()}

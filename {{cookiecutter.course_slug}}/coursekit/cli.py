@@ -319,17 +319,16 @@ def _summarize_fleet(fleet, ref: str) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     """Per seat: state, URL, image, health and last activity."""
     import json
-    from dataclasses import asdict
 
     course = load_course(args.config)
     fleet = fleet_for(course, args.provider, _tokens(course))
     plan, now = schedule_of(course), _now(args)
     rows = fleet.status()
-    observed = {o.seat: o for o in fleet.observe()} if plan.windows or plan.idle_pause_hours or plan.expire else {}
-    when = {seat: plan.next_change(o.clock(), now) for seat, o in observed.items()}
+    scheduled = plan.windows or plan.idle_pause_hours or plan.expire
+    when = {r.seat: plan.next_change(r.clock, now) for r in rows if scheduled and r.clock is not None}
     warning = plan.expiry_warning(now)
     if args.json:
-        rows = [{**asdict(r), "schedule": when.get(r.seat, "-")} for r in rows]
+        rows = [{**r.columns(), "schedule": when.get(r.seat, "-")} for r in rows]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     else:
         table = Table(title=f"{course.course.name}: status")

@@ -224,6 +224,12 @@ def jupyter_clocks(body: dict | None) -> dict[str, datetime | None]:
     return {"started": parse_time(body.get("started")), "last_activity": parse_time(body.get("last_activity"))}
 
 
+def seat_clock(seat: str, paused: bool, paused_at: datetime | None, answer: dict | None) -> SeatClock:
+    """What the schedule reads of a seat: whether it is paused and since when, and the clocks in Jupyter's answer to
+    /api/status (None: it gave none)."""
+    return SeatClock(seat, paused, paused_at, **(jupyter_clocks(answer) if answer is not None else {}))
+
+
 def activity_text(body: dict | None) -> str:
     """Jupyter's last_activity as status shows it: a clean UTC time, or "unknown" for anything else a seat says."""
     moment = jupyter_clocks(body)["last_activity"]

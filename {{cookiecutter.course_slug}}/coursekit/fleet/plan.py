@@ -1,7 +1,7 @@
 """The planner: desired seats versus observed instances → actions. Pure; no cloud, no Docker."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 
@@ -139,6 +139,11 @@ class SeatStatus:
     health: str
     last_activity: str
     home: str = "-"  # how much the seat's home holds, where the provider can tell
+    clock: SeatClock | None = field(default=None, compare=False)  # read in the same probe: status asks each seat once
+
+    def columns(self) -> dict[str, str]:
+        """What `coursekit status` shows of the row."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clock"}
 
 
 def discard(actions: list[Action], seats: set[str]) -> list[Action]:

@@ -27,7 +27,7 @@ from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, Sea
 from coursekit.fleet.progress import SeatProgress
 from coursekit.fleet.provider import Provider, spool_work
 from coursekit.parallel import Interrupted, each, run_all
-from coursekit.schedule import activity_text, jupyter_clocks, parse_time
+from coursekit.schedule import activity_text, jupyter_clocks, parse_time, seat_clock
 from coursekit.seatclient import SeatClient
 from coursekit.seats import SeatTokens
 
@@ -254,9 +254,10 @@ class DockerProvider(Provider):
             return SeatStatus(seat, "home only" if volume else "missing", "", "", "-", "-", home)
         code, body = self.seats.status(container) if container.status == "running" else (0, None)
         health = "ok" if code == 200 else (f"HTTP {code}" if code else "no answer")
-        state = "paused" if paused(container) else container.status
-        return SeatStatus(seat, state, self.url(container), self.docker.image_name(container.image_id), health,
-                          activity_text(body) if code == 200 else "-", home)
+        is_paused = paused(container)
+        clock = seat_clock(seat, is_paused, parse_time(container.finished_at) if is_paused else None, body if code == 200 else None)
+        return SeatStatus(seat, "paused" if is_paused else container.status, self.url(container), self.docker.image_name(container.image_id),
+                          health, activity_text(body) if code == 200 else "-", home, clock)
 
     def extra_status_rows(self) -> list[SeatStatus]:
         return self.doors.status_rows()

@@ -50,8 +50,7 @@ class Boot:
         reach = self.doors.reach()
         found = quota.check(self.cloud, self.settings, sum(a.kind is Kind.CREATE for a in actions),
                             self.doors.need(actions, reach)) if work else {}
-        created = self.doors.open(actions, lambda: (found.get("public") or self.cloud.find("network", "public")).id)
-        reach = self.doors.reach()  # as the door now is
+        created, reach = self.doors.open(actions, reach, lambda: (found.get("public") or self.cloud.find("network", "public")).id)
         group = self.doors.security_group() if work else None
         items = [_Seat(a) for a in work]
         with SeatProgress([a.seat for a in actions], f"deploy {self.at.slug}") as progress:

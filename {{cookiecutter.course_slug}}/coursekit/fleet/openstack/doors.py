@@ -80,9 +80,10 @@ class Doors(ABC):
         """Give back a removed seat's address."""
         return None  # a hook: nothing of the seat's own unless the door says so
 
-    def open(self, actions: list[Action], public_network: Callable[[], str]) -> str | None:
-        """Make ready what serves the seats before they boot; the id of a new server it made, if any."""
-        return None
+    def open(self, actions: list[Action], reach: Reach, public_network: Callable[[], str]) -> tuple[str | None, Reach]:
+        """Make ready what serves the seats before they boot: the id of a new server it made (if any), and where the
+        seats are reached now."""
+        return None, reach  # a hook: nothing serves the seats but themselves
 
     def sync(self, servers: list, created: str | None = None, image: str | None = None) -> list[Outcome]:
         """Bring what serves the seats in line with these servers (one outcome of its own, or none)."""
@@ -193,10 +194,11 @@ class Gateway(Doors):
             raise CoursekitError("the gateway has no floating IP yet; deploy again")
         return reach.shared
 
-    def open(self, actions: list[Action], public_network: Callable[[], str]) -> str | None:
+    def open(self, actions: list[Action], reach: Reach, public_network: Callable[[], str]) -> tuple[str | None, Reach]:
         if all(a.kind is Kind.REMOVE for a in actions):
-            return None
-        return self.gateway.ensure(public_network)[1]
+            return None, reach
+        created = self.gateway.ensure(public_network)[1]
+        return created, self.reach()
 
     def sync(self, servers: list, created: str | None = None, image: str | None = None) -> list[Outcome]:
         """Attach the gateway's address once its VM is up, then put the routes of these servers on it."""

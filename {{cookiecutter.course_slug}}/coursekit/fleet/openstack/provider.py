@@ -27,7 +27,7 @@ from coursekit.fleet.openstack.homes import Homes, running_image
 from coursekit.fleet.plan import Action, Kind, Observed, Outcome, SeatState, SeatStatus
 from coursekit.fleet.provider import Provider, spool_work
 from coursekit.parallel import each
-from coursekit.schedule import activity_text, jupyter_clocks, parse_time
+from coursekit.schedule import activity_text, jupyter_clocks, parse_time, seat_clock
 from coursekit.seatclient import SeatClient, UntrustedSeat
 from coursekit.seats import SeatTokens
 
@@ -224,8 +224,10 @@ class OpenStackProvider(Provider):
             code, body, health = 0, None, "unexpected certificate: token withheld"
         url = self.doors.url(seat, fip.floating_ip_address) if fip is not None else ""
         image = (code == 200 and running_image(client)) or server.metadata.get(labels.META_IMAGE, "")
-        state = "paused" if POWERED_OFF.get(server.status) == SeatState.PAUSED else server.status.lower()
-        return SeatStatus(seat, state, url, image, health, activity_text(body) if code == 200 else "-")
+        is_paused = POWERED_OFF.get(server.status) is SeatState.PAUSED
+        paused_at = parse_time(server.metadata.get(labels.META_PAUSED)) if server.status in POWERED_OFF else None
+        return SeatStatus(seat, "paused" if is_paused else server.status.lower(), url, image, health,
+                          activity_text(body) if code == 200 else "-", clock=seat_clock(seat, is_paused, paused_at, body if code == 200 else None))
 
     def extra_status_rows(self) -> list[SeatStatus]:
         return self.doors.status_rows()
