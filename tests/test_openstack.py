@@ -104,7 +104,7 @@ def test_status_lists_the_course_once_and_asks_each_seat_once(course, cloud):
     shown = coursekit(course, "status", "--json")
     assert shown.returncode == 0, shown.stderr
     assert all(r["schedule"] != "-" for r in json.loads(shown.stdout))  # the default course has a schedule
-    assert [c for c in cloud.calls if "servers/detail" in c or "floatingips" in c] == [
+    assert sorted(c for c in cloud.calls if "servers/detail" in c or "floatingips" in c) == [
         "GET /compute/v2.1/servers/detail", "GET /network/v2.0/floatingips"], cloud.calls
     assert [s.token_requests - b for s, b in zip(stand_ins, before, strict=True)] == [2] * 5  # /api/status, seat.json
 
