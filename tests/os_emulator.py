@@ -615,13 +615,9 @@ class Emulator:
         return self.url
 
     def stop(self) -> None:
-        """Stop every server at once: each takes up to a poll interval to notice."""
-        stops = [threading.Thread(target=stand_in.stop) for stand_in in self.stand_ins.values()]
-        for thread in stops:
-            thread.start()
+        for stand_in in self.stand_ins.values():
+            stand_in.stop()
         stop(self.httpd)
-        for thread in stops:
-            thread.join()
         self._cert_dir.cleanup()
 
     def clouds_yaml(self, path: Path, cloud: str = "openstack") -> Path:
