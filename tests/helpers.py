@@ -23,7 +23,10 @@ SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 def copy_course(course_repo: Path, dest: Path) -> Path:
     """A private, writable copy of a baked course. Its coursekit package is hard-linked to the bake's, which no test
     writes: a copy costs a tenth of a full one, and removing it frees no data (the fast lane makes about a hundred)."""
-    repo = shutil.copytree(course_repo, dest, ignore=shutil.ignore_patterns("__pycache__", "coursekit"))
+    def rest(folder: str, names: list[str]) -> set[str]:  # the package is linked below; any other "coursekit" is copied
+        return {"__pycache__"} | ({"coursekit"} if Path(folder) == course_repo else set())
+
+    repo = shutil.copytree(course_repo, dest, ignore=rest)
     shutil.copytree(course_repo / "coursekit", repo / "coursekit", ignore=shutil.ignore_patterns("__pycache__"),
                     copy_function=os.link)
     return repo
