@@ -86,7 +86,7 @@ def test_strong_secrets_of_every_usual_kind_are_accepted(coursekit):
 
     from coursekit.seats import read_secret
 
-    # Drawn once and once refused: a 16-byte token with no digit, '-' or '_' (1 in 40), a hex token of low spread (1 in 10,000)
+    # Drawn once and once refused: a 16-byte token with no digit, '-' or '_' (about 1 in 80), a hex token of low spread (1 in 10,000)
     seen = ("KLQhUSkJFPimmmEoilNHiQ", "469b982e4a4b46a2e94924744aa4e9ed", "7a70972ae83e377327a77f37eeeace67")
     for secret in (secrets.token_urlsafe(16), secrets.token_urlsafe(32), secrets.token_hex(16), GOOD_SECRET, *seen):
         assert read_secret({"COURSEKIT_SECRET": secret}) == secret

@@ -59,7 +59,7 @@ def apparent_bits(secret: str) -> float:
     alphabet = sum(len(c) for c in classes if any(ch in c for ch in secret))
     alphabet += 33 if any(not any(ch in c for c in classes) for ch in secret) else 0
     if set(secret) <= URLSAFE and any(ch.islower() for ch in secret) and any(ch.isupper() for ch in secret):
-        # URL-safe base64 (secrets.token_urlsafe): 22 characters without a digit, '-' or '_' happen in 1 draw of 40
+        # URL-safe base64 (secrets.token_urlsafe): 22 characters without a digit, '-' or '_' happen in about 1 draw of 80
         alphabet = max(alphabet, 64)
     return len(secret) * math.log2(alphabet) if alphabet > 1 else 0.0
 
