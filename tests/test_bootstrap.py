@@ -17,7 +17,7 @@ import docker.errors
 import pytest
 import yaml
 from conftest import run_coursekit
-from helpers import build, copy_course
+from helpers import build, commit, copy_course
 from services import free_port
 from standin import ensure_rootfs
 
@@ -97,8 +97,7 @@ def _https_json(url: str, token: str) -> dict:
 
 def _publish_commit(repo, base_image, docker_client, message: str) -> str:
     """Commit, build and publish; the local copy is removed, so the VM must pull it from the registry."""
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message], cwd=repo, check=True)
+    commit(repo, message)
     built = build(repo, base_image)
     assert built.returncode == 0, built.stderr
     assert run_coursekit(repo, "publish", "--no-latest").returncode == 0
@@ -112,7 +111,6 @@ def test_bootstrap_pulls_fetches_serves_https_and_updates_in_place(
 ):
     repo = copy_course(course_repo, tmp_path / "course")
     (repo / "course.yaml").write_text((repo / "course.yaml").read_text().replace('registry: "docker.io"', f'registry: "{registry}"'))
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     image = _publish_commit(repo, base_image, docker_client, "course")
 
     from coursekit import keys

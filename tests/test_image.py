@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import run_coursekit
-from helpers import build, copy_course
+from helpers import build, commit, copy_course, git
 from services import remove_course_layers
 
 pytestmark = pytest.mark.usefixtures("course_containers")
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _commit(repo: Path, message: str) -> str:
-    _git(repo, "add", "-A")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
-    return _git(repo, "rev-parse", "--short", "HEAD")
 
 
 def _edit(repo: Path, old: str, new: str) -> None:
@@ -39,13 +29,12 @@ def course(course_repo, tmp_path, registry) -> Path:
     """A private copy of the default bake, published to the loopback registry, committed on main."""
     repo = copy_course(course_repo, tmp_path / "course")
     _edit(repo, 'registry: "docker.io"', f'registry: "{registry}"')
-    _git(repo, "init", "-q", "-b", "main")
-    _commit(repo, "course")
+    commit(repo, "course")
     return repo
 
 
 def test_bake_build_test_publish_pull_run(course, base_image, registry, docker_client):
-    sha = _git(course, "rev-parse", "--short", "HEAD")
+    sha = git(course, "rev-parse", "--short", "HEAD")
     name = f"{registry}/your-user/intro-to-data-science"
 
     built = build(course, base_image)
@@ -78,7 +67,7 @@ def test_bake_build_test_publish_pull_run(course, base_image, registry, docker_c
 
 
 def test_latest_only_on_main(course, base_image, registry):
-    _git(course, "checkout", "-q", "-b", "feature")
+    git(course, "checkout", "-q", "-b", "feature")
     assert build(course, base_image).returncode == 0
     published = run_coursekit(course, "publish")
     assert published.returncode == 0, published.stderr
@@ -88,12 +77,12 @@ def test_latest_only_on_main(course, base_image, registry):
 
 def test_notebook_only_change_reuses_every_dependency_layer(course, base_image, docker_client, registry):
     assert build(course, base_image).returncode == 0
-    before = docker_client.images.get(f"{registry}/your-user/intro-to-data-science:{_git(course, 'rev-parse', '--short', 'HEAD')}")
+    before = docker_client.images.get(f"{registry}/your-user/intro-to-data-science:{git(course, 'rev-parse', '--short', 'HEAD')}")
     notebook = course / "notebooks" / "01-welcome.ipynb"
     nb = json.loads(notebook.read_text())
     nb["cells"][0]["source"].append("\nEdited during class.")
     notebook.write_text(json.dumps(nb, indent=1))
-    sha = _commit(course, "edit a notebook")
+    sha = commit(course, "edit a notebook")
     rebuilt = build(course, base_image)
     assert rebuilt.returncode == 0
     after = docker_client.images.get(f"{registry}/your-user/intro-to-data-science:{sha}")
@@ -107,7 +96,7 @@ def test_ci_runner_reuses_the_published_layers(course, base_image, docker_client
     # Its own image name, and a layer chain no other test shares.
     _edit(course, 'slug: "intro-to-data-science"', 'slug: "ci-runner-course"')
     _edit(course, 'repository: "your-user/intro-to-data-science"', 'repository: "your-user/ci-runner-course"')
-    _commit(course, "own image")
+    commit(course, "own image")
     name = f"{registry}/your-user/ci-runner-course"
     first = build(course, base_image, "--cache-from", "latest")  # the first push: nothing is published yet
     assert first.returncode == 0, first.stderr
@@ -121,7 +110,7 @@ def test_ci_runner_reuses_the_published_layers(course, base_image, docker_client
     nb = json.loads(notebook.read_text())
     nb["cells"][0]["source"].append("\nEdited on a branch.")
     notebook.write_text(json.dumps(nb, indent=1))
-    sha = _commit(course, "edit a notebook")
+    sha = commit(course, "edit a notebook")
 
     rebuilt = build(course, base_image, "--cache-from", "latest")
     assert rebuilt.returncode == 0, rebuilt.stderr
@@ -140,7 +129,7 @@ def test_data_over_http_with_retries_and_when_build(course, base_image, data_ser
         f"  - {{url: '{url}', sha256: {sha}, path: atlas/atlas.csv}}\n"
         f"  - {{url: '{baked_url}', sha256: {baked_sha}, path: baked.csv, when: build}}\n"
     ))
-    _commit(course, "remote data")
+    commit(course, "remote data")
     built = build(course, base_image, "--network", "host")
     assert built.returncode == 0, built.stderr
     assert data_server.requests.count("/baked.csv") == 1  # fetched once, at build time
@@ -152,7 +141,7 @@ def test_data_over_http_with_retries_and_when_build(course, base_image, data_ser
 
 def test_restart_keeps_verified_data_and_student_notebooks(course, base_image, docker_client, registry):
     assert build(course, base_image).returncode == 0
-    image = f"{registry}/your-user/intro-to-data-science:{_git(course, 'rev-parse', '--short', 'HEAD')}"
+    image = f"{registry}/your-user/intro-to-data-science:{git(course, 'rev-parse', '--short', 'HEAD')}"
     volume = docker_client.volumes.create()
     options = dict(
         detach=True, volumes={volume.name: {"bind": "/home/jovyan", "mode": "rw"}},
@@ -194,7 +183,7 @@ def test_a_notebook_that_raises_names_notebook_cell_and_error(course, base_image
         "nbformat": 4, "nbformat_minor": 5,
     }
     (course / "notebooks" / "02-broken.ipynb").write_text(json.dumps(broken))
-    _commit(course, "broken notebook")
+    commit(course, "broken notebook")
     assert build(course, base_image).returncode == 0
     tested = run_coursekit(course, "test")
     assert tested.returncode == 1
@@ -206,7 +195,7 @@ def test_a_notebook_that_raises_names_notebook_cell_and_error(course, base_image
 
 def test_a_package_that_does_not_exist_fails_the_build_clearly(course, base_image):
     _edit(course, "- nibabel==5.4.2", "- coursekit-no-such-package==1.0")
-    _commit(course, "bad package")
+    commit(course, "bad package")
     built = build(course, base_image)
     assert built.returncode == 1 and "Traceback" not in built.stderr
     # The failing step is the pinned-packages one, named with its number and command.
@@ -218,7 +207,7 @@ def test_a_package_that_does_not_exist_fails_the_build_clearly(course, base_imag
 def test_a_failing_dockerfile_step_shows_the_step_and_its_output(course, base_image):
     with (course / "Dockerfile").open("a") as dockerfile:
         dockerfile.write("RUN echo 'preparing the lesson' && ls /no/such/dir\n")
-    _commit(course, "broken Dockerfile")
+    commit(course, "broken Dockerfile")
     built = build(course, base_image)
     assert built.returncode == 1
     assert "RUN echo 'preparing the lesson' && ls /no/such/dir" in built.stderr
@@ -230,7 +219,7 @@ def test_a_checksum_mismatch_fails_the_image_test_though_jupyter_starts(course, 
     url, _ = data_server.add("atlas.csv", b"the real file")
     _edit(course, "data:                   # files every student finds in ~/data, verified by sha256\n",
           f"data:\n  - {{url: '{url}', sha256: {'f' * 64}, path: atlas.csv}}\n")
-    _commit(course, "wrong checksum")
+    commit(course, "wrong checksum")
     assert build(course, base_image).returncode == 0
     tested = run_coursekit(course, "test", "--network", "host")
     assert tested.returncode == 1
@@ -240,7 +229,7 @@ def test_a_checksum_mismatch_fails_the_image_test_though_jupyter_starts(course, 
 
 def test_a_registry_that_refuses_the_push(course, base_image, readonly_registry, registry):
     _edit(course, f'registry: "{registry}"', f'registry: "{readonly_registry}"')
-    _commit(course, "read-only registry")
+    commit(course, "read-only registry")
     assert build(course, base_image).returncode == 0
     published = run_coursekit(course, "publish")
     assert published.returncode == 1 and "Traceback" not in published.stderr
